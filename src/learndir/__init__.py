@@ -1,0 +1,1 @@
+"""learndir: a self-hosted user directory speaking the iSpring Learn user API."""

@@ -1,0 +1,157 @@
+"""Assembles the interfaces into one ASGI application."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from learndir.api.ispring_rest import routes as rest
+from learndir.api.ispring_rest.wire import error_body, render, render_error
+from learndir.api.soap import routes as soap
+from learndir.core.errors import DomainError
+from learndir.db.engine import Database
+from learndir.settings import Settings, get_settings
+
+access_log = logging.getLogger("learndir.access")
+error_log = logging.getLogger("learndir.error")
+
+# A body this much larger than the cap is not drained: the connection is closed instead.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """Caps request bodies before anything parses them, and writes one log line per request
+    with a request id (never a body, header value or query string)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        status_holder = {"status": 0}
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        declared = headers.get(b"content-length")
+        try:
+            too_large = declared is not None and int(declared) > self.max_body_bytes
+        except ValueError:
+            too_large = True
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            if too_large:
+                raise _BodyTooLarge
+            await self.app(scope, limited_receive, send_logged)
+        except _BodyTooLarge:
+            await self._drain(receive, received)
+            await self._too_large(scope, send_logged)
+        finally:
+            access_log.info(
+                "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
+                request_id, scope.get("method"), scope.get("path"), status_holder["status"],
+                (time.perf_counter() - started) * 1000,
+            )
+
+    async def _drain(self, receive: Receive, already: int) -> None:
+        """Reads and discards the rest of the body, so the client gets the 413 cleanly."""
+        total = already
+        while total < _DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            total += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        reason = f"the request body is larger than {self.max_body_bytes} bytes"
+        if scope.get("path", "").startswith("/soap"):
+            body, media_type = soap.fault_bytes(None, "Request too large", "request", reason)
+        else:
+            request = Request(scope)
+            response = render(request, error_body(413, "request_too_large",
+                                                  "Request too large", "request", reason), 413)
+            body, media_type = response.body, response.media_type or "application/json"
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", media_type.encode()),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="learndir", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.db = Database(settings.database_url)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        return render_error(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = "Not found" if exc.status_code == 404 else str(exc.detail)
+        return render(request, error_body(exc.status_code, "http_error", message, None,
+                                          f"{request.method} {request.url.path}"),
+                      exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        error_log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return render(request, error_body(500, "internal_error", "Internal error", None, None),
+                      500)
+
+    @app.get("/health")
+    def health() -> Response:
+        try:
+            with app.state.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            error_log.warning("health check failed: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "database": "reachable"})
+
+    @app.on_event("shutdown")
+    def close_database() -> None:
+        app.state.db.dispose()
+
+    app.include_router(rest.token_router)
+    app.include_router(rest.router)
+    app.include_router(rest.router, prefix="/api/v2")
+    app.include_router(soap.router)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    return app

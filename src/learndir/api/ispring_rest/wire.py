@@ -1,0 +1,220 @@
+"""The iSpring REST wire format: XML unless JSON is asked for, PHP-style form keys, X- headers,
+and the one table that maps domain errors to HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import Response
+from lxml import etree
+
+from learndir.api.xml import XmlRejected, element_to_data, parse_xml
+from learndir.core.errors import DomainError, ErrorCode, invalid
+
+# Domain error -> HTTP status. HTTP statuses appear nowhere else.
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_PARAMETERS: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.SEAT_LIMIT_EXCEEDED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.LOGIN_TAKEN: 409,
+    ErrorCode.EMAIL_TAKEN: 409,
+    ErrorCode.FIELD_VALUE_TAKEN: 409,
+    ErrorCode.ACCOUNT_EXISTS: 409,
+}
+
+# Element names whose content is a list even with a single child.
+LIST_KEYS = frozenset({
+    "groupIds", "groups", "manageableDepartmentIds", "roles", "userIds", "departmentIds",
+})
+
+_XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    if "json" not in accept:
+        return False
+    if "xml" not in accept:
+        return True
+    return accept.index("json") < accept.index("xml")
+
+
+def _append(parent: etree._Element, name: str, value: Any, item_names: dict[str, str]) -> None:
+    if isinstance(value, list):
+        holder = etree.SubElement(parent, name)
+        item = item_names.get(name, "id")
+        for entry in value:
+            _append(holder, item, entry, item_names)
+        return
+    element = etree.SubElement(parent, name)
+    _fill(element, value, item_names)
+
+
+def _fill(element: etree._Element, value: Any, item_names: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _append(element, key, inner, item_names)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    elif value is not None:
+        element.text = str(value)
+
+
+def to_xml(value: Any, *, items: str | None = None,
+           item_names: dict[str, str] | None = None) -> bytes:
+    """Renders `value` under a compact <response> root. A top-level list becomes repeated
+    `items` elements; nested lists are wrapped, their items named by `item_names` (default id)."""
+    root = etree.Element("response")
+    names = item_names or {}
+    if isinstance(value, list):
+        for entry in value:
+            _append(root, items or "item", entry, names)
+    else:
+        _fill(root, value, names)
+    return _XML_DECL + etree.tostring(root, encoding="UTF-8")
+
+
+def render(request: Request, value: Any, status: int = 200, *, items: str | None = None,
+           item_names: dict[str, str] | None = None) -> Response:
+    if wants_json(request):
+        return Response(json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+                        status_code=status, media_type="application/json")
+    return Response(to_xml(value, items=items, item_names=item_names), status_code=status,
+                    media_type="application/xml; charset=utf-8")
+
+
+def error_body(status: int, error: str, message: str, parameter: str | None,
+               reason: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": status, "message": message, "error": error}
+    if parameter:
+        body["parameter"] = parameter
+    if reason:
+        body["reason"] = reason
+    if parameter or reason:
+        body["detail"] = ": ".join(p for p in (parameter, reason) if p)
+    return body
+
+
+def render_error(request: Request, exc: DomainError) -> Response:
+    status = STATUS[exc.code]
+    response = render(request, error_body(status, exc.code.value, exc.message, exc.parameter,
+                                          exc.reason), status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+# ---- request decoding -------------------------------------------------------------------
+
+_PHP_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+
+
+def php_nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """`fields[login]=a&groupIds[]=b&roles[0][roleId]=c` -> nested dicts and lists."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        match = _PHP_KEY.match(key)
+        if match is None:
+            raise invalid(key, "malformed form key")
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        node: Any = result
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if part == "":
+                    if last:
+                        node.append(value)
+                        break
+                    node.append({})
+                    node = node[-1]
+                    continue
+                raise invalid(key, "mixes list and keyed form entries")
+            nxt = parts[i + 1] if not last else None
+            if last:
+                node[part] = value
+            else:
+                if part not in node:
+                    node[part] = [] if nxt == "" else {}
+                node = node[part]
+    return _lists_from_numeric_keys(result)
+
+
+def _lists_from_numeric_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        converted = {k: _lists_from_numeric_keys(v) for k, v in value.items()}
+        if converted and all(k.isdigit() for k in converted):
+            return [converted[k] for k in sorted(converted, key=int)]
+        return converted
+    if isinstance(value, list):
+        return [_lists_from_numeric_keys(v) for v in value]
+    return value
+
+
+async def decode_body(request: Request) -> dict[str, Any]:
+    """The request body as plain data, whatever its encoding; errors are Wrong parameters."""
+    body = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form()
+        return php_nest([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+    if not body.strip():
+        return {}
+    stripped = body.lstrip()
+    if "json" in ctype or (not ctype and stripped[:1] in (b"{", b"[")):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid("request", f"malformed JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise invalid("request", "the JSON body must be an object")
+        return data
+    if "xml" in ctype or (not ctype and stripped[:1] == b"<"):
+        try:
+            root = parse_xml(body)
+            data = element_to_data(root, LIST_KEYS)
+        except XmlRejected as exc:
+            raise invalid("request", str(exc)) from None
+        if isinstance(data, str):
+            return {} if not data.strip() else {"": data}
+        if not isinstance(data, dict):
+            raise invalid("request", "the XML body must hold named parameters")
+        return data
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("request", "the body is neither JSON, XML nor a form") from None
+    return php_nest(pairs)
+
+
+def header_list(raw: str) -> list[Any]:
+    """An array in a header: JSON, or comma-separated."""
+    raw = raw.strip()
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise invalid("headers", f"malformed JSON array {raw!r}") from None
+        if not isinstance(value, list):
+            raise invalid("headers", "expected a JSON array")
+        return value
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def header_object(raw: str) -> dict[str, Any]:
+    """An object in a header: JSON, or `name=value&name=value`."""
+    raw = raw.strip()
+    if raw.startswith("{"):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise invalid("X-Fields", "malformed JSON object") from None
+        if not isinstance(value, dict):
+            raise invalid("X-Fields", "expected a JSON object")
+        return value
+    return dict(parse_qsl(raw, keep_blank_values=True))

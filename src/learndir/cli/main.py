@@ -1,0 +1,240 @@
+"""The `learndir` command: set up accounts, issue API keys, run the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+
+from learndir.core.errors import DomainError, ErrorCode
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="learndir: a self-hosted user directory speaking the iSpring Learn API.")
+api_key_app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(db_app, name="db")
+
+DEFAULT_DATABASE_URL = "sqlite:///learndir.db"
+
+# Domain error -> process exit code.
+EXIT_CODES: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_PARAMETERS: 2,
+    ErrorCode.ACCOUNT_EXISTS: 3,
+    ErrorCode.LOGIN_TAKEN: 4,
+    ErrorCode.EMAIL_TAKEN: 4,
+    ErrorCode.FIELD_VALUE_TAKEN: 4,
+    ErrorCode.SEAT_LIMIT_EXCEEDED: 5,
+    ErrorCode.PERMISSION_DENIED: 6,
+    ErrorCode.UNAUTHENTICATED: 6,
+    ErrorCode.NOT_FOUND: 7,
+}
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL; default $LEARNDIR_DATABASE_URL, "
+                 f"else {DEFAULT_DATABASE_URL}"),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _database_url(option: str | None) -> str:
+    return option or os.environ.get("LEARNDIR_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def _fail(exc: DomainError) -> NoReturn:
+    typer.echo(f"error: {exc.describe()}", err=True)
+    raise typer.Exit(EXIT_CODES.get(exc.code, 1))
+
+
+def _open(url: str) -> Any:
+    from learndir.db.engine import Database
+    from learndir.db.migrate import upgrade_database
+
+    upgrade_database(url)
+    return Database(url, pool_size=2)
+
+
+def _load_spec(path: Path) -> Any:
+    from learndir.core.accounts import AccountSpec
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        typer.echo(f"error: cannot read {path}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    except yaml.YAMLError as exc:
+        typer.echo(f"error: {path} is not valid YAML: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return AccountSpec.parse(data)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the schema to the newest revision."""
+    from learndir.db.migrate import upgrade_database
+
+    upgrade_database(_database_url(database_url))
+    typer.echo("schema is up to date")
+
+
+@app.command()
+def init(
+    account_file: Annotated[Path, typer.Option("--account-file", help="Account YAML file.")],
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the schema if needed and the account described in ACCOUNT_FILE."""
+    from learndir.core.accounts import create_account
+
+    db = _open(_database_url(database_url))
+    try:
+        created = create_account(db, _load_spec(account_file))
+    except DomainError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    result = {
+        "accountId": created.account_id,
+        "accountUrl": created.account_url,
+        "rootDepartmentId": created.root_department_id,
+        "ownerUserId": created.owner_user_id,
+        "clientId": created.client_id,
+        "clientSecret": created.client_secret,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"Account {created.account_url} created.")
+        for key, value in result.items():
+            typer.echo(f"  {key}: {value}")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    account_url: Annotated[str, typer.Option("--account-url")],
+    login: Annotated[str, typer.Option("--login", help="Login or e-mail of the key's user.")],
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key that acts with the rights of user LOGIN."""
+    from learndir.core.auth import create_api_key
+
+    db = _open(_database_url(database_url))
+    try:
+        key = create_api_key(db, account_url, login)
+    except DomainError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps({"clientId": key.client_id, "clientSecret": key.client_secret}))
+    else:
+        typer.echo(f"clientId: {key.client_id}\nclientSecret: {key.client_secret}")
+
+
+def _run_server(url: str, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from learndir.db.migrate import upgrade_database
+
+    upgrade_database(url)
+    # Worker processes build their own app from the environment.
+    os.environ["LEARNDIR_DATABASE_URL"] = url
+    log_config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": os.environ.get("LEARNDIR_LOG_LEVEL", "INFO")},
+        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+    }
+    uvicorn.run("learndir.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_config=log_config, access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+@app.command()
+def serve(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
+) -> None:
+    """Serve the SOAP and REST APIs."""
+    _run_server(_database_url(database_url), host, port, workers)
+
+
+@app.command()
+def demo(
+    account_file: Annotated[Path, typer.Option("--account-file")] = Path("examples/demo.yaml"),
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+) -> None:
+    """Set up the demo account (once), print how to call the API with a fresh key, and serve."""
+    from learndir.core.accounts import create_account, find_account
+    from learndir.core.auth import create_api_key
+
+    url = database_url or os.environ.get("LEARNDIR_DATABASE_URL") or "sqlite:///learndir-demo.db"
+    spec = _load_spec(account_file)
+    db = _open(url)
+    try:
+        try:
+            created = create_account(db, spec)
+            client_id, secret = created.client_id, created.client_secret
+        except DomainError as exc:
+            if exc.code is not ErrorCode.ACCOUNT_EXISTS:
+                _fail(exc)
+            key = create_api_key(db, spec.url, spec.owner.login)
+            client_id, secret = key.client_id, key.client_secret
+        summary = find_account(db, spec.url)
+        assert summary is not None
+    finally:
+        db.dispose()
+    base = f"http://{host}:{port}"
+    owner = spec.owner
+    typer.echo(_DEMO_TEXT.format(
+        base=base, account_url=spec.url, client_id=client_id, secret=secret, root=summary.root_department_id,
+        login=owner.login, password=owner.password or "<owner password>", db=url))
+    sys.stdout.flush()
+    _run_server(url, host, port, 1)
+
+
+_DEMO_TEXT = """
+learndir demo account {account_url} (database {db})
+
+1. Get a token (valid 30 minutes):
+   curl -s -X POST {base}/api/v3/token \\
+     -d client_id={client_id} -d client_secret={secret} -d grant_type=client_credentials
+
+2. Add a user over REST (JSON; drop the Accept header for XML):
+   curl -s -X POST {base}/user -H "Authorization: Bearer $TOKEN" \\
+     -H "Content-Type: application/json" -H "Accept: application/json" \\
+     -d '{{"departmentId": "{root}", "fields": {{"login": "jane", "email": "jane@example.com"}}}}'
+
+   ... or with the account's credentials instead of a token:
+   curl -s -X POST {base}/user -H "X-Auth-Account-Url: {account_url}" \\
+     -H "X-Auth-Email: {login}" -H "X-Auth-Password: {password}" \\
+     -H "Content-Type: application/xml" \\
+     -d '<request><departmentId>{root}</departmentId><fields><login>john</login></fields></request>'
+
+3. Add a user over SOAP (WSDL at {base}/soap?wsdl):
+   curl -s -X POST {base}/soap -H "Content-Type: text/xml" -d '<?xml version="1.0"?>
+   <SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
+     xmlns="http://ispringlearn.com/go/services/api/soap"><SOAP-ENV:Body><AddUserRequest>
+     <credentials><accountUrl>{account_url}</accountUrl><email>{login}</email>
+     <password>{password}</password></credentials>
+     <login>kate</login><departmentId>{root}</departmentId><sendLoginEmail>false</sendLoginEmail>
+   </AddUserRequest></SOAP-ENV:Body></SOAP-ENV:Envelope>'
+
+4. Look things up: GET {base}/department, {base}/group, {base}/role, {base}/user/profile/fields
+
+Serving on {base} (Ctrl+C to stop)
+"""

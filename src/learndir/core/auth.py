@@ -1,0 +1,272 @@
+"""Establishing who calls: API keys and the 30-minute tokens they buy, and account credentials.
+
+Interfaces only turn their wire credentials into one of these calls; the resulting Actor carries
+the rights that the core services check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, insert, or_, select
+
+from learndir.core.actor import AccountInfo, Actor, Grant
+from learndir.core.common import fold, utcnow
+from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.passwords import verify_password
+from learndir.core.roles import STANDARD_ROLES, Permission, Role, RoleKind
+from learndir.db.engine import Database
+from learndir.db.schema import (
+    access_tokens,
+    accounts,
+    api_keys,
+    departments,
+    roles,
+    user_role_departments,
+    user_roles,
+    users,
+)
+
+ACTIVE = 1
+DEFAULT_TOKEN_LIFETIME = 1800
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def account_url_key(url: str) -> str:
+    """Accounts are matched on host and path, ignoring scheme, case and a trailing slash."""
+    key = url.strip().lower()
+    for scheme in ("https://", "http://"):
+        if key.startswith(scheme):
+            key = key[len(scheme) :]
+            break
+    return key.rstrip("/")
+
+
+def _unauthenticated(reason: str) -> DomainError:
+    return DomainError(ErrorCode.UNAUTHENTICATED, reason)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def load_actor(conn: Connection, user_id: str) -> Actor | None:
+    """The user as an Actor, or None when the user is gone or not active."""
+    row = conn.execute(
+        select(
+            users.c.id,
+            users.c.login,
+            users.c.status,
+            accounts.c.id.label("account_id"),
+            accounts.c.url,
+            accounts.c.name,
+            accounts.c.seat_limit,
+            accounts.c.password_min_length,
+        )
+        .join(accounts, accounts.c.id == users.c.account_id)
+        .where(users.c.id == user_id)
+    ).first()
+    if row is None or row.status != ACTIVE:
+        return None
+    role_rows = conn.execute(
+        select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions)
+        .join(user_roles, user_roles.c.role_id == roles.c.id)
+        .where(user_roles.c.user_id == user_id)
+    ).all()
+    path_rows = conn.execute(
+        select(user_role_departments.c.role_id, departments.c.path)
+        .join(departments, departments.c.id == user_role_departments.c.department_id)
+        .where(user_role_departments.c.user_id == user_id)
+    ).all()
+    paths: dict[str, list[str]] = {}
+    for p in path_rows:
+        paths.setdefault(p.role_id, []).append(p.path)
+    grants = []
+    for r in role_rows:
+        kind = RoleKind(r.kind)
+        perms = (
+            frozenset(Permission(p) for p in r.permissions.split())
+            if kind is RoleKind.CUSTOM
+            else STANDARD_ROLES[kind][2]
+        )
+        role = Role(id=r.id, kind=kind, name=r.name, permissions=perms)
+        grants.append(Grant(role=role, department_paths=tuple(paths.get(r.id, ()))))
+    account = AccountInfo(
+        id=row.account_id,
+        url=row.url,
+        name=row.name,
+        seat_limit=row.seat_limit,
+        password_min_length=row.password_min_length,
+    )
+    return Actor(user_id=row.id, login=row.login, account=account, grants=tuple(grants))
+
+
+def create_api_key_for_user(conn: Connection, user_id: str) -> ApiKey:
+    key = ApiKey(client_id=secrets.token_hex(16), client_secret=secrets.token_urlsafe(32))
+    conn.execute(
+        insert(api_keys).values(
+            client_id=key.client_id,
+            secret_hash=_sha256(key.client_secret),
+            user_id=user_id,
+            created_at=utcnow(),
+        )
+    )
+    return key
+
+
+def find_user_id(conn: Connection, account_url: str, login_or_email: str) -> str | None:
+    key = fold(login_or_email)
+    row = conn.execute(
+        select(users.c.id)
+        .join(accounts, accounts.c.id == users.c.account_id)
+        .where(
+            accounts.c.url_key == account_url_key(account_url),
+            or_(users.c.login_key == key, users.c.email_key == key),
+        )
+        .order_by(users.c.login_key != key)  # a login match wins over an e-mail match
+    ).first()
+    return row.id if row else None
+
+
+def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:
+    with db.write() as conn:
+        user_id = find_user_id(conn, account_url, login)
+        if user_id is None:
+            raise invalid("login", f"no user {login!r} in account {account_url!r}")
+        return create_api_key_for_user(conn, user_id)
+
+
+def issue_token(
+    db: Database,
+    client_id: str | None,
+    client_secret: str | None,
+    grant_type: str | None,
+    lifetime: int = DEFAULT_TOKEN_LIFETIME,
+) -> IssuedToken:
+    if not client_id:
+        raise invalid("client_id", "is required")
+    if not client_secret:
+        raise invalid("client_secret", "is required")
+    if grant_type != "client_credentials":
+        raise invalid("grant_type", "must be client_credentials")
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with db.write() as conn:
+        row = conn.execute(
+            select(api_keys.c.secret_hash, api_keys.c.user_id).where(
+                api_keys.c.client_id == client_id
+            )
+        ).first()
+        if row is None or not hmac.compare_digest(row.secret_hash, _sha256(client_secret)):
+            raise _unauthenticated("unknown client_id or wrong client_secret")
+        if load_actor(conn, row.user_id) is None:
+            raise _unauthenticated("the API key's user is not active")
+        conn.execute(
+            delete(access_tokens).where(
+                access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
+            )
+        )
+        conn.execute(
+            insert(access_tokens).values(
+                token_hash=_sha256(token),
+                user_id=row.user_id,
+                expires_at=now + timedelta(seconds=lifetime),
+            )
+        )
+    return IssuedToken(access_token=token, expires_in=lifetime)
+
+
+def authenticate_token(db: Database, token: str | None) -> Actor:
+    if not token or not token.strip():
+        raise _unauthenticated("no access token given")
+    with db.read() as conn:
+        row = conn.execute(
+            select(access_tokens.c.user_id, access_tokens.c.expires_at).where(
+                access_tokens.c.token_hash == _sha256(token.strip())
+            )
+        ).first()
+        if row is None:
+            raise _unauthenticated("unknown access token")
+        if _as_utc(row.expires_at) <= utcnow():
+            raise _unauthenticated("the access token has expired; request a new one")
+        actor = load_actor(conn, row.user_id)
+    if actor is None:
+        raise _unauthenticated("the token's user is not active")
+    return actor
+
+
+class _VerifiedPasswords:
+    """Remembers recent successful Argon2 verifications so a script that sends its credentials
+    with every call does not pay a full hash each time. Keys bind the stored hash, so a changed
+    password invalidates them; they are HMACs under a per-process key."""
+
+    def __init__(self, ttl: float = 300.0, size: int = 10_000) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl = ttl
+        self._size = size
+        self._seen: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, password_hash: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{password_hash}\0{password}".encode(), "sha256").digest()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        digest = self._digest(password_hash, password)
+        now = time.monotonic()
+        with self._lock:
+            expiry = self._seen.get(digest)
+        if expiry is not None and expiry > now:
+            return True
+        if not verify_password(password_hash, password):
+            return False
+        with self._lock:
+            if len(self._seen) >= self._size:
+                self._seen.clear()
+            self._seen[digest] = now + self._ttl
+        return True
+
+
+_verified = _VerifiedPasswords()
+
+
+def authenticate_credentials(
+    db: Database, account_url: str | None, login_or_email: str | None, password: str | None
+) -> Actor:
+    if not account_url or not login_or_email or not password:
+        raise _unauthenticated("account URL, login or e-mail, and password are all required")
+    with db.read() as conn:
+        user_id = find_user_id(conn, account_url, login_or_email)
+        stored = None
+        if user_id is not None:
+            stored = conn.execute(
+                select(users.c.password_hash).where(users.c.id == user_id)
+            ).scalar_one()
+    # The hash is checked outside any transaction: it takes tens of milliseconds.
+    if user_id is None or not stored or not _verified.verify(stored, password):
+        raise _unauthenticated("wrong account URL, login or password")
+    with db.read() as conn:
+        actor = load_actor(conn, user_id)
+    if actor is None:
+        raise _unauthenticated("the user is not active")
+    return actor

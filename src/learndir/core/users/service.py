@@ -1,0 +1,507 @@
+"""addUser: every rule of the two seed documents, checked once for every interface.
+
+Order of checks: can the actor add users at all; then the parameters (Wrong parameters); then
+whether the actor may act on the chosen department and roles (Permission Denied); then
+duplicates; then the seat limit, which is taken last with a conditional counter update so the
+account row is locked only for the end of the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from learndir.core import departments as departments_repo
+from learndir.core import groups as groups_repo
+from learndir.core.actor import Actor, Scope
+from learndir.core.common import as_uuid_text, fold, new_id, utcnow
+from learndir.core.departments import Department
+from learndir.core.errors import DomainError, ErrorCode, denied, invalid
+from learndir.core.passwords import hash_password
+from learndir.core.profile_fields import (
+    ProfileField,
+    account_fields,
+    check_value,
+    is_email,
+    resolve_field,
+)
+from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind, account_roles
+from learndir.core.users.commands import AddUser, ApiGeneration
+from learndir.db.engine import Database
+from learndir.db.schema import (
+    accounts,
+    group_members,
+    outbox,
+    user_field_values,
+    user_role_departments,
+    user_roles,
+    users,
+)
+
+ACTIVE = 1
+MAX_PASSWORD_LENGTH = 256
+_BUILTIN_COLUMNS = ("first_name", "last_name", "job_title", "phone")
+
+
+@dataclass
+class _Invitation:
+    channel: str
+    recipient: str
+    message: str
+
+
+@dataclass
+class _Plan:
+    """A request whose parameters have all been checked: what will be written."""
+
+    login: str
+    email: str | None
+    department: Department
+    builtin: dict[str, str] = field(default_factory=dict)
+    custom: list[tuple[ProfileField, str]] = field(default_factory=list)
+    roles: list[tuple[Role, list[Department]]] = field(default_factory=list)
+    group_ids: list[str] = field(default_factory=list)
+    invitations: list[_Invitation] = field(default_factory=list)
+
+
+def add_user(
+    db: Database, actor: Actor, cmd: AddUser, generation: ApiGeneration = ApiGeneration.TOKEN
+) -> str:
+    """Adds the user and returns their id; any failure changes nothing."""
+    scope = _add_scope(actor)
+    password = check_password(actor, cmd)
+    # Hashing takes tens of milliseconds: never while holding the write transaction.
+    password_hash = hash_password(password) if password else None
+    with db.write() as conn:
+        return add_user_in(conn, actor, cmd, generation, password_hash, scope)
+
+
+def _add_scope(actor: Actor) -> Scope:
+    scope = actor.scope(Permission.ADD_USERS)
+    if scope.is_empty:
+        raise denied("your roles do not allow adding users")
+    return scope
+
+
+def check_password(actor: Actor, cmd: AddUser) -> str | None:
+    if cmd.password is None or cmd.password.get_secret_value() == "":
+        return None
+    password = cmd.password.get_secret_value()
+    minimum = actor.account.password_min_length
+    if len(password) < minimum:
+        raise invalid("password", f"must be at least {minimum} characters long")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise invalid("password", f"must be at most {MAX_PASSWORD_LENGTH} characters long")
+    return password
+
+
+def add_user_in(
+    conn: Connection,
+    actor: Actor,
+    cmd: AddUser,
+    generation: ApiGeneration,
+    password_hash: str | None,
+    scope: Scope | None = None,
+) -> str:
+    """addUser inside a transaction the caller owns (used by account files too)."""
+    scope = scope or _add_scope(actor)
+    plan = _plan(conn, actor, cmd, generation)
+    _authorize(actor, scope, plan, "roles" if cmd.roles else "role")
+    _check_duplicates(conn, actor.account_id, plan)
+    try:
+        user_id = _insert(conn, actor, plan, password_hash)
+    except IntegrityError as exc:
+        raise _duplicate_from_integrity_error(exc, plan) from None
+    taken = conn.execute(
+        update(accounts)
+        .where(
+            accounts.c.id == actor.account_id,
+            or_(accounts.c.seat_limit.is_(None), accounts.c.active_users < accounts.c.seat_limit),
+        )
+        .values(active_users=accounts.c.active_users + 1)
+    )
+    if taken.rowcount != 1:
+        raise DomainError(
+            ErrorCode.SEAT_LIMIT_EXCEEDED, "every user account of the subscription is in use"
+        )
+    return user_id
+
+
+def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> _Plan:
+    account_id = actor.account_id
+    values = _merge_profile_values(cmd)
+    if not values.get("login"):
+        raise invalid("login", "is required")
+    if not cmd.department_id or not cmd.department_id.strip():
+        raise invalid("departmentId", "is required")
+
+    fields = account_fields(conn, account_id)
+    checked: dict[str, tuple[ProfileField, str]] = {}
+    for name, raw in values.items():
+        profile_field = resolve_field(fields, name)
+        parameter = name if name in ("login", "email") else f"fields.{name}"
+        if profile_field is None:
+            raise invalid(parameter, "this account has no such profile field")
+        key = profile_field.name.casefold()
+        if key in checked:
+            raise invalid(parameter, "given more than once")
+        checked[key] = (profile_field, check_value(profile_field, raw, parameter))
+    for profile_field in fields:
+        if not profile_field.is_required or profile_field.type == "country":
+            continue
+        present = checked.get(profile_field.name.casefold())
+        if present is None or not present[1]:
+            parameter = (
+                profile_field.name if profile_field.is_builtin else f"fields.{profile_field.name}"
+            )
+            raise invalid(parameter, "is required by this account's profile settings")
+
+    wanted_departments = [cmd.department_id, *(cmd.manageable_department_ids or [])]
+    for item in cmd.roles or []:
+        wanted_departments.extend(item.manageable_department_ids or [])
+    known = departments_repo.get_many(
+        conn, account_id, [as_uuid_text(d) or "" for d in wanted_departments]
+    )
+    department = known.get(as_uuid_text(cmd.department_id) or "")
+    if department is None:
+        raise invalid("departmentId", f"no department {cmd.department_id!r} in this account")
+
+    login = checked.pop("login")[1]
+    email_entry = checked.pop("email", None)
+    email = email_entry[1] if email_entry and email_entry[1] else None
+    plan = _Plan(login=login, email=email, department=department)
+    for key, (profile_field, value) in checked.items():
+        if profile_field.is_builtin:
+            plan.builtin[key] = value
+        elif value:
+            plan.custom.append((profile_field, value))
+
+    plan.roles = _resolve_roles(conn, account_id, cmd, generation, known)
+    plan.group_ids = _resolve_groups(conn, account_id, cmd.groups or [])
+    plan.invitations = _invitations(actor, cmd, generation, plan)
+    return plan
+
+
+def _merge_profile_values(cmd: AddUser) -> dict[str, str]:
+    """login and e-mail may come top-level or inside `fields`; names are case-insensitive."""
+    values: dict[str, str] = {}
+    for name, raw in cmd.fields.items():
+        key = name.strip().casefold()
+        if not key:
+            raise invalid("fields", "a profile field has no name")
+        if key in values:
+            raise invalid(f"fields.{name}", "given more than once")
+        values[key] = raw or ""
+    for key, top in (("login", cmd.login), ("email", cmd.email)):
+        if top is None:
+            continue
+        inner = values.get(key)
+        if inner and top.strip() and fold(inner) != fold(top):
+            raise invalid(key, f"differs from fields.{key}")
+        if top.strip() or key not in values:
+            values[key] = top
+    return values
+
+
+def _resolve_roles(
+    conn: Connection,
+    account_id: str,
+    cmd: AddUser,
+    generation: ApiGeneration,
+    known_departments: dict[str, Department],
+) -> list[tuple[Role, list[Department]]]:
+    account_role_list = account_roles(conn, account_id)
+    by_id = {r.id: r for r in account_role_list}
+    by_kind = {r.kind: r for r in account_role_list if r.kind is not RoleKind.CUSTOM}
+    chosen: list[tuple[Role, list[str] | None, str]] = []
+
+    if cmd.roles:
+        if len(cmd.roles) > 2:
+            raise invalid("roles", "at most two roles: Learner and one administrative role")
+        for i, item in enumerate(cmd.roles):
+            parameter = f"roles[{i}].roleId"
+            role = by_id.get(as_uuid_text(item.role_id) or "")
+            if role is None:
+                raise invalid(parameter, f"no role {item.role_id!r} in this account")
+            if role.kind is RoleKind.OWNER:
+                raise invalid(parameter, "the account owner role cannot be assigned")
+            departments_given = item.manageable_department_ids
+            if departments_given is None and role.kind is not RoleKind.LEARNER:
+                departments_given = cmd.manageable_department_ids
+            chosen.append((role, departments_given, f"roles[{i}].manageableDepartmentIds"))
+        if len(chosen) == 2:
+            learners = [r for r, _, _ in chosen if r.kind is RoleKind.LEARNER]
+            if len(learners) != 1:
+                raise invalid(
+                    "roles",
+                    "with two roles, one must be Learner and the other an administrative role",
+                )
+    else:
+        role = _single_role(cmd, generation, by_id, by_kind)
+        chosen.append((role, cmd.manageable_department_ids, "manageableDepartmentIds"))
+
+    result: list[tuple[Role, list[Department]]] = []
+    for role, department_ids, parameter in chosen:
+        ids = [d for d in (department_ids or []) if d and d.strip()]
+        if role.is_department_scoped and not ids:
+            raise invalid(parameter, f"is required for the {role.name} role")
+        if not role.is_department_scoped and ids:
+            raise invalid(
+                parameter,
+                "only department administrator, publisher and custom "
+                f"roles manage departments, not {role.name}",
+            )
+        managed: dict[str, Department] = {}
+        for raw in ids:
+            dept = known_departments.get(as_uuid_text(raw) or "")
+            if dept is None:
+                raise invalid(parameter, f"no department {raw!r} in this account")
+            managed[dept.id] = dept
+        result.append((role, list(managed.values())))
+    return result
+
+
+def _single_role(
+    cmd: AddUser,
+    generation: ApiGeneration,
+    by_id: dict[str, Role],
+    by_kind: dict[RoleKind, Role],
+) -> Role:
+    role_id = as_uuid_text(cmd.role_id) if cmd.role_id and cmd.role_id.strip() else None
+    if cmd.role_id and cmd.role_id.strip() and role_id is None:
+        raise invalid("roleId", f"no role {cmd.role_id!r} in this account")
+    if not cmd.role or not cmd.role.strip():
+        if role_id is None:
+            return by_kind[RoleKind.LEARNER]
+        role = by_id.get(role_id)
+        if role is None:
+            raise invalid("roleId", f"no role {cmd.role_id!r} in this account")
+        if role.kind is RoleKind.OWNER:
+            raise invalid("roleId", "the account owner role cannot be assigned")
+        return role
+    kind = ROLE_SPELLINGS.get(cmd.role.strip().casefold())
+    if kind is None:
+        spellings = ", ".join(s for s in ROLE_SPELLINGS if "owner" not in s)
+        raise invalid("role", f"unknown role {cmd.role!r}; use one of: {spellings}")
+    if kind is RoleKind.OWNER:
+        raise invalid("role", "the account owner role cannot be assigned")
+    if kind is RoleKind.CUSTOM:
+        if role_id is None:
+            raise invalid("roleId", "is required when role is custom")
+        role = by_id.get(role_id)
+        if role is None:
+            raise invalid("roleId", f"no role {cmd.role_id!r} in this account")
+        if role.kind is RoleKind.CUSTOM:
+            return role
+        if role.kind is RoleKind.PUBLISHER and generation is ApiGeneration.CREDENTIALS:
+            return role
+        hint = "; use role=publisher" if role.kind is RoleKind.PUBLISHER else ""
+        raise invalid(
+            "roleId", f"role custom needs the id of a custom role, and {role.name} is not one{hint}"
+        )
+    role = by_kind[kind]
+    if role_id is not None and role_id != role.id:
+        raise invalid("roleId", f"does not match role {cmd.role!r}")
+    return role
+
+
+def _resolve_groups(conn: Connection, account_id: str, raw_ids: list[str]) -> list[str]:
+    wanted: dict[str, str] = {}
+    for raw in raw_ids:
+        if not raw or not raw.strip():
+            continue
+        canonical = as_uuid_text(raw)
+        if canonical is None:
+            raise invalid("groups", f"no group {raw!r} in this account")
+        wanted[canonical] = raw
+    found = groups_repo.existing_ids(conn, account_id, wanted)
+    for canonical, raw in wanted.items():
+        if canonical not in found:
+            raise invalid("groups", f"no group {raw!r} in this account")
+    return list(wanted)
+
+
+def _invitations(
+    actor: Actor, cmd: AddUser, generation: ApiGeneration, plan: _Plan
+) -> list[_Invitation]:
+    result = []
+    explicit = cmd.send_login_email is True
+    wanted = (
+        cmd.send_login_email
+        if cmd.send_login_email is not None
+        else (generation is ApiGeneration.CREDENTIALS)
+    )
+    if wanted:
+        recipient = plan.email or (plan.login if is_email(plan.login) else None)
+        message = (cmd.invitation_message or "").strip()
+        if explicit and generation is ApiGeneration.TOKEN and not message:
+            raise invalid("invitationMessage", "is required when sendLoginEmail is true")
+        if recipient is None:
+            if explicit:
+                raise invalid(
+                    "sendLoginEmail",
+                    "the user has no e-mail address (neither email "
+                    "nor a login that is an e-mail) to invite",
+                )
+        else:
+            result.append(
+                _Invitation(
+                    "email",
+                    recipient,
+                    message
+                    or (
+                        f"You have been invited to {actor.account.name}. Sign in at "
+                        f"{actor.account.url} with the login {plan.login}."
+                    ),
+                )
+            )
+    if cmd.send_login_sms:
+        message = (cmd.invitation_sms_message or "").strip()
+        if not message:
+            raise invalid("invitationSMSMessage", "is required when sendLoginSMS is true")
+        phone = plan.builtin.get("phone")
+        if not phone:
+            raise invalid("sendLoginSMS", "the user has no phone number in the profile")
+        result.append(_Invitation("sms", phone, message))
+    return result
+
+
+def _authorize(actor: Actor, scope: Scope, plan: _Plan, role_parameter: str) -> None:
+    if not scope.covers(plan.department.path):
+        raise denied("the department is outside the departments you manage", "departmentId")
+    if scope.account_wide:
+        return
+    own = actor.permissions_within_departments()
+    for role, managed in plan.roles:
+        if role.is_account_wide:
+            raise denied(
+                f"only the account owner and account administrators can grant the {role.name} role",
+                role_parameter,
+            )
+        if not role.permissions <= own:
+            raise denied(f"the {role.name} role has rights your roles do not have", role_parameter)
+        for dept in managed:
+            if not scope.covers(dept.path):
+                raise denied(
+                    f"department {dept.id} is outside the departments you manage",
+                    "manageableDepartmentIds",
+                )
+
+
+def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
+    login_key = fold(plan.login)
+    email_key = fold(plan.email) if plan.email else None
+    condition = users.c.login_key == login_key
+    if email_key:
+        condition = or_(condition, users.c.email_key == email_key)
+    rows = conn.execute(
+        select(users.c.login_key, users.c.email_key).where(
+            users.c.account_id == account_id, condition
+        )
+    ).all()
+    if any(r.login_key == login_key for r in rows):
+        raise DomainError(
+            ErrorCode.LOGIN_TAKEN, f"login {plan.login!r} is taken", parameter="login"
+        )
+    if rows:
+        raise DomainError(
+            ErrorCode.EMAIL_TAKEN, f"e-mail {plan.email!r} is taken", parameter="email"
+        )
+    for profile_field, value in plan.custom:
+        if not profile_field.is_unique:
+            continue
+        taken = conn.execute(
+            select(user_field_values.c.user_id).where(
+                user_field_values.c.field_id == profile_field.id,
+                user_field_values.c.unique_key == fold(value),
+            )
+        ).first()
+        if taken:
+            raise DomainError(
+                ErrorCode.FIELD_VALUE_TAKEN,
+                f"value {value!r} is taken",
+                parameter=profile_field.name,
+            )
+
+
+def _duplicate_from_integrity_error(exc: IntegrityError, plan: _Plan) -> DomainError:
+    """A concurrent request won the race for a unique value: the same answer as the pre-check."""
+    text = str(exc.orig)
+    if "login_key" in text:
+        return DomainError(
+            ErrorCode.LOGIN_TAKEN, f"login {plan.login!r} is taken", parameter="login"
+        )
+    if "email_key" in text:
+        return DomainError(
+            ErrorCode.EMAIL_TAKEN, f"e-mail {plan.email!r} is taken", parameter="email"
+        )
+    if "unique_key" in text:
+        name = next((f.name for f, _ in plan.custom if f.is_unique), "value")
+        return DomainError(ErrorCode.FIELD_VALUE_TAKEN, "the value is taken", parameter=name)
+    raise exc
+
+
+def _insert(conn: Connection, actor: Actor, plan: _Plan, password_hash: str | None) -> str:
+    user_id = new_id()
+    now = utcnow()
+    conn.execute(
+        insert(users).values(
+            id=user_id,
+            account_id=actor.account_id,
+            department_id=plan.department.id,
+            login=plan.login,
+            login_key=fold(plan.login),
+            email=plan.email,
+            email_key=fold(plan.email) if plan.email else None,
+            password_hash=password_hash,
+            status=ACTIVE,
+            added_at=now,
+            added_by=actor.user_id,
+            **{c: plan.builtin.get(c) or None for c in _BUILTIN_COLUMNS},
+        )
+    )
+    if plan.custom:
+        conn.execute(
+            insert(user_field_values),
+            [
+                {
+                    "user_id": user_id,
+                    "field_id": f.id,
+                    "value": value,
+                    "unique_key": fold(value) if f.is_unique else None,
+                }
+                for f, value in plan.custom
+            ],
+        )
+    conn.execute(insert(user_roles), [{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles])
+    managed = [
+        {"user_id": user_id, "role_id": r.id, "department_id": d.id}
+        for r, depts in plan.roles
+        for d in depts
+    ]
+    if managed:
+        conn.execute(insert(user_role_departments), managed)
+    if plan.group_ids:
+        conn.execute(
+            insert(group_members), [{"group_id": g, "user_id": user_id} for g in plan.group_ids]
+        )
+    if plan.invitations:
+        conn.execute(
+            insert(outbox),
+            [
+                {
+                    "id": new_id(),
+                    "account_id": actor.account_id,
+                    "user_id": user_id,
+                    "channel": inv.channel,
+                    "recipient": inv.recipient,
+                    "message": inv.message,
+                    "status": "pending",
+                    "created_at": now,
+                }
+                for inv in plan.invitations
+            ],
+        )
+    return user_id

@@ -1,0 +1,116 @@
+"""Engines and the unit of work.
+
+One transaction per request or command: `Database.write()` yields a connection inside a
+transaction that commits when the block ends and rolls back on any error, so a rejected request
+changes nothing. Repositories execute statements on that connection and never commit.
+
+SQLite writers take the database lock at the start of the transaction (BEGIN IMMEDIATE). Inside
+one process they queue on a lock first, and across processes on an advisory file lock, so
+concurrent writers wait in line instead of sleeping in SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and pick the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = normalize_database_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._write_lock = threading.Lock()
+        self._lock_file: Any = None
+        if self.is_sqlite:
+            self.engine = self._sqlite_engine(parsed.database or "")
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+            )
+
+    def _sqlite_engine(self, path: str) -> Engine:
+        if not path or path == ":memory:":
+            raise ValueError("learndir needs a SQLite database file, not an in-memory database")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._lock_path = os.path.abspath(path) + ".write-lock"
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below decide how each transaction starts.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("learndir_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode else "BEGIN")
+
+        return engine
+
+    @contextlib.contextmanager
+    def _sqlite_writer_turn(self) -> Iterator[None]:
+        with self._write_lock:
+            if self._lock_file is None:
+                self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction: commits on success, rolls back on any exception."""
+        turn = self._sqlite_writer_turn() if self.is_sqlite else contextlib.nullcontext()
+        with turn, self.engine.connect() as conn:
+            conn = conn.execution_options(learndir_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction; always rolled back."""
+        with self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                yield conn
+            finally:
+                trans.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def nullpool_engine(url: str) -> Engine:
+    """A short-lived engine for one-off maintenance (migrations, database creation)."""
+    return create_engine(normalize_database_url(url), poolclass=NullPool)

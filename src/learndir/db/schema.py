@@ -1,0 +1,204 @@
+"""The relational schema, shared by SQLite and PostgreSQL.
+
+Portable types only (UUIDs as 36-char strings, UTC timestamps), and a naming convention so
+constraint and index names are identical on both databases.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(36)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", String(255), nullable=False),
+    # Host and path, lower-cased, without scheme or trailing slash: what callers are matched on.
+    Column("url_key", String(255), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("seat_limit", Integer, nullable=True),
+    # Users with status active; updated in the same transaction as every change of status so the
+    # seat limit is one conditional UPDATE that serialises concurrent adds on the account row.
+    Column("active_users", Integer, nullable=False, server_default="0"),
+    Column("password_min_length", Integer, nullable=False, server_default="8"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+departments = Table(
+    "departments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("parent_id", ID, ForeignKey("departments.id"), nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("code", String(255), nullable=True),
+    Column("code_key", String(255), nullable=True),
+    # Materialised path "/<root id>/<child id>/.../<own id>/": subtree tests are prefix tests.
+    Column("path", String(2048), nullable=False),
+    UniqueConstraint("account_id", "code_key"),
+    Index(None, "account_id", "path"),
+    Index(None, "parent_id"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Index(None, "account_id"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    # owner, account_administrator, department_administrator, course_author, publisher,
+    # supervisor, learner, or custom.
+    Column("kind", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    # Space-separated permission names; only meaningful for custom roles.
+    Column("permissions", Text, nullable=False, server_default=""),
+    Index(None, "account_id", "kind"),
+)
+
+profile_fields = Table(
+    "profile_fields",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    # The public id: LOGIN, EMAIL, FIRST_NAME, ... or USER_DEFINED_FIELD<n>.
+    Column("field_key", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("name_key", String(128), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("is_builtin", Boolean, nullable=False),
+    Column("is_required", Boolean, nullable=False),
+    Column("is_unique", Boolean, nullable=False),
+    Column("order_priority", Integer, nullable=False),
+    UniqueConstraint("account_id", "name_key"),
+    UniqueConstraint("account_id", "field_key"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("department_id", ID, ForeignKey("departments.id"), nullable=False),
+    Column("login", String(255), nullable=False),
+    Column("login_key", String(255), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("email_key", String(320), nullable=True),
+    Column("first_name", String(255), nullable=True),
+    Column("last_name", String(255), nullable=True),
+    Column("job_title", String(255), nullable=True),
+    Column("phone", String(64), nullable=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_by", ID, nullable=True),
+    UniqueConstraint("account_id", "login_key"),
+    UniqueConstraint("account_id", "email_key"),
+    Index(None, "department_id"),
+)
+
+user_field_values = Table(
+    "user_field_values",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("field_id", ID, ForeignKey("profile_fields.id"), primary_key=True),
+    Column("value", Text, nullable=False),
+    # Case-folded value for unique fields, NULL otherwise: the unique index below enforces
+    # uniqueness per field (and so per account) while NULLs never collide.
+    Column("unique_key", String(512), nullable=True),
+    UniqueConstraint("field_id", "unique_key"),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ID, ForeignKey("roles.id"), primary_key=True),
+    Index(None, "role_id"),
+)
+
+user_role_departments = Table(
+    "user_role_departments",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ID, ForeignKey("roles.id"), primary_key=True),
+    Column("department_id", ID, ForeignKey("departments.id"), primary_key=True),
+    Index(None, "department_id"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", ID, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "user_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    # SHA-256 of the secret: secrets are 256 random bits, so a fast hash is not guessable.
+    Column("secret_hash", String(64), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_id"),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "expires_at"),
+)
+
+# Durable record of each invitation asked for; a delivery worker (SMTP, SMS) drains it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index(None, "status", "created_at"),
+    Index(None, "user_id"),
+)
