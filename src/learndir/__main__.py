@@ -1,0 +1,3 @@
+from learndir.cli.main import app
+
+app()

@@ -1,0 +1,212 @@
+"""One addUser call, three wires: SOAP (through zeep reading the served WSDL), REST XML and REST
+JSON. Each transport turns the seed's parameter names into its own format and the answer back
+into an Outcome, so one scenario table runs through all of them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import zeep
+import zeep.exceptions
+from lxml import etree
+
+SOAP_NS = "http://ispringlearn.com/go/services/api/soap"
+
+
+@dataclass(frozen=True)
+class Auth:
+    token: str | None = None
+    account_url: str | None = None
+    login: str | None = None
+    password: str | None = None
+
+    @property
+    def is_credentials(self) -> bool:
+        return self.token is None
+
+
+@dataclass
+class Outcome:
+    status: int
+    user_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    parameter: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.user_id is not None
+
+
+def _rest_headers(auth: Auth) -> dict[str, str]:
+    if auth.token is not None:
+        return {"Authorization": f"Bearer {auth.token}"}
+    return {
+        "X-Auth-Account-Url": auth.account_url or "",
+        "X-Auth-Email": auth.login or "",
+        "X-Auth-Password": auth.password or "",
+    }
+
+
+def _new_user(params: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI's NewUser: login and e-mail inside `fields`, groups as `groupIds`."""
+    body = {k: v for k, v in params.items() if k not in ("login", "email", "groups", "fields")}
+    fields = dict(params.get("fields") or {})
+    for key in ("login", "email"):
+        if key in params:
+            if key in fields:  # both given: send the seed's top-level name as well
+                body[key] = params[key]
+            else:
+                fields[key] = params[key]
+    if fields:
+        body["fields"] = fields
+    if "groups" in params:
+        body["groupIds"] = params["groups"]
+    return body
+
+
+class RestJson:
+    name = "rest-json"
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+
+    def add_user(self, params: dict[str, Any], auth: Auth) -> Outcome:
+        response = self.client.post(
+            "/user",
+            content=json.dumps(_new_user(params)),
+            headers={
+                **_rest_headers(auth),
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        assert response.headers["content-type"].startswith("application/json"), response.text
+        body = response.json()
+        if response.status_code == 201:
+            assert isinstance(body, str)
+            return Outcome(201, user_id=body)
+        assert body["code"] == response.status_code
+        return Outcome(
+            response.status_code,
+            code=body.get("error"),
+            message=body["message"],
+            parameter=body.get("parameter"),
+            reason=body.get("reason"),
+        )
+
+
+def _xml_value(parent: etree._Element, name: str, value: Any) -> None:
+    element = etree.SubElement(parent, name)
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _xml_value(element, key, inner)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                _xml_value(element, "userRole", item)
+            else:
+                etree.SubElement(element, "id").text = str(item)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    elif value is not None:
+        element.text = str(value)
+
+
+class RestXml:
+    name = "rest-xml"
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+
+    def add_user(self, params: dict[str, Any], auth: Auth) -> Outcome:
+        root = etree.Element("request")
+        for key, value in _new_user(params).items():
+            _xml_value(root, key, value)
+        response = self.client.post(
+            "/user",
+            content=etree.tostring(root),
+            headers={**_rest_headers(auth), "Content-Type": "application/xml"},
+        )
+        assert response.headers["content-type"].startswith("application/xml"), response.text
+        doc = etree.fromstring(response.content)
+        assert doc.tag == "response"
+        if response.status_code == 201:
+            assert len(doc) == 0
+            return Outcome(201, user_id=doc.text)
+        assert doc.findtext("code") == str(response.status_code)
+        return Outcome(
+            response.status_code,
+            code=doc.findtext("error"),
+            message=doc.findtext("message"),
+            parameter=doc.findtext("parameter"),
+            reason=doc.findtext("reason"),
+        )
+
+
+class Soap:
+    name = "soap"
+
+    def __init__(self, base_url: str) -> None:
+        self.client = zeep.Client(f"{base_url}/soap?wsdl")
+
+    def add_user(self, params: dict[str, Any], auth: Auth) -> Outcome:
+        call: dict[str, Any] = {}
+        if auth.token is not None:
+            call["credentials"] = {"token": auth.token}
+        else:
+            call["credentials"] = {
+                "accountUrl": auth.account_url,
+                "email": auth.login,
+                "password": auth.password,
+            }
+        for key, value in params.items():
+            if key in ("groups", "manageableDepartmentIds"):
+                call[key] = {"id": value}
+            elif key == "fields":
+                call[key] = {"field": [{"name": k, "value": v} for k, v in value.items()]}
+            elif key == "roles":
+                call[key] = {
+                    "_value_1": [
+                        {
+                            "userRole": {
+                                "roleId": r["roleId"],
+                                **(
+                                    {
+                                        "manageableDepartmentIds": {
+                                            "id": r["manageableDepartmentIds"]
+                                        }
+                                    }
+                                    if "manageableDepartmentIds" in r
+                                    else {}
+                                ),
+                            }
+                        }
+                        if isinstance(r, dict)
+                        else {"id": r}
+                        for r in value
+                    ]
+                }
+            else:
+                call[key] = value
+        try:
+            result = self.client.service.AddUser(**call)
+        except zeep.exceptions.Fault as fault:
+            detail = fault.detail
+            error = detail.find(f"{{{SOAP_NS}}}error") if detail is not None else None
+
+            def text(name: str) -> str | None:
+                return error.findtext(f"{{{SOAP_NS}}}{name}") if error is not None else None
+
+            return Outcome(
+                0,
+                code=text("code"),
+                message=fault.message,
+                parameter=text("parameter"),
+                reason=text("reason"),
+            )
+        return Outcome(200, user_id=result if isinstance(result, str) else result.userId)
