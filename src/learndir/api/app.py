@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -51,8 +52,10 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode("latin-1"))]
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
             await send(message)
 
         declared = headers.get(b"content-length")
@@ -81,7 +84,10 @@ class RequestGuard:
         finally:
             access_log.info(
                 "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
-                request_id, scope.get("method"), scope.get("path"), status_holder["status"],
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+                status_holder["status"],
                 (time.perf_counter() - started) * 1000,
             )
 
@@ -102,13 +108,23 @@ class RequestGuard:
             body, media_type = soap.fault_bytes(None, "Request too large", "request", reason)
         else:
             request = Request(scope)
-            response = render(request, error_body(413, "request_too_large",
-                                                  "Request too large", "request", reason), 413)
-            body, media_type = response.body, response.media_type or "application/json"
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", media_type.encode()),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+            response = render(
+                request,
+                error_body(413, "request_too_large", "Request too large", "request", reason),
+                413,
+            )
+            body, media_type = bytes(response.body), response.media_type or "application/json"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", media_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -125,15 +141,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = "Not found" if exc.status_code == 404 else str(exc.detail)
-        return render(request, error_body(exc.status_code, "http_error", message, None,
-                                          f"{request.method} {request.url.path}"),
-                      exc.status_code)
+        return render(
+            request,
+            error_body(
+                exc.status_code, "http_error", message, None, f"{request.method} {request.url.path}"
+            ),
+            exc.status_code,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         error_log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return render(request, error_body(500, "internal_error", "Internal error", None, None),
-                      500)
+        return render(request, error_body(500, "internal_error", "Internal error", None, None), 500)
 
     @app.get("/health")
     def health() -> Response:

@@ -15,8 +15,9 @@ from lxml import etree
 
 MAX_DEPTH = 64
 _DOCTYPE = re.compile(rb"<!\s*DOCTYPE", re.IGNORECASE)
-_DOCTYPE16 = [re.compile("<!DOCTYPE".encode(enc), re.IGNORECASE)
-              for enc in ("utf-16-le", "utf-16-be")]
+_DOCTYPE16 = [
+    re.compile("<!DOCTYPE".encode(enc), re.IGNORECASE) for enc in ("utf-16-le", "utf-16-be")
+]
 
 
 class XmlRejected(ValueError):
@@ -44,8 +45,8 @@ def parse_xml(body: bytes) -> etree._Element:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"malformed XML: {exc.msg}") from None
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise XmlRejected("DOCTYPE declarations are not accepted")
     for element in root.iter():
         if not isinstance(element.tag, str):
@@ -74,7 +75,8 @@ def element_to_data(element: etree._Element, list_keys: frozenset[str] = frozens
     name = local_name(element)
     if not children:
         if name in list_keys:
-            return [] if not (element.text or "").strip() else [element.text.strip()]
+            text = (element.text or "").strip()
+            return [text] if text else []
         return element.text if element.text is not None else ""
     names = [local_name(c) for c in children]
     if name in list_keys or (len(names) > 1 and len(set(names)) == 1):

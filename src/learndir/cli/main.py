@@ -13,8 +13,11 @@ import yaml
 
 from learndir.core.errors import DomainError, ErrorCode
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="learndir: a self-hosted user directory speaking the iSpring Learn API.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="learndir: a self-hosted user directory speaking the iSpring Learn API.",
+)
 api_key_app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(api_key_app, name="api-key")
@@ -37,8 +40,10 @@ EXIT_CODES: dict[ErrorCode, int] = {
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="SQLAlchemy URL; default $LEARNDIR_DATABASE_URL, "
-                 f"else {DEFAULT_DATABASE_URL}"),
+    typer.Option(
+        "--database-url",
+        help=f"SQLAlchemy URL; default $LEARNDIR_DATABASE_URL, else {DEFAULT_DATABASE_URL}",
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -150,14 +155,26 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
-                                "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"handlers": ["stderr"], "level": os.environ.get("LEARNDIR_LOG_LEVEL", "INFO")},
         "loggers": {"uvicorn.access": {"level": "WARNING"}},
     }
-    uvicorn.run("learndir.api.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_config=log_config, access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        "learndir.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command()
@@ -200,9 +217,18 @@ def demo(
         db.dispose()
     base = f"http://{host}:{port}"
     owner = spec.owner
-    typer.echo(_DEMO_TEXT.format(
-        base=base, account_url=spec.url, client_id=client_id, secret=secret, root=summary.root_department_id,
-        login=owner.login, password=owner.password or "<owner password>", db=url))
+    typer.echo(
+        _DEMO_TEXT.format(
+            base=base,
+            account_url=spec.url,
+            client_id=client_id,
+            secret=secret,
+            root=summary.root_department_id,
+            login=owner.login,
+            password=owner.password or "<owner password>",
+            db=url,
+        )
+    )
     sys.stdout.flush()
     _run_server(url, host, port, 1)
 

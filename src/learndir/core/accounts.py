@@ -80,7 +80,7 @@ class AccountSpec(_Spec):
     name: str
     seat_limit: int | None = Field(None, alias="seatLimit", ge=1)
     password_policy: PasswordPolicySpec = Field(
-        default_factory=PasswordPolicySpec, alias="passwordPolicy"
+        default_factory=lambda: PasswordPolicySpec.model_validate({}), alias="passwordPolicy"
     )
     owner: OwnerSpec
     departments: list[DepartmentSpec] = Field(default_factory=list)
@@ -123,7 +123,8 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
     )
     # Hash every password before the transaction starts: hashing is slow.
     hashes: dict[int, str | None] = {}
-    for i, user in enumerate([spec.owner, *spec.users]):
+    everyone: list[OwnerSpec | UserSpec] = [spec.owner, *spec.users]
+    for i, user in enumerate(everyone):
         if user.password:
             if len(user.password) < policy.password_min_length:
                 raise invalid(
@@ -294,11 +295,13 @@ class AccountSummary:
 def find_account(db: Database, url: str) -> AccountSummary | None:
     with db.read() as conn:
         row = conn.execute(
-            select(accounts.c.id, accounts.c.url, accounts.c.name)
-            .where(accounts.c.url_key == account_url_key(url))
+            select(accounts.c.id, accounts.c.url, accounts.c.name).where(
+                accounts.c.url_key == account_url_key(url)
+            )
         ).first()
         if row is None:
             return None
         root = departments_repo.root(conn, row.id)
-    return AccountSummary(account_id=row.id, account_url=row.url, name=row.name,
-                          root_department_id=root.id)
+    return AccountSummary(
+        account_id=row.id, account_url=row.url, name=row.name, root_department_id=root.id
+    )

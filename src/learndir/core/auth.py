@@ -20,7 +20,7 @@ from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.passwords import verify_password
-from learndir.core.roles import STANDARD_ROLES, Permission, Role, RoleKind
+from learndir.core.roles import role_from_row
 from learndir.db.engine import Database
 from learndir.db.schema import (
     access_tokens,
@@ -102,16 +102,9 @@ def load_actor(conn: Connection, user_id: str) -> Actor | None:
     paths: dict[str, list[str]] = {}
     for p in path_rows:
         paths.setdefault(p.role_id, []).append(p.path)
-    grants = []
-    for r in role_rows:
-        kind = RoleKind(r.kind)
-        perms = (
-            frozenset(Permission(p) for p in r.permissions.split())
-            if kind is RoleKind.CUSTOM
-            else STANDARD_ROLES[kind][2]
-        )
-        role = Role(id=r.id, kind=kind, name=r.name, permissions=perms)
-        grants.append(Grant(role=role, department_paths=tuple(paths.get(r.id, ()))))
+    grants = [
+        Grant(role=role_from_row(r), department_paths=tuple(paths.get(r.id, ()))) for r in role_rows
+    ]
     account = AccountInfo(
         id=row.account_id,
         url=row.url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -27,14 +28,10 @@ class Department:
     path: str
 
 
-def _to_department(row: object) -> Department:
+def _to_department(row: Any) -> Department:
     return Department(
-        id=row.id,
-        name=row.name,
-        code=row.code,  # type: ignore[attr-defined]
-        parent_id=row.parent_id,
-        path=row.path,
-    )  # type: ignore[attr-defined]
+        id=row.id, name=row.name, code=row.code, parent_id=row.parent_id, path=row.path
+    )
 
 
 _COLUMNS = (

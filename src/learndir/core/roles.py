@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select
 
@@ -130,13 +130,14 @@ def parse_permissions(names: list[str]) -> frozenset[Permission]:
     return frozenset(result)
 
 
-def _row_to_role(row: object) -> Role:
-    kind = RoleKind(row.kind)  # type: ignore[attr-defined]
+def role_from_row(row: Any) -> Role:
+    """A Role from a row with the roles table's id, kind, name and permissions."""
+    kind = RoleKind(row.kind)
     if kind is RoleKind.CUSTOM:
-        perms = frozenset(Permission(p) for p in row.permissions.split())  # type: ignore[attr-defined]
+        perms = frozenset(Permission(p) for p in row.permissions.split())
     else:
         perms = STANDARD_ROLES[kind][2]
-    return Role(id=row.id, kind=kind, name=row.name, permissions=perms)  # type: ignore[attr-defined]
+    return Role(id=row.id, kind=kind, name=row.name, permissions=perms)
 
 
 def account_roles(conn: Connection, account_id: str) -> list[Role]:
@@ -145,7 +146,7 @@ def account_roles(conn: Connection, account_id: str) -> list[Role]:
             roles.c.account_id == account_id
         )
     )
-    return [_row_to_role(r) for r in rows]
+    return [role_from_row(r) for r in rows]
 
 
 def create_standard_roles(conn: Connection, account_id: str) -> dict[RoleKind, str]:

@@ -54,14 +54,25 @@ def group(g: Group) -> dict[str, Any]:
 
 
 def role(r: Role) -> dict[str, Any]:
-    return {"roleId": r.id, "type": ROLE_KIND_NAME[r.kind], "title": r.name,
-            "description": role_description(r)}
+    return {
+        "roleId": r.id,
+        "type": ROLE_KIND_NAME[r.kind],
+        "title": r.name,
+        "description": role_description(r),
+    }
 
 
 def profile_field(f: ProfileField) -> dict[str, Any]:
-    return {"userFieldInfoId": f.key, "name": f.name, "label": f.label, "type": f.type,
-            "isUnique": int(f.is_unique), "isRequired": int(f.is_required),
-            "orderPriority": f.order_priority, "values": {}}
+    return {
+        "userFieldInfoId": f.key,
+        "name": f.name,
+        "label": f.label,
+        "type": f.type,
+        "isUnique": int(f.is_unique),
+        "isRequired": int(f.is_required),
+        "orderPriority": f.order_priority,
+        "values": {},
+    }
 
 
 def user(u: UserView) -> dict[str, Any]:

@@ -53,13 +53,16 @@ def authenticate(db: Database, request: Request) -> Actor:
     password = headers.get("x-auth-password")
     if url or login or password:
         return authenticate_credentials(db, url, login, password)
-    raise DomainError(ErrorCode.UNAUTHENTICATED,
-                      "send Authorization: Bearer <token>, or the X-Auth-Account-Url, "
-                      "X-Auth-Email and X-Auth-Password headers")
+    raise DomainError(
+        ErrorCode.UNAUTHENTICATED,
+        "send Authorization: Bearer <token>, or the X-Auth-Account-Url, "
+        "X-Auth-Email and X-Auth-Password headers",
+    )
 
 
-async def _call(request: Request, work: Callable[[Actor, dict[str, Any]], T],
-                *, with_body: bool = True) -> T:
+async def _call(
+    request: Request, work: Callable[[Actor, dict[str, Any]], T], *, with_body: bool = True
+) -> T:
     """Decodes the body, then authenticates and runs `work` in the thread pool. A body that
     cannot be decoded is reported only once the caller has been authenticated."""
     data: dict[str, Any] = {}
@@ -84,8 +87,12 @@ def _return_object(request: Request) -> bool:
     return request.headers.get("x-return-object", "").strip().lower() in ("true", "1", "yes")
 
 
-def _created(request: Request, new_id: str, obj: dict[str, Any] | None = None,
-             item_names: dict[str, str] | None = None) -> Response:
+def _created(
+    request: Request,
+    new_id: str,
+    obj: dict[str, Any] | None = None,
+    item_names: dict[str, str] | None = None,
+) -> Response:
     if obj is not None:
         return render(request, obj, 201, item_names=item_names)
     return render(request, new_id, 201)
@@ -105,10 +112,14 @@ async def token(request: Request) -> Response:
             value = data.get(name)
             return value if isinstance(value, str) else None
 
-        issued = issue_token(db, text("client_id"), text("client_secret"), text("grant_type"),
-                             lifetime)
-        return {"access_token": issued.access_token, "expires_in": issued.expires_in,
-                "token_type": "bearer"}
+        issued = issue_token(
+            db, text("client_id"), text("client_secret"), text("grant_type"), lifetime
+        )
+        return {
+            "access_token": issued.access_token,
+            "expires_in": issued.expires_in,
+            "token_type": "bearer",
+        }
 
     body = await run_in_threadpool(run)
     accept = request.headers.get("accept", "").lower()
@@ -239,8 +250,9 @@ async def post_user(request: Request) -> Response:
 @router.get("/user/profile/fields")
 async def get_profile_fields(request: Request) -> Response:
     db = _db(request)
-    found = await _call(request, lambda actor, _: profile_fields.list_fields(db, actor),
-                        with_body=False)
+    found = await _call(
+        request, lambda actor, _: profile_fields.list_fields(db, actor), with_body=False
+    )
     return render(request, [present.profile_field(f) for f in found], items="userFieldInfo")
 
 
@@ -272,8 +284,9 @@ async def get_roles(request: Request) -> Response:
 async def get_departments(request: Request) -> Response:
     db = _db(request)
     code = request.query_params.get("code")
-    found = await _call(request, lambda actor, _: departments.list_departments(db, actor, code),
-                        with_body=False)
+    found = await _call(
+        request, lambda actor, _: departments.list_departments(db, actor, code), with_body=False
+    )
     items = [present.department(d) for d in found]
     if wants_json(request):
         return render(request, {"departments": items})
@@ -283,9 +296,11 @@ async def get_departments(request: Request) -> Response:
 @router.get("/department/{department_id}")
 async def get_department(request: Request, department_id: str) -> Response:
     db = _db(request)
-    found = await _call(request,
-                        lambda actor, _: departments.get_department(db, actor, department_id),
-                        with_body=False)
+    found = await _call(
+        request,
+        lambda actor, _: departments.get_department(db, actor, department_id),
+        with_body=False,
+    )
     return _single(request, present.department(found))
 
 
@@ -303,11 +318,17 @@ async def post_department(request: Request) -> Response:
 
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         new_id = departments.create_department(
-            db, actor, _text(data, "name", request, "x-name"),
+            db,
+            actor,
+            _text(data, "name", request, "x-name"),
             _text(data, "parentDepartmentId", request, "x-parent-department-id"),
-            _text(data, "code", request, "x-code"))
-        obj = (present.department(departments.get_department(db, actor, new_id))
-               if want_object else None)
+            _text(data, "code", request, "x-code"),
+        )
+        obj = (
+            present.department(departments.get_department(db, actor, new_id))
+            if want_object
+            else None
+        )
         return new_id, obj
 
     new_id, obj = await _call(request, work)

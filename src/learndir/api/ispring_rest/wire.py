@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -29,9 +29,16 @@ STATUS: dict[ErrorCode, int] = {
 }
 
 # Element names whose content is a list even with a single child.
-LIST_KEYS = frozenset({
-    "groupIds", "groups", "manageableDepartmentIds", "roles", "userIds", "departmentIds",
-})
+LIST_KEYS = frozenset(
+    {
+        "groupIds",
+        "groups",
+        "manageableDepartmentIds",
+        "roles",
+        "userIds",
+        "departmentIds",
+    }
+)
 
 _XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
@@ -66,8 +73,9 @@ def _fill(element: etree._Element, value: Any, item_names: dict[str, str]) -> No
         element.text = str(value)
 
 
-def to_xml(value: Any, *, items: str | None = None,
-           item_names: dict[str, str] | None = None) -> bytes:
+def to_xml(
+    value: Any, *, items: str | None = None, item_names: dict[str, str] | None = None
+) -> bytes:
     """Renders `value` under a compact <response> root. A top-level list becomes repeated
     `items` elements; nested lists are wrapped, their items named by `item_names` (default id)."""
     root = etree.Element("response")
@@ -80,17 +88,30 @@ def to_xml(value: Any, *, items: str | None = None,
     return _XML_DECL + etree.tostring(root, encoding="UTF-8")
 
 
-def render(request: Request, value: Any, status: int = 200, *, items: str | None = None,
-           item_names: dict[str, str] | None = None) -> Response:
+def render(
+    request: Request,
+    value: Any,
+    status: int = 200,
+    *,
+    items: str | None = None,
+    item_names: dict[str, str] | None = None,
+) -> Response:
     if wants_json(request):
-        return Response(json.dumps(value, ensure_ascii=False, separators=(",", ":")),
-                        status_code=status, media_type="application/json")
-    return Response(to_xml(value, items=items, item_names=item_names), status_code=status,
-                    media_type="application/xml; charset=utf-8")
+        return Response(
+            json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+            status_code=status,
+            media_type="application/json",
+        )
+    return Response(
+        to_xml(value, items=items, item_names=item_names),
+        status_code=status,
+        media_type="application/xml; charset=utf-8",
+    )
 
 
-def error_body(status: int, error: str, message: str, parameter: str | None,
-               reason: str | None) -> dict[str, Any]:
+def error_body(
+    status: int, error: str, message: str, parameter: str | None, reason: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"code": status, "message": message, "error": error}
     if parameter:
         body["parameter"] = parameter
@@ -103,8 +124,9 @@ def error_body(status: int, error: str, message: str, parameter: str | None,
 
 def render_error(request: Request, exc: DomainError) -> Response:
     status = STATUS[exc.code]
-    response = render(request, error_body(status, exc.code.value, exc.message, exc.parameter,
-                                          exc.reason), status)
+    response = render(
+        request, error_body(status, exc.code.value, exc.message, exc.parameter, exc.reason), status
+    )
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
@@ -142,7 +164,7 @@ def php_nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 if part not in node:
                     node[part] = [] if nxt == "" else {}
                 node = node[part]
-    return _lists_from_numeric_keys(result)
+    return cast(dict[str, Any], _lists_from_numeric_keys(result))
 
 
 def _lists_from_numeric_keys(value: Any) -> Any:
@@ -168,12 +190,12 @@ async def decode_body(request: Request) -> dict[str, Any]:
     stripped = body.lstrip()
     if "json" in ctype or (not ctype and stripped[:1] in (b"{", b"[")):
         try:
-            data = json.loads(body)
+            data: Any = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise invalid("request", f"malformed JSON: {exc}") from None
         if not isinstance(data, dict):
             raise invalid("request", "the JSON body must be an object")
-        return data
+        return cast(dict[str, Any], data)
     if "xml" in ctype or (not ctype and stripped[:1] == b"<"):
         try:
             root = parse_xml(body)

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 
 from learndir.core.errors import DomainError, invalid
 
@@ -52,7 +53,7 @@ _PUBLIC_NAMES["groups"] = "groups"
 M = TypeVar("M", bound=BaseModel)
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: ErrorDetails) -> tuple[str, str]:
     loc = [str(part) for part in error.get("loc", ())]
     kind = error.get("type", "")
     parameter = (

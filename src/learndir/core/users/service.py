@@ -214,7 +214,9 @@ def _resolve_roles(
 ) -> list[tuple[Role, list[Department]]]:
     account_role_list = account_roles(conn, account_id)
     by_id = {r.id: r for r in account_role_list}
-    by_kind = {r.kind: r for r in account_role_list if r.kind is not RoleKind.CUSTOM}
+    by_kind: dict[RoleKind, Role] = {
+        r.kind: r for r in account_role_list if r.kind is not RoleKind.CUSTOM
+    }
     chosen: list[tuple[Role, list[str] | None, str]] = []
 
     if cmd.roles:

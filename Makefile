@@ -1,0 +1,39 @@
+# The two set-up commands of the README are `make run` and `make test`; both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the service on SQLite with the demo account; prints how to call it.
+run: install
+	$(BIN)/learndir demo --account-file examples/demo.yaml
+
+## The whole test suite, on SQLite and PostgreSQL.
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+## addUser load benchmark (see bench/README.md for the full matrix).
+bench: install
+	$(BIN)/python bench/run_adduser.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache learndir-demo.db*
