@@ -236,9 +236,10 @@ def demo(
 _DEMO_TEXT = """
 learndir demo account {account_url} (database {db})
 
-1. Get a token (valid 30 minutes):
-   curl -s -X POST {base}/api/v3/token \\
-     -d client_id={client_id} -d client_secret={secret} -d grant_type=client_credentials
+1. Get a token (valid 30 minutes) into $TOKEN:
+   TOKEN=$(curl -s -X POST {base}/api/v3/token \\
+     -d client_id={client_id} -d client_secret={secret} -d grant_type=client_credentials \\
+     | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
 
 2. Add a user over REST (JSON; drop the Accept header for XML):
    curl -s -X POST {base}/user -H "Authorization: Bearer $TOKEN" \\
