@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -504,3 +505,15 @@ class TestEnvelope:
         response = post(server, b"<a>" + b"x" * 4_000_000 + b"</a>")
         assert response.status_code == 413
         assert fault_of(response)["faultcode"] == "SOAP-ENV:Client"
+
+    def test_parallel_faults_each_name_their_own_parameter(self, server: Server) -> None:
+        """Schema validation runs in many threads at once; no request gets another's error."""
+
+        def call(i: int) -> bool:
+            name = ("sendLoginEmail", "sendLoginSMS")[i % 2]
+            response = post(server, envelope(f"<{name}>maybe-{i}</{name}>"))
+            fault = fault_of(response)
+            return fault["parameter"] == name and f"'maybe-{i}'" in (fault["reason"] or "")
+
+        with ThreadPoolExecutor(16) as pool:
+            assert all(pool.map(call, range(200)))
