@@ -294,7 +294,7 @@ ROWS: list[Row] = [
         lambda w, c: base(w, c, fields={"employee_id": "e-1"}),
         Err(
             E.FIELD_VALUE_TAKEN,
-            "employee_id",
+            "fields.employee_id",
             "User with the same employee_id is already registered.",
         ),
     ),

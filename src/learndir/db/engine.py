@@ -42,7 +42,11 @@ class Database:
             self.engine = self._sqlite_engine(parsed.database or "")
         else:
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size * 2,
+                pool_pre_ping=True,
+                hide_parameters=True,
             )
 
     def _sqlite_engine(self, path: str) -> Engine:
@@ -54,6 +58,8 @@ class Database:
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": 30},
+            # Bound values (password and token hashes) never reach exception text or logs.
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")

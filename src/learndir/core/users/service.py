@@ -18,7 +18,7 @@ from learndir.core import groups as groups_repo
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id, utcnow
 from learndir.core.departments import Department
-from learndir.core.errors import DomainError, ErrorCode, denied, invalid
+from learndir.core.errors import MESSAGES, DomainError, ErrorCode, denied, invalid
 from learndir.core.passwords import hash_password
 from learndir.core.profile_fields import (
     ProfileField,
@@ -421,11 +421,14 @@ def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
             )
         ).first()
         if taken:
-            raise DomainError(
-                ErrorCode.FIELD_VALUE_TAKEN,
-                f"value {value!r} is taken",
-                parameter=profile_field.name,
-            )
+            raise _field_taken(profile_field.name, f"value {value!r} is taken")
+
+
+def _field_taken(name: str, reason: str) -> DomainError:
+    """409 "User with the same <field> is already registered.", blaming fields.<field>."""
+    message = MESSAGES[ErrorCode.FIELD_VALUE_TAKEN].format(parameter=name)
+    return DomainError(ErrorCode.FIELD_VALUE_TAKEN, reason, parameter=f"fields.{name}",
+                       message=message)
 
 
 def _duplicate_from_integrity_error(exc: IntegrityError, plan: _Plan) -> DomainError:
@@ -441,7 +444,7 @@ def _duplicate_from_integrity_error(exc: IntegrityError, plan: _Plan) -> DomainE
         )
     if "unique_key" in text:
         name = next((f.name for f, _ in plan.custom if f.is_unique), "value")
-        return DomainError(ErrorCode.FIELD_VALUE_TAKEN, "the value is taken", parameter=name)
+        return _field_taken(name, "the value is taken")
     raise exc
 
 
