@@ -80,7 +80,23 @@ class RequestGuard:
             await self.app(scope, limited_receive, send_logged)
         except _BodyTooLarge:
             await self._drain(receive, received)
-            await self._too_large(scope, send_logged)
+            reason = f"the request body is larger than {self.max_body_bytes} bytes"
+            await self._send_error(
+                scope, send_logged, 413, "request_too_large", "Request too large", "request", reason
+            )
+        except Exception:
+            # Rendered here, inside the guard, so the 500 is logged once with its request id
+            # and the connection stays usable.
+            error_log.exception(
+                "unexpected error: request_id=%s method=%s path=%s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            if not status_holder["status"]:
+                await self._send_error(
+                    scope, send_logged, 500, "internal_error", "Internal error", None, None
+                )
         finally:
             access_log.info(
                 "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
@@ -102,26 +118,39 @@ class RequestGuard:
             if not message.get("more_body"):
                 return
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        reason = f"the request body is larger than {self.max_body_bytes} bytes"
+    async def _send_error(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        error: str,
+        message: str,
+        parameter: str | None,
+        reason: str | None,
+    ) -> None:
+        """An error answered below the routers, in the format of the interface addressed."""
+        headers = []
         if scope.get("path", "").startswith("/soap"):
-            body, media_type = soap.fault_bytes(None, "Request too large", "request", reason)
+            if status >= 500:
+                response: Response = soap.internal_fault_response()
+            else:
+                body, media_type = soap.fault_bytes(None, message, parameter, reason)
+                response = Response(body, status, media_type=media_type)
         else:
-            request = Request(scope)
             response = render(
-                request,
-                error_body(413, "request_too_large", "Request too large", "request", reason),
-                413,
+                Request(scope), error_body(status, error, message, parameter, reason), status
             )
-            body, media_type = bytes(response.body), response.media_type or "application/json"
+        if status == 413:
+            headers.append((b"connection", b"close"))
+        body = bytes(response.body)
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
-                    (b"content-type", media_type.encode()),
+                    (b"content-type", (response.media_type or "").encode()),
                     (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
+                    *headers,
                 ],
             }
         )
@@ -148,11 +177,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             exc.status_code,
         )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        error_log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return render(request, error_body(500, "internal_error", "Internal error", None, None), 500)
 
     @app.get("/health")
     def health() -> Response:

@@ -44,7 +44,12 @@ def parse_xml(body: bytes) -> etree._Element:
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
-        raise XmlRejected(f"malformed XML: {exc.msg}") from None
+        message = " ".join(str(exc.msg).split())
+        if "depth" in message.lower():
+            raise XmlRejected(
+                f"the document nests too deeply (depth over {MAX_DEPTH} levels)"
+            ) from None
+        raise XmlRejected(f"malformed XML: {message.split(', use XML_PARSE_HUGE')[0]}") from None
     docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise XmlRejected("DOCTYPE declarations are not accepted")
@@ -60,7 +65,7 @@ def _check_depth(root: etree._Element) -> None:
     while stack:
         element, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise XmlRejected(f"the document nests deeper than {MAX_DEPTH} levels")
+            raise XmlRejected(f"the document nests too deeply (depth over {MAX_DEPTH} levels)")
         stack.extend((child, depth + 1) for child in element)
 
 

@@ -4,6 +4,7 @@ and the one table that maps domain errors to HTTP."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -178,6 +179,37 @@ def _lists_from_numeric_keys(value: Any) -> Any:
     return value
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _JsonRefused("a number is out of range")
+    return value
+
+
+def _no_constants(name: str) -> Any:
+    raise _JsonRefused(f"{name} is not a JSON value")
+
+
+class _JsonRefused(ValueError):
+    pass
+
+
+def parse_json(raw: bytes | str, parameter: str) -> Any:
+    """Strict JSON: no NaN or Infinity, no numbers out of range, bounded nesting."""
+    try:
+        return json.loads(raw, parse_float=_finite, parse_constant=_no_constants)
+    except _JsonRefused as exc:
+        raise invalid(parameter, str(exc)) from None
+    except RecursionError:
+        raise invalid(parameter, "the JSON nests too deeply") from None
+    except UnicodeDecodeError:
+        raise invalid(parameter, "the JSON is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise invalid(parameter, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError:  # e.g. an integer with thousands of digits
+        raise invalid(parameter, "a number is out of range") from None
+
+
 async def decode_body(request: Request) -> dict[str, Any]:
     """The request body as plain data, whatever its encoding; errors are Wrong parameters."""
     body = await request.body()
@@ -189,10 +221,7 @@ async def decode_body(request: Request) -> dict[str, Any]:
         return {}
     stripped = body.lstrip()
     if "json" in ctype or (not ctype and stripped[:1] in (b"{", b"[")):
-        try:
-            data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid("request", f"malformed JSON: {exc}") from None
+        data = parse_json(body, "request")
         if not isinstance(data, dict):
             raise invalid("request", "the JSON body must be an object")
         return cast(dict[str, Any], data)
@@ -202,8 +231,8 @@ async def decode_body(request: Request) -> dict[str, Any]:
             data = element_to_data(root, LIST_KEYS)
         except XmlRejected as exc:
             raise invalid("request", str(exc)) from None
-        if isinstance(data, str):
-            return {} if not data.strip() else {"": data}
+        if isinstance(data, str) and not data.strip():
+            return {}
         if not isinstance(data, dict):
             raise invalid("request", "the XML body must hold named parameters")
         return data
@@ -218,10 +247,7 @@ def header_list(raw: str) -> list[Any]:
     """An array in a header: JSON, or comma-separated."""
     raw = raw.strip()
     if raw.startswith("["):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise invalid("headers", f"malformed JSON array {raw!r}") from None
+        value = parse_json(raw, "headers")
         if not isinstance(value, list):
             raise invalid("headers", "expected a JSON array")
         return value
@@ -232,10 +258,7 @@ def header_object(raw: str) -> dict[str, Any]:
     """An object in a header: JSON, or `name=value&name=value`."""
     raw = raw.strip()
     if raw.startswith("{"):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise invalid("X-Fields", "malformed JSON object") from None
+        value = parse_json(raw, "X-Fields")
         if not isinstance(value, dict):
             raise invalid("X-Fields", "expected a JSON object")
         return value

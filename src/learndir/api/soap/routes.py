@@ -34,7 +34,7 @@ from learndir.api.xml import XmlRejected, local_name
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.db.engine import Database
 
-__all__ = ["answer", "fault_bytes", "router", "soap_fault_response"]
+__all__ = ["answer", "fault_bytes", "internal_fault_response", "router", "soap_fault_response"]
 
 logger = logging.getLogger(__name__)
 

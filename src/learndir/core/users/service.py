@@ -427,8 +427,9 @@ def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
 def _field_taken(name: str, reason: str) -> DomainError:
     """409 "User with the same <field> is already registered.", blaming fields.<field>."""
     message = MESSAGES[ErrorCode.FIELD_VALUE_TAKEN].format(parameter=name)
-    return DomainError(ErrorCode.FIELD_VALUE_TAKEN, reason, parameter=f"fields.{name}",
-                       message=message)
+    return DomainError(
+        ErrorCode.FIELD_VALUE_TAKEN, reason, parameter=f"fields.{name}", message=message
+    )
 
 
 def _duplicate_from_integrity_error(exc: IntegrityError, plan: _Plan) -> DomainError:
