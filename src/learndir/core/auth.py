@@ -13,8 +13,9 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select
 
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import fold, utcnow
@@ -71,40 +72,59 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def load_actor(conn: Connection, user_id: str) -> Actor | None:
-    """The user as an Actor, or None when the user is gone or not active."""
-    row = conn.execute(
-        select(
-            users.c.id,
-            users.c.login,
-            users.c.status,
-            accounts.c.id.label("account_id"),
-            accounts.c.url,
-            accounts.c.name,
-            accounts.c.seat_limit,
-            accounts.c.password_min_length,
-        )
-        .join(accounts, accounts.c.id == users.c.account_id)
-        .where(users.c.id == user_id)
-    ).first()
+_ACTOR_COLUMNS = (
+    users.c.id,
+    users.c.login,
+    users.c.status,
+    accounts.c.id.label("account_id"),
+    accounts.c.url,
+    accounts.c.name,
+    accounts.c.seat_limit,
+    accounts.c.password_min_length,
+)
+# Built once and reused: authentication runs on every request.
+_SELECT_ACTOR = (
+    select(*_ACTOR_COLUMNS)
+    .join(accounts, accounts.c.id == users.c.account_id)
+    .where(users.c.id == bindparam("user_id"))
+)
+_SELECT_TOKEN_ACTOR = (
+    select(access_tokens.c.expires_at, *_ACTOR_COLUMNS)
+    .select_from(access_tokens)
+    .join(users, users.c.id == access_tokens.c.user_id)
+    .join(accounts, accounts.c.id == users.c.account_id)
+    .where(access_tokens.c.token_hash == bindparam("token_hash"))
+)
+_SELECT_GRANTS = (
+    select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions, departments.c.path)
+    .select_from(user_roles)
+    .join(roles, roles.c.id == user_roles.c.role_id)
+    .outerjoin(
+        user_role_departments,
+        and_(
+            user_role_departments.c.user_id == user_roles.c.user_id,
+            user_role_departments.c.role_id == user_roles.c.role_id,
+        ),
+    )
+    .outerjoin(departments, departments.c.id == user_role_departments.c.department_id)
+    .where(user_roles.c.user_id == bindparam("user_id"))
+)
+
+
+def _actor(conn: Connection, row: Any) -> Actor | None:
+    """The Actor for a row of _ACTOR_COLUMNS, or None when the user is not active."""
     if row is None or row.status != ACTIVE:
         return None
-    role_rows = conn.execute(
-        select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions)
-        .join(user_roles, user_roles.c.role_id == roles.c.id)
-        .where(user_roles.c.user_id == user_id)
-    ).all()
-    path_rows = conn.execute(
-        select(user_role_departments.c.role_id, departments.c.path)
-        .join(departments, departments.c.id == user_role_departments.c.department_id)
-        .where(user_role_departments.c.user_id == user_id)
-    ).all()
+    roles_by_id: dict[str, Any] = {}
     paths: dict[str, list[str]] = {}
-    for p in path_rows:
-        paths.setdefault(p.role_id, []).append(p.path)
-    grants = [
-        Grant(role=role_from_row(r), department_paths=tuple(paths.get(r.id, ()))) for r in role_rows
-    ]
+    for grant in conn.execute(_SELECT_GRANTS, {"user_id": row.id}):
+        roles_by_id.setdefault(grant.id, grant)
+        if grant.path is not None:
+            paths.setdefault(grant.id, []).append(grant.path)
+    grants = tuple(
+        Grant(role=role_from_row(r), department_paths=tuple(paths.get(role_id, ())))
+        for role_id, r in roles_by_id.items()
+    )
     account = AccountInfo(
         id=row.account_id,
         url=row.url,
@@ -112,7 +132,12 @@ def load_actor(conn: Connection, user_id: str) -> Actor | None:
         seat_limit=row.seat_limit,
         password_min_length=row.password_min_length,
     )
-    return Actor(user_id=row.id, login=row.login, account=account, grants=tuple(grants))
+    return Actor(user_id=row.id, login=row.login, account=account, grants=grants)
+
+
+def load_actor(conn: Connection, user_id: str) -> Actor | None:
+    """The user as an Actor, or None when the user is gone or not active."""
+    return _actor(conn, conn.execute(_SELECT_ACTOR, {"user_id": user_id}).first())
 
 
 def create_api_key_for_user(conn: Connection, user_id: str) -> ApiKey:
@@ -194,16 +219,12 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
     if not token or not token.strip():
         raise _unauthenticated("no access token given")
     with db.read() as conn:
-        row = conn.execute(
-            select(access_tokens.c.user_id, access_tokens.c.expires_at).where(
-                access_tokens.c.token_hash == _sha256(token.strip())
-            )
-        ).first()
+        row = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).first()
         if row is None:
             raise _unauthenticated("unknown access token")
         if _as_utc(row.expires_at) <= utcnow():
             raise _unauthenticated("the access token has expired; request a new one")
-        actor = load_actor(conn, row.user_id)
+        actor = _actor(conn, row)
     if actor is None:
         raise _unauthenticated("the token's user is not active")
     return actor

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core.actor import Actor
@@ -41,6 +41,11 @@ _COLUMNS = (
     departments.c.parent_id,
     departments.c.path,
 )
+# Built once: statements on the hot path are reused so SQLAlchemy skips rebuilding them.
+_SELECT_MANY = select(*_COLUMNS).where(
+    departments.c.account_id == bindparam("account_id"),
+    departments.c.id.in_(bindparam("ids", expanding=True)),
+)
 
 
 def get_many(conn: Connection, account_id: str, ids: Iterable[str]) -> dict[str, Department]:
@@ -48,11 +53,7 @@ def get_many(conn: Connection, account_id: str, ids: Iterable[str]) -> dict[str,
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(*_COLUMNS).where(
-            departments.c.account_id == account_id, departments.c.id.in_(wanted)
-        )
-    )
+    rows = conn.execute(_SELECT_MANY, {"account_id": account_id, "ids": list(wanted)})
     return {r.id: _to_department(r) for r in rows}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from learndir.core.actor import Actor
 from learndir.core.common import as_uuid_text, new_id
@@ -13,6 +13,11 @@ from learndir.core.errors import denied, invalid
 from learndir.core.roles import Permission
 from learndir.db.engine import Database
 from learndir.db.schema import departments, group_members, groups, users
+
+_SELECT_EXISTING = select(groups.c.id).where(
+    groups.c.account_id == bindparam("account_id"),
+    groups.c.id.in_(bindparam("ids", expanding=True)),
+)
 
 
 @dataclass(frozen=True)
@@ -25,9 +30,7 @@ def existing_ids(conn: Connection, account_id: str, ids: Iterable[str]) -> set[s
     wanted = set(ids)
     if not wanted:
         return set()
-    rows = conn.execute(
-        select(groups.c.id).where(groups.c.account_id == account_id, groups.c.id.in_(wanted))
-    )
+    rows = conn.execute(_SELECT_EXISTING, {"account_id": account_id, "ids": list(wanted)})
     return {r.id for r in rows}
 
 

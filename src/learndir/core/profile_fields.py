@@ -8,7 +8,7 @@ from datetime import date
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from learndir.core.actor import Actor
 from learndir.core.common import fold, new_id
@@ -120,12 +120,14 @@ def define_field(
     )
 
 
+_SELECT_FIELDS = (
+    select(profile_fields)
+    .where(profile_fields.c.account_id == bindparam("account_id"))
+    .order_by(profile_fields.c.order_priority)
+)
+
+
 def account_fields(conn: Connection, account_id: str) -> list[ProfileField]:
-    rows = conn.execute(
-        select(profile_fields)
-        .where(profile_fields.c.account_id == account_id)
-        .order_by(profile_fields.c.order_priority)
-    )
     return [
         ProfileField(
             id=r.id,
@@ -138,7 +140,7 @@ def account_fields(conn: Connection, account_id: str) -> list[ProfileField]:
             is_unique=r.is_unique,
             order_priority=r.order_priority,
         )
-        for r in rows
+        for r in conn.execute(_SELECT_FIELDS, {"account_id": account_id})
     ]
 
 

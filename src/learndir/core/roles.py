@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from learndir.core.common import new_id
 from learndir.core.errors import denied
@@ -140,13 +140,15 @@ def role_from_row(row: Any) -> Role:
     return Role(id=row.id, kind=kind, name=row.name, permissions=perms)
 
 
+_SELECT_ACCOUNT_ROLES = select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions).where(
+    roles.c.account_id == bindparam("account_id")
+)
+
+
 def account_roles(conn: Connection, account_id: str) -> list[Role]:
-    rows = conn.execute(
-        select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions).where(
-            roles.c.account_id == account_id
-        )
-    )
-    return [role_from_row(r) for r in rows]
+    return [
+        role_from_row(r) for r in conn.execute(_SELECT_ACCOUNT_ROLES, {"account_id": account_id})
+    ]
 
 
 def create_standard_roles(conn: Connection, account_id: str) -> dict[RoleKind, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import departments as departments_repo
@@ -43,6 +43,32 @@ from learndir.db.schema import (
 ACTIVE = 1
 MAX_PASSWORD_LENGTH = 256
 _BUILTIN_COLUMNS = ("first_name", "last_name", "job_title", "phone")
+
+
+# Statements built once: addUser is the hot path, and reusing a statement lets SQLAlchemy skip
+# rebuilding it and its cache key on every call.
+_TAKE_SEAT = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account_id"),
+        or_(accounts.c.seat_limit.is_(None), accounts.c.active_users < accounts.c.seat_limit),
+    )
+    .values(active_users=accounts.c.active_users + 1)
+)
+_SELECT_TAKEN = select(users.c.login_key, users.c.email_key).where(
+    users.c.account_id == bindparam("account_id"),
+    or_(users.c.login_key == bindparam("login_key"), users.c.email_key == bindparam("email_key")),
+)
+_SELECT_FIELD_VALUE_TAKEN = select(user_field_values.c.user_id).where(
+    user_field_values.c.field_id == bindparam("field_id"),
+    user_field_values.c.unique_key == bindparam("unique_key"),
+)
+_INSERT_USER = insert(users)
+_INSERT_FIELD_VALUE = insert(user_field_values)
+_INSERT_USER_ROLE = insert(user_roles)
+_INSERT_MANAGED = insert(user_role_departments)
+_INSERT_MEMBER = insert(group_members)
+_INSERT_OUTBOX = insert(outbox)
 
 
 @dataclass
@@ -114,14 +140,7 @@ def add_user_in(
         user_id = _insert(conn, actor, plan, password_hash)
     except IntegrityError as exc:
         raise _duplicate_from_integrity_error(exc, plan) from None
-    taken = conn.execute(
-        update(accounts)
-        .where(
-            accounts.c.id == actor.account_id,
-            or_(accounts.c.seat_limit.is_(None), accounts.c.active_users < accounts.c.seat_limit),
-        )
-        .values(active_users=accounts.c.active_users + 1)
-    )
+    taken = conn.execute(_TAKE_SEAT, {"account_id": actor.account_id})
     if taken.rowcount != 1:
         raise DomainError(
             ErrorCode.SEAT_LIMIT_EXCEEDED, "every user account of the subscription is in use"
@@ -395,13 +414,8 @@ def _authorize(actor: Actor, scope: Scope, plan: _Plan, role_parameter: str) -> 
 def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
     login_key = fold(plan.login)
     email_key = fold(plan.email) if plan.email else None
-    condition = users.c.login_key == login_key
-    if email_key:
-        condition = or_(condition, users.c.email_key == email_key)
     rows = conn.execute(
-        select(users.c.login_key, users.c.email_key).where(
-            users.c.account_id == account_id, condition
-        )
+        _SELECT_TAKEN, {"account_id": account_id, "login_key": login_key, "email_key": email_key}
     ).all()
     if any(r.login_key == login_key for r in rows):
         raise DomainError(
@@ -415,10 +429,7 @@ def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
         if not profile_field.is_unique:
             continue
         taken = conn.execute(
-            select(user_field_values.c.user_id).where(
-                user_field_values.c.field_id == profile_field.id,
-                user_field_values.c.unique_key == fold(value),
-            )
+            _SELECT_FIELD_VALUE_TAKEN, {"field_id": profile_field.id, "unique_key": fold(value)}
         ).first()
         if taken:
             raise _field_taken(profile_field.name, f"value {value!r} is taken")
@@ -453,24 +464,25 @@ def _insert(conn: Connection, actor: Actor, plan: _Plan, password_hash: str | No
     user_id = new_id()
     now = utcnow()
     conn.execute(
-        insert(users).values(
-            id=user_id,
-            account_id=actor.account_id,
-            department_id=plan.department.id,
-            login=plan.login,
-            login_key=fold(plan.login),
-            email=plan.email,
-            email_key=fold(plan.email) if plan.email else None,
-            password_hash=password_hash,
-            status=ACTIVE,
-            added_at=now,
-            added_by=actor.user_id,
+        _INSERT_USER,
+        {
+            "id": user_id,
+            "account_id": actor.account_id,
+            "department_id": plan.department.id,
+            "login": plan.login,
+            "login_key": fold(plan.login),
+            "email": plan.email,
+            "email_key": fold(plan.email) if plan.email else None,
+            "password_hash": password_hash,
+            "status": ACTIVE,
+            "added_at": now,
+            "added_by": actor.user_id,
             **{c: plan.builtin.get(c) or None for c in _BUILTIN_COLUMNS},
-        )
+        },
     )
     if plan.custom:
         conn.execute(
-            insert(user_field_values),
+            _INSERT_FIELD_VALUE,
             [
                 {
                     "user_id": user_id,
@@ -481,21 +493,19 @@ def _insert(conn: Connection, actor: Actor, plan: _Plan, password_hash: str | No
                 for f, value in plan.custom
             ],
         )
-    conn.execute(insert(user_roles), [{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles])
+    conn.execute(_INSERT_USER_ROLE, [{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles])
     managed = [
         {"user_id": user_id, "role_id": r.id, "department_id": d.id}
         for r, depts in plan.roles
         for d in depts
     ]
     if managed:
-        conn.execute(insert(user_role_departments), managed)
+        conn.execute(_INSERT_MANAGED, managed)
     if plan.group_ids:
-        conn.execute(
-            insert(group_members), [{"group_id": g, "user_id": user_id} for g in plan.group_ids]
-        )
+        conn.execute(_INSERT_MEMBER, [{"group_id": g, "user_id": user_id} for g in plan.group_ids])
     if plan.invitations:
         conn.execute(
-            insert(outbox),
+            _INSERT_OUTBOX,
             [
                 {
                     "id": new_id(),
