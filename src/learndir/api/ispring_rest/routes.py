@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
+from learndir.api.execution import body_may_carry_password, call_core
 from learndir.api.ispring_rest import present
 from learndir.api.ispring_rest.wire import (
     decode_body,
@@ -80,7 +80,12 @@ async def _call(
             raise body_error
         return work(actor, data)
 
-    return await run_in_threadpool(run)
+    may_hash = (
+        "x-auth-password" in request.headers
+        or "x-password" in request.headers
+        or (with_body and body_may_carry_password(await request.body()))
+    )
+    return await call_core(request, run, may_hash=may_hash)
 
 
 def _return_object(request: Request) -> bool:
@@ -121,7 +126,7 @@ async def token(request: Request) -> Response:
             "token_type": "bearer",
         }
 
-    body = await run_in_threadpool(run)
+    body = await call_core(request, run, may_hash=False)
     accept = request.headers.get("accept", "").lower()
     if "xml" in accept and not wants_json(request):
         return render(request, body)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from learndir.api.execution import body_may_carry_password, call_core
 from learndir.api.soap.envelope import (
     MEDIA_TYPE,
     domain_fault_response,
@@ -64,7 +64,10 @@ def soap_get(request: Request) -> Response:
 @router.post("/soap", name="soap", include_in_schema=False)
 async def soap_post(request: Request) -> Response:
     body = await request.body()
-    return await run_in_threadpool(answer, request.app.state.db, body)
+    db = request.app.state.db
+    return await call_core(
+        request, lambda: answer(db, body), may_hash=body_may_carry_password(body)
+    )
 
 
 def answer(db: Database, body: bytes) -> Response:
