@@ -12,6 +12,7 @@ from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
 from learndir.core import profile_fields as fields_repo
 from learndir.core import roles as roles_repo
+from learndir.core.account_settings import settings_changed
 from learndir.core.actor import AccountInfo
 from learndir.core.auth import account_url_key, create_api_key_for_user, load_actor
 from learndir.core.common import fold, new_id, utcnow
@@ -220,6 +221,8 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 "users the file describes",
                 parameter="seatLimit",
             )
+        # The profile fields and roles above are this account's settings: cached by version.
+        settings_changed(conn, account_id)
         owner_actor = load_actor(conn, owner_id)
         assert owner_actor is not None
 

@@ -14,6 +14,7 @@ class AccountInfo:
     name: str
     seat_limit: int | None
     password_min_length: int
+    settings_version: int = 1
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ _ACTOR_COLUMNS = (
     accounts.c.name,
     accounts.c.seat_limit,
     accounts.c.password_min_length,
+    accounts.c.settings_version,
 )
 # Built once and reused: authentication runs on every request.
 _SELECT_ACTOR = (
@@ -131,6 +132,7 @@ def _actor(conn: Connection, row: Any) -> Actor | None:
         name=row.name,
         seat_limit=row.seat_limit,
         password_min_length=row.password_min_length,
+        settings_version=row.settings_version,
     )
     return Actor(user_id=row.id, login=row.login, account=account, grants=grants)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -144,7 +145,7 @@ def account_fields(conn: Connection, account_id: str) -> list[ProfileField]:
     ]
 
 
-def resolve_field(fields: list[ProfileField], name: str) -> ProfileField | None:
+def resolve_field(fields: Sequence[ProfileField], name: str) -> ProfileField | None:
     """Finds a field by its name or its public id, case-insensitively."""
     key = fold(name)
     for field in fields:

@@ -45,6 +45,8 @@ accounts = Table(
     # seat limit is one conditional UPDATE that serialises concurrent adds on the account row.
     Column("active_users", Integer, nullable=False, server_default="0"),
     Column("password_min_length", Integer, nullable=False, server_default="8"),
+    # Bumped whenever the account's profile fields or roles change: caches key on it.
+    Column("settings_version", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

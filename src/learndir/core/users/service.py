@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
+from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id, utcnow
 from learndir.core.departments import Department
@@ -22,12 +23,11 @@ from learndir.core.errors import MESSAGES, DomainError, ErrorCode, denied, inval
 from learndir.core.passwords import hash_password
 from learndir.core.profile_fields import (
     ProfileField,
-    account_fields,
     check_value,
     is_email,
     resolve_field,
 )
-from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind, account_roles
+from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
 from learndir.core.users.commands import AddUser, ApiGeneration
 from learndir.db.engine import Database
 from learndir.db.schema import (
@@ -156,7 +156,8 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
     if not cmd.department_id or not cmd.department_id.strip():
         raise invalid("departmentId", "is required")
 
-    fields = account_fields(conn, account_id)
+    settings = account_settings(conn, actor.account)
+    fields = settings.fields
     checked: dict[str, tuple[ProfileField, str]] = {}
     for name, raw in values.items():
         profile_field = resolve_field(fields, name)
@@ -197,7 +198,7 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
         elif value:
             plan.custom.append((profile_field, value))
 
-    plan.roles = _resolve_roles(conn, account_id, cmd, generation, known)
+    plan.roles = _resolve_roles(settings.roles, cmd, generation, known)
     plan.group_ids = _resolve_groups(conn, account_id, cmd.groups or [])
     plan.invitations = _invitations(actor, cmd, generation, plan)
     return plan
@@ -225,13 +226,11 @@ def _merge_profile_values(cmd: AddUser) -> dict[str, str]:
 
 
 def _resolve_roles(
-    conn: Connection,
-    account_id: str,
+    account_role_list: tuple[Role, ...],
     cmd: AddUser,
     generation: ApiGeneration,
     known_departments: dict[str, Department],
 ) -> list[tuple[Role, list[Department]]]:
-    account_role_list = account_roles(conn, account_id)
     by_id = {r.id: r for r in account_role_list}
     by_kind: dict[RoleKind, Role] = {
         r.kind: r for r in account_role_list if r.kind is not RoleKind.CUSTOM

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("seat_limit", sa.Integer(), nullable=True),
         sa.Column("active_users", sa.Integer(), server_default="0", nullable=False),
         sa.Column("password_min_length", sa.Integer(), server_default="8", nullable=False),
+        sa.Column("settings_version", sa.Integer(), server_default="1", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("url_key", name=op.f("uq_accounts_url_key")),
