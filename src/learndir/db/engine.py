@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,7 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock()
         self._lock_file: Any = None
+        self._checkpointer: _Checkpointer | None = None
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database or "")
         else:
@@ -54,7 +56,8 @@ class Database:
             raise ValueError("learndir needs a SQLite database file, not an in-memory database")
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        self._lock_path = os.path.abspath(path) + ".write-lock"
+        self._database_path = os.path.abspath(path)
+        self._lock_path = self._database_path + ".write-lock"
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -71,6 +74,9 @@ class Database:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints (and their fsyncs) run in the background checkpointer, not in
+            # whichever request happens to commit the thousandth page.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -79,6 +85,13 @@ class Database:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if mode else "BEGIN")
 
         return engine
+
+    def _start_checkpointer(self) -> None:
+        with self._write_lock:
+            if self._checkpointer is not None:
+                return
+            self._checkpointer = _Checkpointer(self._database_path)
+            self._checkpointer.start()
 
     @contextlib.contextmanager
     def _sqlite_writer_turn(self) -> Iterator[None]:
@@ -94,6 +107,8 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction: commits on success, rolls back on any exception."""
+        if self.is_sqlite and self._checkpointer is None:
+            self._start_checkpointer()
         turn = self._sqlite_writer_turn() if self.is_sqlite else contextlib.nullcontext()
         with turn, self.engine.connect() as conn:
             conn = conn.execution_options(learndir_write=True)
@@ -111,10 +126,36 @@ class Database:
                 trans.rollback()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the SQLite write-ahead log into the database once a second, in PASSIVE mode
+    (never blocking readers or writers), so no request pays for a checkpoint's fsyncs."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        super().__init__(name="learndir-sqlite-checkpointer", daemon=True)
+        self._path = path
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        connection = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+        try:
+            while not self._stopped.wait(self._interval):
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def nullpool_engine(url: str) -> Engine:
