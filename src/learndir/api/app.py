@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -159,9 +161,18 @@ class RequestGuard:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="learndir", docs_url=None, redoc_url=None, openapi_url=None)
+    database = Database(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="learndir", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.settings = settings
-    app.state.db = Database(settings.database_url)
+    app.state.db = database
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
@@ -187,10 +198,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             error_log.warning("health check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "reachable"})
-
-    @app.on_event("shutdown")
-    def close_database() -> None:
-        app.state.db.dispose()
 
     app.include_router(rest.token_router)
     app.include_router(rest.router)
