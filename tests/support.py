@@ -24,7 +24,6 @@ from learndir.core.auth import create_api_key, issue_token
 from learndir.core.roles import RoleKind, account_roles
 from learndir.db.engine import Database
 from learndir.db.schema import (
-    accounts,
     departments,
     group_members,
     groups,
@@ -36,6 +35,7 @@ from learndir.db.schema import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+ACTIVE = 1
 PG_ADMIN_URL = os.environ.get("LEARNDIR_TEST_PG", "postgresql://root@127.0.0.1:5432/postgres")
 
 
@@ -178,10 +178,8 @@ def account_snapshot(db: Database, account_id: str) -> dict[str, int]:
             "group_members": count(group_members, group_members.c.user_id.in_(in_account)),
             "field_values": count(user_field_values, user_field_values.c.user_id.in_(in_account)),
             "outbox": count(outbox, outbox.c.account_id == account_id),
-            "active_users": int(
-                conn.execute(
-                    select(accounts.c.active_users).where(accounts.c.id == account_id)
-                ).scalar_one()
+            "active_users": count(
+                users, (users.c.account_id == account_id) & (users.c.status == 1)
             ),
         }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
@@ -272,6 +272,16 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
             except DomainError as exc:
                 exc.parameter = f"{where}.{exc.parameter}" if exc.parameter else where
                 raise
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                active_users=select(func.count())
+                .select_from(users)
+                .where(users.c.account_id == account_id, users.c.status == 1)
+                .scalar_subquery()
+            )
+        )
         key = create_api_key_for_user(conn, owner_id)
     return CreatedAccount(
         account_id=account_id,

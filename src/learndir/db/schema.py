@@ -41,8 +41,9 @@ accounts = Table(
     Column("url_key", String(255), nullable=False, unique=True),
     Column("name", String(255), nullable=False),
     Column("seat_limit", Integer, nullable=True),
-    # Users with status active; updated in the same transaction as every change of status so the
-    # seat limit is one conditional UPDATE that serialises concurrent adds on the account row.
+    # Users with status active, kept while the account has a seat limit: updated in the same
+    # transaction as every change of status, so the limit is one conditional UPDATE that
+    # serialises concurrent adds on the account row. Whoever sets a limit recounts it first.
     Column("active_users", Integer, nullable=False, server_default="0"),
     Column("password_min_length", Integer, nullable=False, server_default="8"),
     # Bumped whenever the account's profile fields or roles change: caches key on it.

@@ -140,6 +140,10 @@ def add_user_in(
         user_id = _insert(conn, actor, plan, password_hash)
     except IntegrityError as exc:
         raise _duplicate_from_integrity_error(exc, plan) from None
+    if actor.account.seat_limit is None:
+        # No limit, no counter: taking the account row's lock would make every add of the
+        # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).
+        return user_id
     taken = conn.execute(_TAKE_SEAT, {"account_id": actor.account_id})
     if taken.rowcount != 1:
         raise DomainError(
