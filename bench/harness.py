@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from learndir.core.passwords import hash_password
 from learndir.db.engine import nullpool_engine
@@ -140,6 +140,14 @@ class UserCounter:
                 break
         return previous
 
+    def postgres_sessions(self) -> int | None:
+        """Connections ever opened to this PostgreSQL database (None on SQLite)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            query = text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            return int(conn.execute(query).scalar_one())
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -162,6 +170,13 @@ class Server:
     log_level: str = "INFO"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def postgres_database(self) -> str | None:
+        """The database's name on PostgreSQL, None on SQLite."""
+        if not self.database_url.startswith("postgres"):
+            return None
+        return urllib.parse.urlsplit(self.database_url).path.lstrip("/")
 
     @property
     def base_url(self) -> str:
@@ -324,26 +339,52 @@ class CpuUse:
     steal: float
 
 
-class CpuMeter:
-    def __init__(self, server_pids: list[int]) -> None:
-        self.server_pids = server_pids
+_PG_SHARED_PROCESSES = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "logical replication launcher",
+    "archiver",
+)
 
-    @staticmethod
-    def _database_ticks() -> int:
-        """CPU ticks of PostgreSQL so far: its live processes, plus the backends that have
-        exited (the postmaster reaped them, so they are in its children's times)."""
-        total = 0
-        for pid in _pids_named("postgres"):
-            with contextlib.suppress(OSError):
+
+def _postgres_ticks(database: str | None) -> dict[int, int]:
+    """CPU ticks of the PostgreSQL processes working for `database`: its live backends, the
+    server's shared processes (WAL writer, checkpointer, ...), and under key 0 the backends that
+    have exited (the postmaster reaped them, so their time is in its children's times; these
+    are the benchmark's own short-lived connections unless others use the server meanwhile).
+    Live backends of other databases are left to "other"."""
+    ticks: dict[int, int] = {}
+    if database is None:
+        return ticks
+    for pid in _pids_named("postgres"):
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if not title.startswith("postgres: "):  # the postmaster, or a fresh fork of it
                 fields = _proc_stat(pid)
-                total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-        return total
+                ticks[pid] = int(fields[11]) + int(fields[12])
+                if int(fields[1]) == 1:
+                    ticks[0] = int(fields[13]) + int(fields[14])
+                continue
+            activity = title.split(": ", 2)[-1].strip()
+            if activity.startswith(_PG_SHARED_PROCESSES) or database in activity.split():
+                ticks[pid] = _process_ticks([pid])
+    return ticks
+
+
+class CpuMeter:
+    """The CPU used while the block runs, by whom."""
+
+    def __init__(self, server_pids: list[int], database: str | None = None) -> None:
+        self.server_pids = server_pids
+        self.database_name = database
 
     def __enter__(self) -> CpuMeter:
         self.started = time.monotonic()
         self.busy, self.interrupts, self.steal = _machine_ticks()
         self.server = _process_ticks(self.server_pids)
-        self.database = self._database_ticks()
+        self.database = _postgres_ticks(self.database_name)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.children = usage.ru_utime + usage.ru_stime
         return self
@@ -352,7 +393,10 @@ class CpuMeter:
         elapsed = time.monotonic() - self.started
         busy, interrupts, steal = _machine_ticks()
         server = (_process_ticks(self.server_pids) - self.server) / TICKS
-        database = (self._database_ticks() - self.database) / TICKS
+        # Totals, not per process: a backend that exits moves its time into the postmaster's
+        # children's times, which are in the total too.
+        now = _postgres_ticks(self.database_name)
+        database = (sum(now.values()) - sum(self.database.values())) / TICKS
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         load = usage.ru_utime + usage.ru_stime - self.children
         total = (busy - self.busy) / TICKS
@@ -385,6 +429,7 @@ class LoadResult:
     created: int | None = None
     users_before: int | None = None  # in the account when the run started
     raw_hash_rate: float | None = None  # Argon2id hashes/s of all cores just before the run
+    postgres_connections: int | None = None  # opened by the server during the run
     attempts: int = 1
 
     @property
@@ -510,9 +555,13 @@ def run_load(
 def measured_load(server: Server, counter: UserCounter, **load: Any) -> LoadResult:
     """run_load, with the CPU each side used and the users the database gained."""
     users_before = counter.count()
-    with CpuMeter(server.pids()) as meter:
+    sessions_before = counter.postgres_sessions()
+    with CpuMeter(server.pids(), server.postgres_database) as meter:
         result = run_load(server.base_url, **load)
     result.cpu = meter.use
+    if sessions_before is not None:
+        # Less the one this query opens: the connections the server opened during the run.
+        result.postgres_connections = (counter.postgres_sessions() or 0) - sessions_before - 1
     result.users_before = users_before
     result.created = counter.settled(load["prefix"])
     return result

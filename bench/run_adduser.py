@@ -57,6 +57,7 @@ HEADER = [
     "% of hash rate",
     "server CPU",
     "PG CPU",
+    "PG conns",
     "wrk CPU",
     "other CPU",
     "steal",
@@ -135,6 +136,7 @@ class Report:
                 else "",
                 f"{cpu.server:.2f}",
                 f"{cpu.database:.2f}",
+                "" if r.postgres_connections is None else str(r.postgres_connections),
                 f"{cpu.load:.2f}",
                 f"{cpu.other:.2f}",
                 f"{cpu.steal:.2f}",
@@ -163,7 +165,8 @@ class Report:
         print(
             "\n% of hash rate: users/s against the raw Argon2id rate of all cores, measured just "
             "before the run.\nCPU columns: cores used on average during the run (2 = both cores "
-            "busy); steal: CPU the hypervisor gave to other machines while this one wanted it."
+            "busy); steal: CPU the hypervisor gave to other machines while this one wanted it.\n"
+            "PG conns: connections the server opened to PostgreSQL during the run."
         )
         if self.invalid:
             print("\nINVALID RUNS (errors, or a user count that does not match):")
