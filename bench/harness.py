@@ -626,14 +626,15 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def code_version() -> str:
-    """The commit the server runs, with "+changes" when src/ differs from it."""
+    """The last commit that changed src/ (what the server runs), with "+changes" when src/
+    differs from it; commits that touch only other files do not change it."""
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("log", "-1", "--format=%h", "--", "src") or "unknown"
     return commit + ("+changes" if git("status", "--porcelain", "--", "src") else "")
 
 

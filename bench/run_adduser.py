@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3,
         help=f"runs of a combination while other processes take over {NOISE_LIMIT} cores",
     )
+    add(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of every combination, round-robin; the table shows the median run",
+    )
     add("--json", type=Path, help="also write the raw results here")
     return parser.parse_args(argv)
 
@@ -114,35 +120,15 @@ class Report:
     invalid: list[str] = field(default_factory=list)
     noisy: list[str] = field(default_factory=list)
 
-    def add(
-        self, db: str, workers: int, transport: str, clients: int, password: bool, r: LoadResult
-    ) -> None:
+    def record(self, combination: tuple[str, int, str, int, bool], r: LoadResult) -> None:
+        """Keeps one run: its raw figures and any problem."""
+        db, workers, transport, clients, password = combination
         cpu = r.cpu
         assert cpu is not None
-        self.rows.append(
-            [
-                db,
-                str(workers),
-                transport,
-                str(clients),
-                "yes" if password else "no",
-                str(r.responses),
-                str(r.errors),
-                f"{r.users_per_s:.0f}",
-                f"{r.p50_ms:.1f}",
-                f"{r.p99_ms:.1f}",
-                f"{100 * r.users_per_s / r.raw_hash_rate:.0f}% of {r.raw_hash_rate:.0f}"
-                if r.raw_hash_rate
-                else "",
-                f"{cpu.server:.2f}",
-                f"{cpu.database:.2f}",
-                "" if r.postgres_connections is None else str(r.postgres_connections),
-                f"{cpu.load:.2f}",
-                f"{cpu.other:.2f}",
-                f"{cpu.steal:.2f}",
-            ]
+        log(
+            f"  {db} {workers}w {transport} {clients}c {'password' if password else 'no password'}"
+            f": {r.users_per_s:.0f} users/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"
         )
-        log("  " + " | ".join(self.rows[-1]))
         label = f"{db}/{workers}w/{transport}/{clients}c/{'' if password else 'no '}password"
         self.invalid.extend(f"{label}: {p}" for p in r.problems())
         if r.noisy:
@@ -160,10 +146,48 @@ class Report:
             }
         )
 
+    def add_row(self, combination: tuple[str, int, str, int, bool], runs: list[LoadResult]) -> None:
+        """One table row: the median run by users/s, with the range when there are several."""
+        db, workers, transport, clients, password = combination
+        ordered = sorted(runs, key=lambda run: run.users_per_s)
+        r = ordered[(len(ordered) - 1) // 2]
+        cpu = r.cpu
+        assert cpu is not None
+        rate = f"{r.users_per_s:.0f}"
+        if len(runs) > 1:
+            rate += f" ({ordered[0].users_per_s:.0f}-{ordered[-1].users_per_s:.0f})"
+        self.rows.append(
+            [
+                db,
+                str(workers),
+                transport,
+                str(clients),
+                "yes" if password else "no",
+                str(sum(run.responses for run in runs)),
+                str(sum(run.errors for run in runs)),
+                rate,
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{100 * r.users_per_s / r.raw_hash_rate:.0f}% of {r.raw_hash_rate:.0f}"
+                if r.raw_hash_rate
+                else "",
+                f"{cpu.server:.2f}",
+                f"{cpu.database:.2f}",
+                "" if r.postgres_connections is None else str(r.postgres_connections),
+                f"{cpu.load:.2f}",
+                f"{cpu.other:.2f}",
+                f"{cpu.steal:.2f}",
+            ]
+        )
+
     def print(self) -> None:
         print(markdown_table(HEADER, self.rows))
         print(
-            "\n% of hash rate: users/s against the raw Argon2id rate of all cores, measured just "
+            "\nWith --repeat, users/s is the median run's (the range in brackets), and the "
+            "other columns are that run's; requests and errors are the sums of all runs."
+        )
+        print(
+            "% of hash rate: users/s against the raw Argon2id rate of all cores, measured just "
             "before the run.\nCPU columns: cores used on average during the run (2 = both cores "
             "busy); steal: CPU the hypervisor gave to other machines while this one wanted it.\n"
             "PG conns: connections the server opened to PostgreSQL during the run."
@@ -211,25 +235,34 @@ def bench_database(args: argparse.Namespace, db: str, workers: int, report: Repo
                     return server.token(account["clientId"], account["clientSecret"])
 
                 warm_up(server, token(), root, args)
-                combinations = itertools.product(
-                    args.transport, [p == "yes" for p in args.password], args.clients
-                )
-                for transport, password, clients in combinations:
-                    result = quiet_load(
-                        server,
-                        counter,
-                        patience=args.patience,
-                        attempts=args.attempts,
-                        transport=transport,
-                        token=token(),
-                        department_id=root,
-                        clients=clients,
-                        with_password=password,
-                        probe_hash_rate=password,
-                        threads=args.wrk_threads,
-                        duration=args.password_duration if password else args.duration,
+                combinations = list(
+                    itertools.product(
+                        args.transport, [p == "yes" for p in args.password], args.clients
                     )
-                    report.add(db, workers, transport, clients, password, result)
+                )
+                runs: dict[tuple[str, bool, int], list[LoadResult]] = {c: [] for c in combinations}
+                # Round-robin over the combinations, so a slow spell of the machine does not
+                # fall on all the repeats of one combination.
+                for _ in range(args.repeat):
+                    for transport, password, clients in combinations:
+                        result = quiet_load(
+                            server,
+                            counter,
+                            patience=args.patience,
+                            attempts=args.attempts,
+                            transport=transport,
+                            token=token(),
+                            department_id=root,
+                            clients=clients,
+                            with_password=password,
+                            probe_hash_rate=password,
+                            threads=args.wrk_threads,
+                            duration=args.password_duration if password else args.duration,
+                        )
+                        runs[(transport, password, clients)].append(result)
+                        report.record((db, workers, transport, clients, password), result)
+                for (transport, password, clients), results in runs.items():
+                    report.add_row((db, workers, transport, clients, password), results)
         finally:
             counter.close()
 
@@ -243,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     for db in args.db:
         for workers in args.workers or [DEFAULT_WORKERS[db]]:
             bench_database(args, db, workers, report)
-    print(f"learndir {version}\n")
+    print(f"learndir: src/ as of commit {version}\n")
     report.print()
     if code_version() != version:
         print(
