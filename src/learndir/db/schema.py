@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -62,6 +64,12 @@ departments = Table(
     Column("code_key", String(255), nullable=True),
     # Materialised path "/<root id>/<child id>/.../<own id>/": subtree tests are prefix tests.
     Column("path", String(2048), nullable=False),
+    # Subordination: who supervises. NULL type means "inherit" (from the department, then its
+    # parents); "manual" names the supervisor; "no_supervisor" stops inheritance.
+    Column("subordination_type", String(16), nullable=True),
+    Column("supervisor_id", ID, nullable=True),
+    Column("co_subordination_type", String(16), nullable=True),
+    Column("co_supervisor_id", ID, nullable=True),
     UniqueConstraint("account_id", "code_key"),
     Index(None, "account_id", "path"),
     Index(None, "parent_id"),
@@ -73,6 +81,10 @@ groups = Table(
     Column("id", ID, primary_key=True),
     Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
     Column("name", String(255), nullable=False),
+    # Smart groups: membership follows `rules` (JSON, the OpenAPI's SmartGroupRuleNodes) and is
+    # recomputed whenever a user or the rules change; members cannot be set by hand.
+    Column("is_smart", Boolean, nullable=False, server_default=false()),
+    Column("rules", Text, nullable=True),
     Index(None, "account_id"),
 )
 
@@ -127,9 +139,27 @@ users = Table(
     Column("status", Integer, nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
     Column("added_by", ID, nullable=True),
+    Column("last_login_at", DateTime(timezone=True), nullable=True),
+    # Scheduled status changes (UTC dates), carried out by the service once due.
+    Column("deactivate_on", Date, nullable=True),
+    Column("terminate_on", Date, nullable=True),
+    # Subordination: who supervises. NULL type means "inherit" (from the department, then its
+    # parents); "manual" names the supervisor; "no_supervisor" stops inheritance.
+    Column("subordination_type", String(16), nullable=True),
+    Column("supervisor_id", ID, nullable=True),
+    Column("co_subordination_type", String(16), nullable=True),
+    Column("co_supervisor_id", ID, nullable=True),
+    # Work leave: one of the OpenAPI's WorkLeaveReason values, with its dates.
+    Column("work_leave_reason", String(32), nullable=True),
+    Column("work_leave_start", Date, nullable=True),
+    Column("work_leave_end", Date, nullable=True),
     UniqueConstraint("account_id", "login_key"),
     UniqueConstraint("account_id", "email_key"),
     Index(None, "department_id"),
+    # Keyset paging of an account's users by id.
+    Index(None, "account_id", "id"),
+    Index(None, "deactivate_on"),
+    Index(None, "terminate_on"),
 )
 
 user_field_values = Table(
