@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from learndir.api.ispring_rest import directory, users_read, users_write
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
@@ -200,8 +201,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "reachable"})
 
     app.include_router(rest.token_router)
-    app.include_router(rest.router)
-    app.include_router(rest.router, prefix="/api/v2")
+    # Order matters: fixed paths (/user/v2, /user/list) before /user/{userId}.
+    for router in (rest.router, users_read.router, users_write.router, directory.router):
+        app.include_router(router)
+        app.include_router(router, prefix="/api/v2")
     app.include_router(soap.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     return app

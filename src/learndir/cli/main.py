@@ -36,6 +36,7 @@ EXIT_CODES: dict[ErrorCode, int] = {
     ErrorCode.PERMISSION_DENIED: 6,
     ErrorCode.UNAUTHENTICATED: 6,
     ErrorCode.NOT_FOUND: 7,
+    ErrorCode.DEPARTMENT_NOT_EMPTY: 8,
 }
 
 DatabaseUrl = Annotated[

@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     NOT_FOUND = "not_found"
     ACCOUNT_EXISTS = "account_exists"
+    DEPARTMENT_NOT_EMPTY = "department_not_empty"
 
 
 # The seed documents' own strings, byte for byte, where they define one.
@@ -28,6 +29,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHENTICATED: "Unauthorized",
     ErrorCode.NOT_FOUND: "Not found",
     ErrorCode.ACCOUNT_EXISTS: "An account with this URL already exists",
+    ErrorCode.DEPARTMENT_NOT_EMPTY: "Department is not empty",
 }
 
 

@@ -27,6 +27,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.EMAIL_TAKEN: 409,
     ErrorCode.FIELD_VALUE_TAKEN: 409,
     ErrorCode.ACCOUNT_EXISTS: 409,
+    ErrorCode.DEPARTMENT_NOT_EMPTY: 409,
 }
 
 # Element names whose content is a list even with a single child.

@@ -42,6 +42,7 @@ FAULTS: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.EMAIL_TAKEN: (CLIENT, 409),
     ErrorCode.FIELD_VALUE_TAKEN: (CLIENT, 409),
     ErrorCode.ACCOUNT_EXISTS: (CLIENT, 409),
+    ErrorCode.DEPARTMENT_NOT_EMPTY: (CLIENT, 409),
 }
 # A code missing from the table (a newer one) is still the client's doing.
 _CLIENT_FAULT = (CLIENT, 400)

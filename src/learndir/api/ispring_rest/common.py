@@ -1,0 +1,102 @@
+"""What every iSpring REST handler shares: the caller's identity, running the core, and the
+shapes of created and single-object answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from learndir.api.execution import body_may_carry_password, call_core
+from learndir.api.ispring_rest import present
+from learndir.api.ispring_rest.wire import decode_body, render, wants_json
+from learndir.core.actor import Actor
+from learndir.core.auth import authenticate_credentials, authenticate_token
+from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.db.engine import Database
+
+T = TypeVar("T")
+
+
+def db_of(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def authenticate(db: Database, request: Request) -> Actor:
+    """Bearer token (with or without the `Bearer ` prefix) or the X-Auth-* headers."""
+    headers = request.headers
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        if authorization.lower().startswith("bearer "):
+            authorization = authorization[7:].strip()
+        return authenticate_token(db, authorization)
+    url = headers.get("x-auth-account-url")
+    login = headers.get("x-auth-email")
+    password = headers.get("x-auth-password")
+    if url or login or password:
+        return authenticate_credentials(db, url, login, password)
+    raise DomainError(
+        ErrorCode.UNAUTHENTICATED,
+        "send Authorization: Bearer <token>, or the X-Auth-Account-Url, "
+        "X-Auth-Email and X-Auth-Password headers",
+    )
+
+
+async def call(
+    request: Request, work: Callable[[Actor, dict[str, Any]], T], *, with_body: bool = True
+) -> T:
+    """Decodes the body, then authenticates and runs `work` in the thread pool. A body that
+    cannot be decoded is reported only once the caller has been authenticated."""
+    data: dict[str, Any] = {}
+    body_error: DomainError | None = None
+    if with_body:
+        try:
+            data = await decode_body(request)
+        except DomainError as exc:
+            body_error = exc
+    db = db_of(request)
+
+    def run() -> T:
+        actor = authenticate(db, request)
+        if body_error is not None:
+            raise body_error
+        return work(actor, data)
+
+    may_hash = (
+        "x-auth-password" in request.headers
+        or "x-password" in request.headers
+        or (with_body and body_may_carry_password(await request.body()))
+    )
+    return await call_core(request, run, may_hash=may_hash)
+
+
+def return_object(request: Request) -> bool:
+    return request.headers.get("x-return-object", "").strip().lower() in ("true", "1", "yes")
+
+
+def created(
+    request: Request,
+    new_id: str,
+    obj: dict[str, Any] | None = None,
+    item_names: dict[str, str] | None = None,
+) -> Response:
+    if obj is not None:
+        return render(request, obj, 201, item_names=item_names)
+    return render(request, new_id, 201)
+
+
+def single(request: Request, obj: dict[str, Any]) -> Response:
+    """GET of one object: `{"response": {...}}` in JSON, the object's fields under <response>."""
+    if wants_json(request):
+        return render(request, {"response": obj})
+    return render(request, obj, item_names=present.ITEM_NAMES)
+
+
+def text_param(data: dict[str, Any], key: str, request: Request, header: str) -> str | None:
+    value = data.get(key, request.headers.get(header))
+    if value is not None and not isinstance(value, str):
+        raise invalid(key, "must be a text value")
+    return value
