@@ -36,6 +36,8 @@ class Outcome:
     message: str | None = None
     parameter: str | None = None
     reason: str | None = None
+    # The decoded answer of a successful call that returns more than an id (a profile, a page).
+    data: Any = None
 
     @property
     def ok(self) -> bool:
