@@ -1,0 +1,403 @@
+"""Smart groups: groups whose membership follows rules on a user's department, groups and
+profile fields.
+
+Rules are an AND of ORs: a user is a member when every AND item holds, and an AND item holds
+when any of its rules does. Each rule compiles to one SQL condition on `users`, so membership is
+recomputed set-based: for the whole account when a group's rules change, and for a few users
+(`refresh_memberships`) whenever users are added or changed.
+
+`refresh_memberships` runs on addUser's hot path, so an account's smart groups are cached per
+process and keyed on `accounts.settings_version` like its profile fields and roles; every
+change of a smart group bumps that version. An account without smart groups costs no query.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import aliased
+
+from learndir.core.account_settings import account_settings
+from learndir.core.actor import AccountInfo
+from learndir.core.common import as_uuid_text
+from learndir.core.errors import invalid
+from learndir.core.profile_fields import ProfileField, resolve_field
+from learndir.db.schema import departments, group_members, groups, user_field_values, users
+
+SMART_MEMBERSHIP = "membership of a smart group follows its rules"
+MAX_RULES = 100
+
+
+class AttributeType(IntEnum):
+    DEPARTMENT = 1
+    GROUP = 2
+    PROFILE_FIELD = 3
+
+
+class Operator(IntEnum):
+    ONLY = 1
+    THIS_AND_NESTED = 2
+
+
+@dataclass(frozen=True)
+class Rule:
+    attribute_type: AttributeType
+    attribute_id: str | None
+    operator: Operator
+    value: str
+
+
+# An AND of ORs.
+Rules = tuple[tuple[Rule, ...], ...]
+
+
+@dataclass(frozen=True)
+class SmartGroup:
+    id: str
+    name: str
+    rules: Rules
+
+
+# The columns of users that hold built-in profile fields, by field name.
+_BUILTIN_COLUMNS = {
+    "login": users.c.login,
+    "email": users.c.email,
+    "first_name": users.c.first_name,
+    "last_name": users.c.last_name,
+    "job_title": users.c.job_title,
+    "phone": users.c.phone,
+}
+
+
+# ---- rules in and out ---------------------------------------------------------------------
+
+
+def _as_list(value: Any, parameter: str) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        # An XML or form list with a single item whose element name was not recognised.
+        (inner,) = value.values()
+        return inner if isinstance(inner, list) else [inner]
+    raise invalid(parameter, "must be a list")
+
+
+def _as_enum(value: Any, enum: type[IntEnum], parameter: str) -> Any:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    allowed = ", ".join(str(int(m)) for m in enum)
+    if number is None or number not in {int(m) for m in enum}:
+        raise invalid(parameter, f"must be one of {allowed}, {value!r} given")
+    return enum(number)
+
+
+def _as_text(value: Any, parameter: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise invalid(parameter, "must be a string")
+    text = str(value).strip()
+    if not text:
+        raise invalid(parameter, "is required")
+    if len(text) > 255:
+        raise invalid(parameter, "longer than 255 characters")
+    return text
+
+
+def parse_rules(
+    conn: Connection,
+    account: AccountInfo,
+    raw: Any,
+    *,
+    own_group_id: str | None = None,
+) -> Rules:
+    """Validates the OpenAPI's SmartGroupRuleNodes against the account: every department,
+    group and profile field named must exist. Errors name the path, e.g.
+    `rules.and[0].or[1].rule.value`."""
+    if not isinstance(raw, dict) or "and" not in raw:
+        raise invalid("rules.and", "is required")
+    ands = _as_list(raw["and"], "rules.and")
+    if not ands:
+        raise invalid("rules.and", "a smart group needs at least one rule")
+    fields = account_settings(conn, account).fields
+    parsed: list[tuple[Rule, ...]] = []
+    wanted_departments: dict[str, str] = {}
+    wanted_groups: dict[str, str] = {}
+    count = 0
+    for i, and_item in enumerate(ands):
+        where = f"rules.and[{i}]"
+        if not isinstance(and_item, dict) or "or" not in and_item:
+            raise invalid(f"{where}.or", "is required")
+        ors = _as_list(and_item["or"], f"{where}.or")
+        if not ors:
+            raise invalid(f"{where}.or", "needs at least one rule")
+        rules: list[Rule] = []
+        for j, or_item in enumerate(ors):
+            at = f"{where}.or[{j}].rule"
+            count += 1
+            if count > MAX_RULES:
+                raise invalid("rules", f"at most {MAX_RULES} rules")
+            if not isinstance(or_item, dict) or not isinstance(or_item.get("rule"), dict):
+                raise invalid(at, "is required")
+            rule = or_item["rule"]
+            for name in ("attributeType", "operator", "value"):
+                if rule.get(name) is None:
+                    raise invalid(f"{at}.{name}", "is required")
+            kind = _as_enum(rule["attributeType"], AttributeType, f"{at}.attributeType")
+            operator = _as_enum(rule["operator"], Operator, f"{at}.operator")
+            value = _as_text(rule["value"], f"{at}.value")
+            attribute_id: str | None = None
+            if kind is AttributeType.PROFILE_FIELD:
+                if rule.get("attributeId") is None:
+                    raise invalid(f"{at}.attributeId", "is required for a profile field rule")
+                name = _as_text(rule["attributeId"], f"{at}.attributeId")
+                field = resolve_field(fields, name)
+                if field is None:
+                    raise invalid(f"{at}.attributeId", f"no profile field {name!r}")
+                attribute_id = field.key
+            else:
+                canonical = as_uuid_text(value)
+                what = "department" if kind is AttributeType.DEPARTMENT else "group"
+                if canonical is None:
+                    raise invalid(f"{at}.value", f"{value!r} is not a {what} id")
+                if kind is AttributeType.DEPARTMENT:
+                    wanted_departments.setdefault(canonical, f"{at}.value")
+                else:
+                    if canonical == own_group_id:
+                        raise invalid(f"{at}.value", "a smart group cannot follow itself")
+                    wanted_groups.setdefault(canonical, f"{at}.value")
+                value = canonical
+            rules.append(Rule(kind, attribute_id, operator, value))
+        parsed.append(tuple(rules))
+    _check_exist(conn, account.id, wanted_departments, wanted_groups)
+    return tuple(parsed)
+
+
+def _check_exist(
+    conn: Connection,
+    account_id: str,
+    wanted_departments: Mapping[str, str],
+    wanted_groups: Mapping[str, str],
+) -> None:
+    if wanted_departments:
+        found = set(
+            conn.scalars(
+                select(departments.c.id).where(
+                    departments.c.account_id == account_id,
+                    departments.c.id.in_(list(wanted_departments)),
+                )
+            )
+        )
+        for dept_id, parameter in wanted_departments.items():
+            if dept_id not in found:
+                raise invalid(parameter, f"no department {dept_id!r} in this account")
+    if wanted_groups:
+        rows = conn.execute(
+            select(groups.c.id, groups.c.is_smart).where(
+                groups.c.account_id == account_id, groups.c.id.in_(list(wanted_groups))
+            )
+        )
+        smart = {r.id: r.is_smart for r in rows}
+        for group_id, parameter in wanted_groups.items():
+            if group_id not in smart:
+                raise invalid(parameter, f"no group {group_id!r} in this account")
+            if smart[group_id]:
+                raise invalid(parameter, "a rule can follow only a group that is not smart")
+
+
+def rules_to_data(rules: Rules) -> dict[str, Any]:
+    """The OpenAPI's SmartGroupRuleNodes."""
+    return {
+        "and": [
+            {
+                "or": [
+                    {
+                        "rule": {
+                            "attributeType": int(r.attribute_type),
+                            **({"attributeId": r.attribute_id} if r.attribute_id else {}),
+                            "operator": int(r.operator),
+                            "value": r.value,
+                        }
+                    }
+                    for r in or_rules
+                ]
+            }
+            for or_rules in rules
+        ]
+    }
+
+
+def dump_rules(rules: Rules) -> str:
+    return json.dumps(rules_to_data(rules), separators=(",", ":"))
+
+
+def load_rules(text: str | None) -> Rules:
+    """Stored rules were validated when written; read them back without the account check."""
+    if not text:
+        return ()
+    data = json.loads(text)
+    return tuple(
+        tuple(
+            Rule(
+                AttributeType(item["rule"]["attributeType"]),
+                item["rule"].get("attributeId"),
+                Operator(item["rule"]["operator"]),
+                item["rule"]["value"],
+            )
+            for item in and_item["or"]
+        )
+        for and_item in data["and"]
+    )
+
+
+# ---- the per-account cache ----------------------------------------------------------------
+
+_MAX_ENTRIES = 1024
+_cache: dict[tuple[str, int], tuple[SmartGroup, ...]] = {}
+_lock = threading.Lock()
+_SELECT_SMART = select(groups.c.id, groups.c.name, groups.c.rules).where(
+    groups.c.account_id == bindparam("account_id"), groups.c.is_smart.is_(true())
+)
+
+
+def account_smart_groups(conn: Connection, account: AccountInfo) -> tuple[SmartGroup, ...]:
+    """Never call this after changing a smart group in the same transaction: the cache entry
+    of the old settings version would hold the uncommitted change."""
+    key = (account.id, account.settings_version)
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    result = tuple(
+        SmartGroup(id=r.id, name=r.name, rules=load_rules(r.rules))
+        for r in conn.execute(_SELECT_SMART, {"account_id": account.id})
+    )
+    with _lock:
+        if len(_cache) >= _MAX_ENTRIES:
+            _cache.clear()
+        _cache[key] = result
+    return result
+
+
+# ---- membership ---------------------------------------------------------------------------
+
+
+def _rule_condition(
+    rule: Rule, account_id: str, fields: Sequence[ProfileField]
+) -> ColumnElement[bool]:
+    if rule.attribute_type is AttributeType.DEPARTMENT:
+        if rule.operator is Operator.ONLY:
+            return users.c.department_id == rule.value
+        top = aliased(departments)
+        return users.c.department_id.in_(
+            select(departments.c.id)
+            .join(top, top.c.id == rule.value)
+            .where(
+                departments.c.account_id == account_id,
+                departments.c.path.startswith(top.c.path, autoescape=False),
+            )
+        )
+    if rule.attribute_type is AttributeType.GROUP:
+        return users.c.id.in_(
+            select(group_members.c.user_id).where(group_members.c.group_id == rule.value)
+        )
+    field = resolve_field(fields, rule.attribute_id or "")
+    if field is None:
+        return false()
+    wanted = func.lower(literal(rule.value))
+    if field.is_builtin and field.name in _BUILTIN_COLUMNS:
+        return func.lower(_BUILTIN_COLUMNS[field.name]) == wanted
+    return users.c.id.in_(
+        select(user_field_values.c.user_id).where(
+            user_field_values.c.field_id == field.id,
+            func.lower(user_field_values.c.value) == wanted,
+        )
+    )
+
+
+def membership_condition(
+    rules: Rules, account_id: str, fields: Sequence[ProfileField]
+) -> ColumnElement[bool]:
+    """The SQL condition on `users` that says who belongs to a group with these rules."""
+    return and_(
+        true(), *(or_(*(_rule_condition(r, account_id, fields) for r in ors)) for ors in rules)
+    )
+
+
+def _insert_members(
+    conn: Connection,
+    account_id: str,
+    group: SmartGroup,
+    fields: Sequence[ProfileField],
+    only_users: Sequence[str] | None,
+) -> None:
+    query = select(literal(group.id), users.c.id).where(
+        users.c.account_id == account_id,
+        membership_condition(group.rules, account_id, fields),
+    )
+    if only_users is not None:
+        query = query.where(users.c.id.in_(only_users))
+    columns = [group_members.c.group_id, group_members.c.user_id]
+    conn.execute(insert(group_members).from_select(columns, query))
+
+
+def recompute_group(conn: Connection, account: AccountInfo, group: SmartGroup) -> None:
+    """Rebuilds the whole membership of one smart group: one DELETE and one INSERT ... SELECT."""
+    conn.execute(delete(group_members).where(group_members.c.group_id == group.id))
+    _insert_members(conn, account.id, group, account_settings(conn, account).fields, None)
+
+
+def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> None:
+    """Recomputes the smart-group memberships of `user_ids` inside the caller's transaction.
+
+    Call it after everything about those users (department, fields, manual groups) is written.
+    Costs no query when the account has no smart groups."""
+    smart = account_smart_groups(conn, account)
+    if not smart or not user_ids:
+        return
+    ids = list(dict.fromkeys(user_ids))
+    fields = account_settings(conn, account).fields
+    conn.execute(
+        delete(group_members).where(
+            group_members.c.group_id.in_([g.id for g in smart]),
+            group_members.c.user_id.in_(ids),
+        )
+    )
+    for group in smart:
+        _insert_members(conn, account.id, group, fields, ids)
+
+
+def smart_ids_among(conn: Connection, account: AccountInfo, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` are smart groups of the account (from the cache, no query)."""
+    smart = {g.id for g in account_smart_groups(conn, account)}
+    return {i for i in ids if i in smart}
+
+
+def rules_referring_to(
+    conn: Connection, account: AccountInfo, kind: AttributeType, target_id: str
+) -> list[SmartGroup]:
+    """The smart groups whose rules name this department or group."""
+    return [
+        g
+        for g in account_smart_groups(conn, account)
+        if any(r.attribute_type is kind and r.value == target_id for ors in g.rules for r in ors)
+    ]
