@@ -1,26 +1,74 @@
-"""Reading users back, within what the actor may see."""
+"""Reading users back, within what the actor may see: one profile, filtered lists, keyset pages,
+numbered pages and id lookups.
+
+Every read loads its users in one query and then their field values, roles (with managed
+departments) and groups in one query each for the whole batch, never one per user. Who may
+see whom: the actor's VIEW_USERS scope (the whole account, or the subtrees of the departments
+they manage); a user may always read their own profile.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 
-from learndir.core.actor import Actor
-from learndir.core.common import as_uuid_text
-from learndir.core.errors import denied, not_found
-from learndir.core.roles import Role, RoleKind, account_roles
+from learndir.core.account_settings import AccountSettings, account_settings
+from learndir.core.actor import Actor, Scope
+from learndir.core.common import as_uuid_text, fold
+from learndir.core.errors import DomainError, denied, invalid, not_found
+from learndir.core.profile_fields import ProfileField, check_value, resolve_field
+from learndir.core.roles import Permission, Role, RoleKind
 from learndir.db.engine import Database
 from learndir.db.schema import (
     departments,
     group_members,
-    profile_fields,
     user_field_values,
     user_role_departments,
     user_roles,
     users,
 )
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 1000
+# Far beyond any account, and small enough for every database's OFFSET.
+MAX_PAGE_NUMBER = 1_000_000_000
+# Ids per batch query: well under every database's limit on bound parameters.
+_BATCH = 1000
+_BUILTIN_COLUMNS = ("login", "email", "first_name", "last_name", "job_title", "phone")
+INHERIT = "inherit"
+
+
+@dataclass(frozen=True)
+class Subordination:
+    """`inherit` (from the department), `manual` (with a supervisor) or `no_supervisor`."""
+
+    type: str = INHERIT
+    supervisor_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkLeave:
+    reason: str
+    start: date | None
+    end: date | None
 
 
 @dataclass(frozen=True)
@@ -34,6 +82,12 @@ class UserView:
     fields: dict[str, str]
     roles: list[tuple[Role, list[str]]]
     groups: list[str]
+    last_login_at: datetime | None = None
+    subordination: Subordination = Subordination()
+    co_subordination: Subordination = Subordination()
+    work_leave: WorkLeave | None = None
+    deactivate_on: date | None = None
+    terminate_on: date | None = None
 
     @property
     def primary_role(self) -> tuple[Role, list[str]]:
@@ -44,56 +98,419 @@ class UserView:
         return self.roles[0]
 
 
+@dataclass(frozen=True)
+class UserFilter:
+    """What a list asks for. Each non-empty criterion narrows the list (they combine with AND);
+    the values inside one criterion are alternatives (OR). Ids that are unknown or belong to
+    another account match nothing; text that is not an id is Wrong parameters."""
+
+    departments: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    logins: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    user_ids: tuple[str, ...] = ()
+    # Profile field name -> accepted values, compared case-insensitively.
+    profile_fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Field name (a birthdate field, addedDate or lastLoginDate), from, to: inclusive bounds.
+    date_ranges: tuple[tuple[str, date | None, date | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    users: list[UserView]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class NumberedPage:
+    users: list[UserView]
+    page_number: int
+    total: int
+
+
+# ---- statements built once --------------------------------------------------------------
+
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.department_id,
+    users.c.status,
+    users.c.added_at,
+    users.c.added_by,
+    users.c.last_login_at,
+    users.c.deactivate_on,
+    users.c.terminate_on,
+    users.c.subordination_type,
+    users.c.supervisor_id,
+    users.c.co_subordination_type,
+    users.c.co_supervisor_id,
+    users.c.work_leave_reason,
+    users.c.work_leave_start,
+    users.c.work_leave_end,
+    *(users.c[name] for name in _BUILTIN_COLUMNS),
+)
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_SELECT_ONE = (
+    select(*_USER_COLUMNS, departments.c.path)
+    .join(departments, departments.c.id == users.c.department_id)
+    .where(users.c.id == bindparam("user_id"), users.c.account_id == bindparam("account_id"))
+)
+_SELECT_VALUES = select(
+    user_field_values.c.user_id, user_field_values.c.field_id, user_field_values.c.value
+).where(user_field_values.c.user_id.in_(_IDS))
+_SELECT_ROLES = select(user_roles.c.user_id, user_roles.c.role_id).where(
+    user_roles.c.user_id.in_(_IDS)
+)
+_SELECT_MANAGED = select(
+    user_role_departments.c.user_id,
+    user_role_departments.c.role_id,
+    user_role_departments.c.department_id,
+).where(user_role_departments.c.user_id.in_(_IDS))
+_SELECT_GROUPS = select(group_members.c.user_id, group_members.c.group_id).where(
+    group_members.c.user_id.in_(_IDS)
+)
+_SELECT_VISIBLE_IDS = (
+    select(users.c.id, departments.c.path)
+    .join(departments, departments.c.id == users.c.department_id)
+    .where(users.c.account_id == bindparam("account_id"), users.c.id.in_(_IDS))
+)
+
+
+# ---- public reads -----------------------------------------------------------------------
+
+
 def get_user(db: Database, actor: Actor, user_id: str) -> UserView:
     canonical = as_uuid_text(user_id) or ""
     with db.read() as conn:
         row = conn.execute(
-            select(users, departments.c.path)
-            .join(departments, departments.c.id == users.c.department_id)
-            .where(users.c.id == canonical, users.c.account_id == actor.account_id)
+            _SELECT_ONE, {"user_id": canonical, "account_id": actor.account_id}
         ).first()
         if row is None:
             raise not_found("user", "userId")
-        if row.id != actor.user_id and not actor.visible_scope().covers(row.path):
-            raise denied("the user is outside the departments you manage", "userId")
-        fields = {
-            name: getattr(row, name)
-            for name in ("login", "email", "first_name", "last_name", "job_title", "phone")
-            if getattr(row, name)
-        }
-        for value in conn.execute(
-            select(profile_fields.c.name, user_field_values.c.value)
-            .join(profile_fields, profile_fields.c.id == user_field_values.c.field_id)
-            .where(user_field_values.c.user_id == canonical)
-        ):
-            fields[value.name] = value.value
-        roles_by_id = {r.id: r for r in account_roles(conn, actor.account_id)}
-        managed: dict[str, list[str]] = {}
-        for m in conn.execute(
-            select(user_role_departments.c.role_id, user_role_departments.c.department_id).where(
-                user_role_departments.c.user_id == canonical
-            )
-        ):
-            managed.setdefault(m.role_id, []).append(m.department_id)
-        role_list = [
-            (roles_by_id[r.role_id], sorted(managed.get(r.role_id, [])))
-            for r in conn.execute(
-                select(user_roles.c.role_id).where(user_roles.c.user_id == canonical)
-            )
-        ]
-        group_ids = sorted(
-            g.group_id
-            for g in conn.execute(
-                select(group_members.c.group_id).where(group_members.c.user_id == canonical)
+        if row.id != actor.user_id:
+            scope = actor.scope(Permission.VIEW_USERS)
+            if scope.is_empty:
+                raise denied("your roles do not allow viewing other users", "userId")
+            if not scope.covers(row.path):
+                raise denied("the user is outside the departments you manage", "userId")
+        return _views(conn, account_settings(conn, actor.account), [row])[0]
+
+
+def list_users(db: Database, actor: Actor, flt: UserFilter) -> list[UserView]:
+    """Every matching user the actor may see, in id order (GET /user)."""
+    scope = _view_scope(actor)
+    result: list[UserView] = []
+    with db.read() as conn:
+        settings = account_settings(conn, actor.account)
+        base = _filtered(actor, scope, settings, flt)
+        after = ""
+        while True:
+            rows = conn.execute(
+                base.where(users.c.id > after).order_by(users.c.id).limit(_BATCH)
+            ).all()
+            result.extend(_views(conn, settings, rows))
+            if len(rows) < _BATCH:
+                return result
+            after = rows[-1].id
+
+
+def page_users(
+    db: Database,
+    actor: Actor,
+    flt: UserFilter,
+    page_size: int | None,
+    page_token: str | None,
+) -> UsersPage:
+    """One keyset page in id order: a user that exists throughout a page-through is seen
+    exactly once, whatever is inserted or deleted meanwhile."""
+    size = check_page_size(page_size)
+    after = decode_page_token(page_token) if page_token else ""
+    scope = _view_scope(actor)
+    with db.read() as conn:
+        settings = account_settings(conn, actor.account)
+        rows = conn.execute(
+            _filtered(actor, scope, settings, flt)
+            .where(users.c.id > after)
+            .order_by(users.c.id)
+            .limit(size + 1)
+        ).all()
+        more = len(rows) > size
+        rows = rows[:size]
+        views = _views(conn, settings, rows)
+    return UsersPage(views, encode_page_token(rows[-1].id) if more else None)
+
+
+def numbered_page(
+    db: Database,
+    actor: Actor,
+    flt: UserFilter,
+    page_number: int | None,
+    page_size: int | None,
+) -> NumberedPage:
+    """Page `page_number` (from 1) of the matching users in id order, with their total."""
+    size = check_page_size(page_size)
+    number = 1 if page_number is None else page_number
+    if number < 1 or number > MAX_PAGE_NUMBER:
+        raise invalid("pageNumber", f"must be between 1 and {MAX_PAGE_NUMBER}, {number} given")
+    scope = _view_scope(actor)
+    with db.read() as conn:
+        settings = account_settings(conn, actor.account)
+        base = _filtered(actor, scope, settings, flt)
+        total = int(
+            conn.execute(
+                select(func.count()).select_from(base.with_only_columns(users.c.id).subquery())
+            ).scalar_one()
+        )
+        rows = conn.execute(base.order_by(users.c.id).limit(size).offset((number - 1) * size)).all()
+        return NumberedPage(_views(conn, settings, rows), number, total)
+
+
+def find_existing(db: Database, actor: Actor, user_ids: Sequence[str]) -> list[str]:
+    """Which of `user_ids` are users the actor may see, in the order given, each once."""
+    scope = _view_scope(actor)
+    wanted = _canonical_ids(user_ids, "userIds")
+    found: dict[str, str] = {}
+    with db.read() as conn:
+        for chunk in _chunks(wanted, _BATCH):
+            for row in conn.execute(
+                _SELECT_VISIBLE_IDS, {"account_id": actor.account_id, "ids": chunk}
+            ):
+                if scope.covers(row.path):
+                    found[row.id] = row.path
+    return [i for i in wanted if i in found]
+
+
+# ---- paging parameters ------------------------------------------------------------------
+
+
+def check_page_size(page_size: int | None) -> int:
+    if page_size is None:
+        return DEFAULT_PAGE_SIZE
+    if page_size < 1 or page_size > MAX_PAGE_SIZE:
+        raise invalid("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}, {page_size} given")
+    return page_size
+
+
+def encode_page_token(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def decode_page_token(token: str) -> str:
+    """The last id a previous page ended with; anything else is Wrong parameters."""
+    try:
+        raw = token.strip().encode("ascii")
+        text = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)).decode("ascii")
+    except (UnicodeError, binascii.Error, ValueError):
+        text = ""
+    canonical = as_uuid_text(text)
+    if canonical is None or canonical != text:
+        raise invalid("pageToken", "is not a page token this server issued")
+    return canonical
+
+
+# ---- filtering --------------------------------------------------------------------------
+
+
+def _view_scope(actor: Actor) -> Scope:
+    scope = actor.scope(Permission.VIEW_USERS)
+    if scope.is_empty:
+        raise denied("your roles do not allow viewing users")
+    return scope
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _canonical_ids(raw_ids: Iterable[str], parameter: str) -> list[str]:
+    result: dict[str, None] = {}
+    for raw in raw_ids:
+        canonical = as_uuid_text(raw)
+        if canonical is None:
+            raise invalid(parameter, f"{raw!r} is not an id")
+        result[canonical] = None
+    return list(result)
+
+
+def _filtered(
+    actor: Actor, scope: Scope, settings: AccountSettings, flt: UserFilter
+) -> Select[Any]:
+    """The actor's visible users of the account matching `flt`, unordered and unlimited."""
+    conditions: list[ColumnElement[bool]] = [users.c.account_id == actor.account_id]
+    if not scope.account_wide:
+        conditions.append(
+            users.c.department_id.in_(
+                select(departments.c.id).where(
+                    departments.c.account_id == actor.account_id,
+                    or_(*(departments.c.path.startswith(p) for p in scope.paths)),
+                )
             )
         )
-    return UserView(
-        id=row.id,
-        department_id=row.department_id,
-        status=row.status,
-        added_at=row.added_at,
-        added_by=row.added_by,
-        fields=fields,
-        roles=role_list,
-        groups=group_ids,
+    if flt.departments:
+        conditions.append(users.c.department_id.in_(_canonical_ids(flt.departments, "departments")))
+    if flt.groups:
+        conditions.append(
+            users.c.id.in_(
+                select(group_members.c.user_id).where(
+                    group_members.c.group_id.in_(_canonical_ids(flt.groups, "groups"))
+                )
+            )
+        )
+    if flt.user_ids:
+        conditions.append(users.c.id.in_(_canonical_ids(flt.user_ids, "userIds")))
+    if flt.logins:
+        conditions.append(users.c.login_key.in_({fold(v) for v in flt.logins}))
+    if flt.emails:
+        conditions.append(users.c.email_key.in_({fold(v) for v in flt.emails}))
+    for i, (name, values) in enumerate(flt.profile_fields):
+        conditions.append(_field_condition(settings, name, values, f"profileFields[{i}].name"))
+    for i, (name, start, end) in enumerate(flt.date_ranges):
+        conditions.append(
+            _date_condition(settings, name, start, end, f"profileFieldsDateRange[{i}]")
+        )
+    return select(*_USER_COLUMNS).where(and_(*conditions))
+
+
+def _resolve(settings: AccountSettings, name: str, parameter: str) -> ProfileField:
+    found = resolve_field(settings.fields, name)
+    if found is None:
+        raise invalid(parameter, f"this account has no profile field {name!r}")
+    return found
+
+
+def _field_condition(
+    settings: AccountSettings, name: str, values: tuple[str, ...], parameter: str
+) -> ColumnElement[bool]:
+    profile_field = _resolve(settings, name, parameter)
+    wanted = {v.strip().lower() for v in values}
+    if profile_field.type == "country":
+        for v in values:
+            try:
+                wanted.add(check_value(profile_field, v, parameter).lower())
+            except DomainError:  # a value that is no country matches as typed
+                continue
+    if not wanted:
+        return false()
+    if profile_field.is_builtin:
+        column = users.c[profile_field.name]
+        if profile_field.name == "login":
+            return users.c.login_key.in_({fold(v) for v in values})
+        if profile_field.name == "email":
+            return users.c.email_key.in_({fold(v) for v in values})
+        return func.lower(column).in_(wanted)
+    return exists().where(
+        user_field_values.c.user_id == users.c.id,
+        user_field_values.c.field_id == profile_field.id,
+        func.lower(user_field_values.c.value).in_(wanted),
     )
+
+
+_BUILTIN_DATES = {"addeddate": users.c.added_at, "lastlogindate": users.c.last_login_at}
+
+
+def _date_condition(
+    settings: AccountSettings,
+    name: str,
+    start: date | None,
+    end: date | None,
+    parameter: str,
+) -> ColumnElement[bool]:
+    if start is not None and end is not None and start > end:
+        raise invalid(f"{parameter}.from", "is after to")
+    column = _BUILTIN_DATES.get(name.strip().replace("_", "").lower())
+    if column is not None:
+        bounds: list[ColumnElement[bool]] = [column.is_not(None)]
+        if start is not None:
+            bounds.append(column >= datetime.combine(start, time(), UTC))
+        if end is not None:
+            bounds.append(column < datetime.combine(end + timedelta(days=1), time(), UTC))
+        return and_(*bounds)
+    profile_field = _resolve(settings, name, f"{parameter}.name")
+    if profile_field.type != "birthdate":
+        raise invalid(
+            f"{parameter}.name",
+            f"{profile_field.name} is not a date field; use a birthdate field, "
+            "addedDate or lastLoginDate",
+        )
+    # Dates are stored as YYYY-MM-DD text, which orders like the dates themselves.
+    value_bounds: list[ColumnElement[bool]] = [
+        user_field_values.c.user_id == users.c.id,
+        user_field_values.c.field_id == profile_field.id,
+    ]
+    if start is not None:
+        value_bounds.append(user_field_values.c.value >= start.isoformat())
+    if end is not None:
+        value_bounds.append(user_field_values.c.value <= end.isoformat())
+    return exists().where(*value_bounds)
+
+
+# ---- loading ----------------------------------------------------------------------------
+
+
+def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> list[UserView]:
+    """UserViews for `rows` (users columns), with one query each for values, roles, groups."""
+    if not rows:
+        return []
+    field_names = {f.id: f.name for f in settings.fields}
+    roles_by_id = {r.id: r for r in settings.roles}
+    ids = [r.id for r in rows]
+    values: dict[str, dict[str, str]] = {}
+    held: dict[str, list[str]] = {}
+    managed: dict[tuple[str, str], list[str]] = {}
+    member_of: dict[str, list[str]] = {}
+    for chunk in _chunks(ids, _BATCH):
+        params = {"ids": chunk}
+        for v in conn.execute(_SELECT_VALUES, params):
+            name = field_names.get(v.field_id)
+            if name is not None:
+                values.setdefault(v.user_id, {})[name] = v.value
+        for r in conn.execute(_SELECT_ROLES, params):
+            held.setdefault(r.user_id, []).append(r.role_id)
+        for m in conn.execute(_SELECT_MANAGED, params):
+            managed.setdefault((m.user_id, m.role_id), []).append(m.department_id)
+        for g in conn.execute(_SELECT_GROUPS, params):
+            member_of.setdefault(g.user_id, []).append(g.group_id)
+    result = []
+    for row in rows:
+        fields = {name: getattr(row, name) for name in _BUILTIN_COLUMNS if getattr(row, name)}
+        custom = values.get(row.id)
+        if custom:
+            fields.update(custom)
+        role_list = [
+            (roles_by_id[role_id], sorted(managed.get((row.id, role_id), ())))
+            for role_id in held.get(row.id, ())
+            if role_id in roles_by_id
+        ]
+        role_list.sort(key=lambda item: item[0].kind is not RoleKind.LEARNER)
+        result.append(
+            UserView(
+                id=row.id,
+                department_id=row.department_id,
+                status=row.status,
+                added_at=row.added_at,
+                added_by=row.added_by,
+                fields=fields,
+                roles=role_list,
+                groups=sorted(member_of.get(row.id, ())),
+                last_login_at=row.last_login_at,
+                subordination=_subordination(row.subordination_type, row.supervisor_id),
+                co_subordination=_subordination(row.co_subordination_type, row.co_supervisor_id),
+                work_leave=(
+                    WorkLeave(row.work_leave_reason, row.work_leave_start, row.work_leave_end)
+                    if row.work_leave_reason
+                    else None
+                ),
+                deactivate_on=row.deactivate_on,
+                terminate_on=row.terminate_on,
+            )
+        )
+    return result
+
+
+_DEFAULT_SUBORDINATION = Subordination()
+
+
+def _subordination(kind: str | None, supervisor_id: str | None) -> Subordination:
+    if not kind or kind == INHERIT:
+        return _DEFAULT_SUBORDINATION
+    return Subordination(kind, supervisor_id if kind == "manual" else None)
