@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from learndir.core.departments import Department
 from learndir.core.groups import Group
 from learndir.core.profile_fields import ProfileField
 from learndir.core.roles import Role, RoleKind, role_description
-from learndir.core.users.queries import UserView
+from learndir.core.users.queries import Subordination, UserView
 
 # The OpenAPI's UserRoleEnum has five values; the other standard roles travel as "custom",
 # told apart by their roleId (as the older generation does for Publisher).
@@ -36,6 +37,8 @@ ROLE_KIND_NAME: dict[RoleKind, str] = {
 }
 
 INHERIT = {"subordinationType": "inherit"}
+INACTIVE = 3
+TERMINATED = 5
 
 
 def department(d: Department) -> dict[str, Any]:
@@ -75,27 +78,63 @@ def profile_field(f: ProfileField) -> dict[str, Any]:
     }
 
 
-def user(u: UserView) -> dict[str, Any]:
+def _datetime(value: datetime | None) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` in UTC; stored values without a zone are UTC already."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _subordination(s: Subordination) -> dict[str, Any]:
+    out: dict[str, Any] = {"subordinationType": s.type}
+    if s.supervisor_id:
+        out["supervisorId"] = s.supervisor_id
+    return out
+
+
+def user_fields(values: dict[str, str]) -> dict[str, str]:
+    """The schema's UserProfileFields requires lower-case `login` and `email` (e-mail empty when
+    there is none); iSpring's answers name every field in upper case (LOGIN, EMAIL, FIRST_NAME,
+    custom names): both are given, so clients of either form find what they read."""
+    out = {"login": values.get("login", ""), "email": values.get("email", "")}
+    for name, value in values.items():
+        out[name.upper()] = value
+    return out
+
+
+def user(u: UserView, *, v2: bool = False) -> dict[str, Any]:
+    """User (v1: status 5 reads as 3, as the older endpoints report it) or UserV2."""
     main_role, main_departments = u.primary_role
-    added = u.added_at.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
-    return {
+    out: dict[str, Any] = {
         "userId": u.id,
         "role": ROLE_TYPE[main_role.kind],
         "roleId": main_role.id,
         "departmentId": u.department_id,
-        "status": u.status,
-        "fields": {name.upper(): value for name, value in u.fields.items()},
-        "addedDate": added,
-        "lastLoginDate": "",
+        "status": u.status if v2 or u.status != TERMINATED else INACTIVE,
+        "fields": user_fields(u.fields),
+        "addedDate": _datetime(u.added_at),
+        "lastLoginDate": _datetime(u.last_login_at),
         "manageableDepartmentIds": main_departments,
         "userRoles": [
             {"roleId": r.id, "manageableDepartmentIds": depts, "roleType": ROLE_TYPE[r.kind]}
             for r, depts in u.roles
         ],
         "groups": u.groups,
-        "subordination": dict(INHERIT),
-        "coSubordination": dict(INHERIT),
+        "subordination": _subordination(u.subordination),
+        "coSubordination": _subordination(u.co_subordination),
     }
+    leave = u.work_leave
+    if leave is not None and leave.start is not None:
+        status: dict[str, Any] = {
+            "workLeaveReason": leave.reason,
+            "startDate": leave.start.isoformat(),
+        }
+        if leave.end is not None:
+            status["endDate"] = leave.end.isoformat()
+        out["workLeaveStatus"] = status
+    return out
 
 
 ITEM_NAMES = {
