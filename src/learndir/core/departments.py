@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
-from learndir.core.actor import Actor
+from learndir.core import smart_groups
+from learndir.core.account_settings import account_settings
+from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
 from learndir.core.roles import Permission
+from learndir.core.users.queries import check_page_size, decode_page_token, encode_page_token
 from learndir.db.engine import Database
-from learndir.db.schema import departments
+from learndir.db.schema import departments, user_role_departments, user_roles, users
 
 MAX_NAME_LENGTH = 255
 
@@ -26,11 +39,30 @@ class Department:
     code: str | None
     parent_id: str | None
     path: str
+    # Subordination as stored: a NULL type means "inherit".
+    subordination_type: str | None = None
+    supervisor_id: str | None = None
+    co_subordination_type: str | None = None
+    co_supervisor_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DepartmentsPage:
+    departments: list[Department]
+    next_page_token: str | None
 
 
 def _to_department(row: Any) -> Department:
     return Department(
-        id=row.id, name=row.name, code=row.code, parent_id=row.parent_id, path=row.path
+        id=row.id,
+        name=row.name,
+        code=row.code,
+        parent_id=row.parent_id,
+        path=row.path,
+        subordination_type=row.subordination_type,
+        supervisor_id=row.supervisor_id,
+        co_subordination_type=row.co_subordination_type,
+        co_supervisor_id=row.co_supervisor_id,
     )
 
 
@@ -40,6 +72,10 @@ _COLUMNS = (
     departments.c.code,
     departments.c.parent_id,
     departments.c.path,
+    departments.c.subordination_type,
+    departments.c.supervisor_id,
+    departments.c.co_subordination_type,
+    departments.c.co_supervisor_id,
 )
 # Built once: statements on the hot path are reused so SQLAlchemy skips rebuilding them.
 _SELECT_MANY = select(*_COLUMNS).where(
@@ -76,22 +112,8 @@ def all_in_account(conn: Connection, account_id: str) -> list[Department]:
 def insert_department(
     conn: Connection, account_id: str, parent: Department | None, name: str, code: str | None
 ) -> str:
-    name = name.strip()
-    if not name:
-        raise invalid("name", "a department needs a name")
-    if len(name) > MAX_NAME_LENGTH:
-        raise invalid("name", f"longer than {MAX_NAME_LENGTH} characters")
-    code = code.strip() if code else None
-    if code:
-        if len(code) > MAX_NAME_LENGTH:
-            raise invalid("code", f"longer than {MAX_NAME_LENGTH} characters")
-        taken = conn.execute(
-            select(departments.c.id).where(
-                departments.c.account_id == account_id, departments.c.code_key == fold(code)
-            )
-        ).first()
-        if taken:
-            raise invalid("code", f"department code {code!r} is already used in this account")
+    name = _check_name(name)
+    code = _check_code(conn, account_id, code, None)
     dept_id = new_id()
     path = f"{parent.path if parent else '/'}{dept_id}/"
     try:
@@ -108,8 +130,161 @@ def insert_department(
                 )
             )
     except IntegrityError:
-        raise invalid("code", f"department code {code!r} is already used in this account") from None
+        raise _code_taken(code) from None
     return dept_id
+
+
+def _code_taken(code: str | None) -> DomainError:
+    return invalid("code", f"department code {code!r} is already used in this account")
+
+
+def _check_code(
+    conn: Connection, account_id: str, code: str | None, own_id: str | None
+) -> str | None:
+    """The code to store (None for no code), unique per account whatever its case."""
+    code = code.strip() if code else None
+    if not code:
+        return None
+    if len(code) > MAX_NAME_LENGTH:
+        raise invalid("code", f"longer than {MAX_NAME_LENGTH} characters")
+    taken = conn.execute(
+        select(departments.c.id).where(
+            departments.c.account_id == account_id, departments.c.code_key == fold(code)
+        )
+    ).first()
+    if taken and taken.id != own_id:
+        raise _code_taken(code)
+    return code
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise invalid("name", "a department needs a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise invalid("name", f"longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+SUBORDINATION_TYPES = ("manual", "inherit", "no_supervisor")
+_CHUNK = 1000
+
+
+# ---- lookups and scope ----------------------------------------------------------------------
+
+
+def _unknown(what: str, parameter: str, raw: str) -> DomainError:
+    return DomainError(
+        ErrorCode.NOT_FOUND,
+        f"no {what} {raw!r} in this account",
+        parameter=parameter,
+        message=f"Unknown {what}",
+    )
+
+
+def _find(conn: Connection, account_id: str, raw_id: str | None, parameter: str) -> Department:
+    """The department `raw_id` of the account; another account's id is unknown (404)."""
+    canonical = as_uuid_text(raw_id or "") or ""
+    dept = get_many(conn, account_id, [canonical]).get(canonical)
+    if dept is None:
+        raise _unknown("department", parameter, raw_id or "")
+    return dept
+
+
+def _manage_scope(actor: Actor) -> Scope:
+    scope = actor.scope(Permission.MANAGE_DEPARTMENTS)
+    if scope.is_empty:
+        raise denied("your roles cannot manage departments")
+    return scope
+
+
+def _require_covers(scope: Scope, dept: Department, parameter: str) -> None:
+    if not scope.covers(dept.path):
+        raise denied(f"department {dept.id} is outside the departments you manage", parameter)
+
+
+def _require_not_scope_top(scope: Scope, dept: Department, parameter: str, action: str) -> None:
+    """A department administrator works inside the subtrees they manage, never on their tops:
+    moving or deleting a top would change or end their own scope."""
+    if scope.account_wide:
+        return
+    inside_another = any(dept.path.startswith(p) and dept.path != p for p in scope.paths)
+    if dept.path in scope.paths and not inside_another:
+        raise denied(
+            f"department {dept.id} is the top of the departments you manage; only an account "
+            f"administrator can {action} it",
+            parameter,
+        )
+
+
+def _scope_condition(scope: Scope) -> Any:
+    if scope.account_wide:
+        return literal(True)
+    return or_(*(departments.c.path.startswith(p, autoescape=True) for p in scope.paths))
+
+
+def _visible_scope(actor: Actor) -> Scope:
+    scope = actor.visible_scope()
+    if scope.is_empty:
+        raise denied("your roles cannot see departments")
+    return scope
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def list_departments(db: Database, actor: Actor, code: str | None = None) -> list[Department]:
+    """The departments the actor may see, in tree order; `code` matches case-insensitively."""
+    scope = _visible_scope(actor)
+    with db.read() as conn:
+        result = [d for d in all_in_account(conn, actor.account_id) if scope.covers(d.path)]
+    if code is not None:
+        result = [d for d in result if d.code is not None and fold(d.code) == fold(code)]
+    return result
+
+
+def page_departments(
+    db: Database, actor: Actor, page_size: int | None, page_token: str | None
+) -> DepartmentsPage:
+    """One keyset page of the visible departments in id order."""
+    size = check_page_size(page_size)
+    after = decode_page_token(page_token) if page_token else ""
+    scope = _visible_scope(actor)
+    with db.read() as conn:
+        rows = conn.execute(
+            select(*_COLUMNS)
+            .where(
+                departments.c.account_id == actor.account_id,
+                departments.c.id > after,
+                _scope_condition(scope),
+            )
+            .order_by(departments.c.id)
+            .limit(size + 1)
+        ).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    return DepartmentsPage(
+        [_to_department(r) for r in rows], encode_page_token(rows[-1].id) if more else None
+    )
+
+
+def get_department(db: Database, actor: Actor, department_id: str) -> Department:
+    scope = _visible_scope(actor)
+    canonical = as_uuid_text(department_id) or ""
+    with db.read() as conn:
+        dept = get_many(conn, actor.account_id, [canonical]).get(canonical)
+    if dept is None:
+        raise not_found("department", "departmentId")
+    if not scope.covers(dept.path):
+        raise DomainError(
+            ErrorCode.PERMISSION_DENIED,
+            "outside the departments you manage",
+            parameter="departmentId",
+        )
+    return dept
+
+
+# ---- changing -------------------------------------------------------------------------------
 
 
 def create_department(
@@ -135,30 +310,276 @@ def create_department(
         return insert_department(conn, actor.account_id, parent, name, code)
 
 
-def list_departments(db: Database, actor: Actor, code: str | None = None) -> list[Department]:
-    scope = actor.visible_scope()
-    if scope.is_empty:
-        raise denied("your roles cannot see departments")
-    with db.read() as conn:
-        result = [d for d in all_in_account(conn, actor.account_id) if scope.covers(d.path)]
-    if code is not None:
-        result = [d for d in result if d.code is not None and fold(d.code) == fold(code)]
-    return result
+def update_department(
+    db: Database,
+    actor: Actor,
+    department_id: str,
+    *,
+    name: str | None = None,
+    parent_id: str | None = None,
+    code: str | None = None,
+) -> None:
+    """Renames, re-codes (an empty code removes it) and moves (`parent_id`) a department."""
+    if name is None and parent_id is None and code is None:
+        raise invalid("request", "give name, parentDepartmentId or code")
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        dept = _find(conn, actor.account_id, department_id, "departmentId")
+        _require_covers(scope, dept, "departmentId")
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = _check_name(name)
+        if code is not None:
+            new_code = _check_code(conn, actor.account_id, code, dept.id)
+            values["code"] = new_code
+            values["code_key"] = fold(new_code) if new_code else None
+        if parent_id is not None:
+            canonical = as_uuid_text(parent_id) or ""
+            parent = get_many(conn, actor.account_id, [canonical]).get(canonical)
+            if parent is None:
+                raise invalid("parentDepartmentId", f"no department {parent_id!r} in this account")
+            if _move(conn, actor, scope, dept, parent, "departmentId", "parentDepartmentId"):
+                smart_groups.recompute_after_department_move(conn, actor.account)
+        if values:
+            try:
+                conn.execute(update(departments).where(departments.c.id == dept.id).values(values))
+            except IntegrityError:
+                raise _code_taken(code) from None
 
 
-def get_department(db: Database, actor: Actor, department_id: str) -> Department:
-    scope = actor.visible_scope()
-    if scope.is_empty:
-        raise denied("your roles cannot see departments")
-    canonical = as_uuid_text(department_id) or ""
-    with db.read() as conn:
-        dept = get_many(conn, actor.account_id, [canonical]).get(canonical)
-    if dept is None:
-        raise not_found("department", "departmentId")
-    if not scope.covers(dept.path):
-        raise DomainError(
-            ErrorCode.PERMISSION_DENIED,
-            "outside the departments you manage",
-            parameter="departmentId",
+def _move(
+    conn: Connection,
+    actor: Actor,
+    scope: Scope,
+    dept: Department,
+    parent: Department,
+    dept_parameter: str,
+    parent_parameter: str,
+) -> bool:
+    """Moves `dept` (and its subtree) under `parent`; False when it is there already."""
+    if dept.parent_id is None:
+        raise invalid(dept_parameter, "the root department cannot be moved")
+    if parent.path.startswith(dept.path):
+        raise invalid(
+            parent_parameter,
+            f"department {dept.id} cannot be moved under itself or its own sub-departments",
         )
-    return dept
+    _require_covers(scope, dept, dept_parameter)
+    _require_not_scope_top(scope, dept, dept_parameter, "move")
+    _require_covers(scope, parent, parent_parameter)
+    if dept.parent_id == parent.id:
+        return False
+    old_prefix = dept.path
+    new_prefix = f"{parent.path}{dept.id}/"
+    # The whole subtree in one statement: swap the old path prefix for the new one.
+    conn.execute(
+        update(departments)
+        .where(
+            departments.c.account_id == actor.account_id,
+            departments.c.path.startswith(old_prefix, autoescape=True),
+        )
+        .values(
+            path=literal(new_prefix, departments.c.path.type)
+            + func.substr(departments.c.path, len(old_prefix) + 1)
+        )
+    )
+    conn.execute(update(departments).where(departments.c.id == dept.id).values(parent_id=parent.id))
+    return True
+
+
+def move_departments(
+    db: Database, actor: Actor, parent_id: str, department_ids: Sequence[str]
+) -> None:
+    """Moves every department of `department_ids` under `parent_id`, all or none."""
+    wanted = list(dict.fromkeys(i.strip() for i in department_ids if i and i.strip()))
+    if not wanted:
+        raise invalid("departmentIds", "is required")
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        parent = _find(conn, actor.account_id, parent_id, "parentId")
+        moved = False
+        for raw in wanted:
+            dept = _find(conn, actor.account_id, raw, "departmentIds")
+            # Re-read: an earlier move in this call may have changed the parent's path.
+            parent = _find(conn, actor.account_id, parent.id, "parentId")
+            moved = _move(conn, actor, scope, dept, parent, "departmentIds", "parentId") or moved
+        if moved:
+            smart_groups.recompute_after_department_move(conn, actor.account)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def delete_department(db: Database, actor: Actor, department_id: str) -> None:
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        dept = _find(conn, actor.account_id, department_id, "departmentId")
+        if dept.parent_id is None:
+            raise invalid("departmentId", "the root department cannot be deleted")
+        _require_covers(scope, dept, "departmentId")
+        _require_not_scope_top(scope, dept, "departmentId", "delete")
+        members = conn.execute(
+            select(func.count()).select_from(users).where(users.c.department_id == dept.id)
+        ).scalar_one()
+        children = conn.execute(
+            select(func.count()).select_from(departments).where(departments.c.parent_id == dept.id)
+        ).scalar_one()
+        if members or children:
+            raise DomainError(
+                ErrorCode.DEPARTMENT_NOT_EMPTY,
+                f"it still has {_count(members, 'user')} and "
+                f"{_count(children, 'sub-department')}; move or delete them first",
+                parameter="departmentId",
+            )
+        managers = conn.execute(
+            select(func.count(func.distinct(user_role_departments.c.user_id))).where(
+                user_role_departments.c.department_id == dept.id
+            )
+        ).scalar_one()
+        if managers:
+            raise invalid(
+                "departmentId",
+                f"{_count(managers, 'user')} manage this department through their roles; "
+                "change those roles first",
+            )
+        referring = smart_groups.rules_referring_to(
+            conn, actor.account, smart_groups.AttributeType.DEPARTMENT, dept.id
+        )
+        if referring:
+            raise invalid("departmentId", f"the rules of smart group {referring[0].name!r} name it")
+        conn.execute(delete(departments).where(departments.c.id == dept.id))
+
+
+def subordination_values(
+    conn: Connection, account_id: str, raw: Any, parameter: str
+) -> tuple[str | None, str | None]:
+    """(type, supervisor id) to store for the OpenAPI's Subordination; "inherit" is NULL.
+    "manual" needs `supervisorId`, a user of the account."""
+    if not isinstance(raw, Mapping):
+        raise invalid(parameter, "must hold subordinationType")
+    kind = raw.get("subordinationType")
+    if kind is None or (isinstance(kind, str) and not kind.strip()):
+        raise invalid(f"{parameter}.subordinationType", "is required")
+    if not isinstance(kind, str) or kind.strip() not in SUBORDINATION_TYPES:
+        raise invalid(
+            f"{parameter}.subordinationType",
+            f"must be manual, inherit or no_supervisor, {kind!r} given",
+        )
+    kind = kind.strip()
+    supervisor = raw.get("supervisorId")
+    if kind != "manual":
+        if supervisor not in (None, ""):
+            raise invalid(f"{parameter}.supervisorId", "is given only with manual subordination")
+        return (None if kind == "inherit" else kind), None
+    if not supervisor:
+        raise invalid(f"{parameter}.supervisorId", "is required for manual subordination")
+    canonical = as_uuid_text(supervisor) if isinstance(supervisor, str) else None
+    found = (
+        conn.execute(
+            select(users.c.id).where(users.c.account_id == account_id, users.c.id == canonical)
+        ).first()
+        if canonical
+        else None
+    )
+    if found is None:
+        raise invalid(f"{parameter}.supervisorId", f"no user {supervisor!r} in this account")
+    return kind, canonical
+
+
+def set_subordination(
+    db: Database,
+    actor: Actor,
+    department_id: str,
+    subordination: Any = None,
+    co_subordination: Any = None,
+) -> None:
+    if subordination is None and co_subordination is None:
+        raise invalid("subordination", "give subordination or coSubordination")
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        dept = _find(conn, actor.account_id, department_id, "departmentId")
+        _require_covers(scope, dept, "departmentId")
+        values: dict[str, Any] = {}
+        if subordination is not None:
+            kind, supervisor = subordination_values(
+                conn, actor.account_id, subordination, "subordination"
+            )
+            values.update(subordination_type=kind, supervisor_id=supervisor)
+        if co_subordination is not None:
+            kind, supervisor = subordination_values(
+                conn, actor.account_id, co_subordination, "coSubordination"
+            )
+            values.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+        conn.execute(update(departments).where(departments.c.id == dept.id).values(values))
+
+
+# ---- moving users ---------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequence[str]) -> None:
+    """Moves every user of `user_ids` into the department, all or none. The actor needs
+    EDIT_USERS over each user's current department and over the target."""
+    raw_ids = list(dict.fromkeys(u.strip() for u in user_ids if u and u.strip()))
+    if not raw_ids:
+        raise invalid("userIds", "is required")
+    ids: list[str] = []
+    for raw in raw_ids:
+        canonical = as_uuid_text(raw)
+        if canonical is None:
+            raise _unknown("user", "userIds", raw)
+        ids.append(canonical)
+    ids = list(dict.fromkeys(ids))
+    scope = actor.scope(Permission.EDIT_USERS)
+    if scope.is_empty:
+        raise denied("your roles cannot change users")
+    with db.write() as conn:
+        target = _find(conn, actor.account_id, department_id, "departmentId")
+        _require_covers(scope, target, "departmentId")
+        found: dict[str, tuple[str, str]] = {}
+        for chunk in _chunks(ids):
+            for row in conn.execute(
+                select(users.c.id, users.c.department_id, departments.c.path)
+                .join(departments, departments.c.id == users.c.department_id)
+                .where(users.c.account_id == actor.account_id, users.c.id.in_(chunk))
+            ):
+                found[row.id] = (row.department_id, row.path)
+        for user_id in ids:
+            if user_id not in found:
+                raise _unknown("user", "userIds", user_id)
+            if not scope.covers(found[user_id][1]):
+                raise denied(f"user {user_id} is outside the departments you manage", "userIds")
+        if not scope.account_wide:
+            _require_roles_within(conn, actor, ids)
+        to_move = [u for u in ids if found[u][0] != target.id]
+        for chunk in _chunks(to_move):
+            conn.execute(
+                update(users)
+                .where(users.c.account_id == actor.account_id, users.c.id.in_(chunk))
+                .values(department_id=target.id)
+            )
+        smart_groups.refresh_memberships(conn, actor.account, to_move)
+
+
+def _require_roles_within(conn: Connection, actor: Actor, user_ids: Sequence[str]) -> None:
+    """A department-limited actor may not change a user whose roles exceed its own."""
+    roles = {r.id: r for r in account_settings(conn, actor.account).roles}
+    own = actor.permissions_within_departments()
+    for chunk in _chunks(user_ids):
+        for row in conn.execute(
+            select(user_roles.c.user_id, user_roles.c.role_id).where(
+                user_roles.c.user_id.in_(chunk)
+            )
+        ):
+            role = roles.get(row.role_id)
+            if role is not None and (role.is_account_wide or not role.permissions <= own):
+                raise denied(
+                    f"user {row.user_id} holds the {role.name} role, which your roles cannot "
+                    "change",
+                    "userIds",
+                )

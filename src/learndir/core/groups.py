@@ -1,20 +1,33 @@
-"""User groups of an account."""
+"""User groups of an account: plain groups whose members are set by hand, and smart groups
+whose members follow their rules (core/smart_groups.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, delete, false, insert, select, update
 
-from learndir.core.actor import Actor
+from learndir.core import smart_groups
+from learndir.core.account_settings import settings_changed
+from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, new_id
-from learndir.core.errors import denied, invalid
+from learndir.core.errors import DomainError, ErrorCode, denied, invalid
 from learndir.core.roles import Permission
+from learndir.core.users.queries import check_page_size, decode_page_token, encode_page_token
 from learndir.db.engine import Database
 from learndir.db.schema import departments, group_members, groups, users
 
+MAX_NAME_LENGTH = 255
+_CHUNK = 1000
+
 _SELECT_EXISTING = select(groups.c.id).where(
+    groups.c.account_id == bindparam("account_id"),
+    groups.c.id.in_(bindparam("ids", expanding=True)),
+    groups.c.is_smart.is_(false()),
+)
+_SELECT_KINDS = select(groups.c.id, groups.c.is_smart).where(
     groups.c.account_id == bindparam("account_id"),
     groups.c.id.in_(bindparam("ids", expanding=True)),
 )
@@ -24,9 +37,27 @@ _SELECT_EXISTING = select(groups.c.id).where(
 class Group:
     id: str
     name: str
+    is_smart: bool = False
+
+
+@dataclass(frozen=True)
+class DetailedGroup:
+    id: str
+    name: str
+    is_smart: bool
+    # The members the actor may see, in id order.
+    user_ids: list[str]
+
+
+@dataclass(frozen=True)
+class GroupsPage:
+    groups: list[Group]
+    next_page_token: str | None
 
 
 def existing_ids(conn: Connection, account_id: str, ids: Iterable[str]) -> set[str]:
+    """The groups among `ids` whose members can be set by hand: smart groups are left out, so a
+    caller that reports the missing ones rejects a smart group too."""
     wanted = set(ids)
     if not wanted:
         return set()
@@ -34,58 +65,303 @@ def existing_ids(conn: Connection, account_id: str, ids: Iterable[str]) -> set[s
     return {r.id for r in rows}
 
 
-def insert_group(conn: Connection, account_id: str, name: str) -> str:
+def check_manual_groups(
+    conn: Connection, account_id: str, ids: Iterable[str], parameter: str
+) -> None:
+    """Wrong parameters naming `parameter` unless every id (canonical uuid text) is a group of
+    the account whose members are set by hand."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return
+    kinds = {
+        r.id: r.is_smart
+        for r in conn.execute(_SELECT_KINDS, {"account_id": account_id, "ids": wanted})
+    }
+    for group_id in wanted:
+        if group_id not in kinds:
+            raise invalid(parameter, f"no group {group_id!r} in this account")
+        if kinds[group_id]:
+            raise invalid(parameter, f"group {group_id}: {smart_groups.SMART_MEMBERSHIP}")
+
+
+def _check_name(name: str | None) -> str:
+    if name is None or not isinstance(name, str) or not name.strip():
+        raise invalid("name", "is required")
     name = name.strip()
-    if not name:
-        raise invalid("name", "a group needs a name")
-    if len(name) > 255:
-        raise invalid("name", "longer than 255 characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise invalid("name", f"longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def insert_group(conn: Connection, account_id: str, name: str) -> str:
     group_id = new_id()
-    conn.execute(insert(groups).values(id=group_id, account_id=account_id, name=name))
+    conn.execute(insert(groups).values(id=group_id, account_id=account_id, name=_check_name(name)))
     return group_id
 
 
-def list_groups(db: Database, actor: Actor) -> list[Group]:
+# ---- reading --------------------------------------------------------------------------------
+
+
+def _require_not_learner(actor: Actor) -> None:
     if actor.is_learner_only:
-        raise denied("learners cannot list groups")
+        raise denied("learners cannot see groups")
+
+
+def list_groups(db: Database, actor: Actor) -> list[Group]:
+    _require_not_learner(actor)
     with db.read() as conn:
         rows = conn.execute(
-            select(groups.c.id, groups.c.name)
+            select(groups.c.id, groups.c.name, groups.c.is_smart)
             .where(groups.c.account_id == actor.account_id)
             .order_by(groups.c.name, groups.c.id)
         )
-        return [Group(id=r.id, name=r.name) for r in rows]
+        return [Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows]
+
+
+def page_groups(
+    db: Database, actor: Actor, page_size: int | None, page_token: str | None
+) -> GroupsPage:
+    """One keyset page of the account's groups in id order."""
+    size = check_page_size(page_size)
+    after = decode_page_token(page_token) if page_token else ""
+    _require_not_learner(actor)
+    with db.read() as conn:
+        rows = conn.execute(
+            select(groups.c.id, groups.c.name, groups.c.is_smart)
+            .where(groups.c.account_id == actor.account_id, groups.c.id > after)
+            .order_by(groups.c.id)
+            .limit(size + 1)
+        ).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    return GroupsPage(
+        [Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows],
+        encode_page_token(rows[-1].id) if more else None,
+    )
+
+
+def _find(conn: Connection, account_id: str, group_id: str) -> Group:
+    canonical = as_uuid_text(group_id or "") or ""
+    row = conn.execute(
+        select(groups.c.id, groups.c.name, groups.c.is_smart).where(
+            groups.c.account_id == account_id, groups.c.id == canonical
+        )
+    ).first()
+    if row is None:
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"no group {group_id!r} in this account",
+            parameter="groupId",
+            message="Unknown group",
+        )
+    return Group(id=row.id, name=row.name, is_smart=row.is_smart)
+
+
+def _members(conn: Connection, group_id: str) -> list[tuple[str, str]]:
+    """(user id, department path) of every member, in id order."""
+    rows = conn.execute(
+        select(users.c.id, departments.c.path)
+        .join(group_members, group_members.c.user_id == users.c.id)
+        .join(departments, departments.c.id == users.c.department_id)
+        .where(group_members.c.group_id == group_id)
+        .order_by(users.c.id)
+    )
+    return [(r.id, r.path) for r in rows]
+
+
+def get_group(db: Database, actor: Actor, group_id: str) -> DetailedGroup:
+    """The group with the members inside the departments the actor may see."""
+    _require_not_learner(actor)
+    scope = actor.visible_scope()
+    with db.read() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        members = [u for u, path in _members(conn, group.id) if scope.covers(path)]
+    return DetailedGroup(group.id, group.name, group.is_smart, members)
+
+
+def get_smart_group_rules(db: Database, actor: Actor, group_id: str) -> smart_groups.SmartGroup:
+    _require_not_learner(actor)
+    with db.read() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        if not group.is_smart:
+            raise invalid("groupId", "not a smart group")
+        text = conn.execute(select(groups.c.rules).where(groups.c.id == group.id)).scalar_one()
+    return smart_groups.SmartGroup(group.id, group.name, smart_groups.load_rules(text))
+
+
+# ---- changing -------------------------------------------------------------------------------
+
+
+def _manage_scope(actor: Actor) -> Scope:
+    scope = actor.scope(Permission.MANAGE_GROUPS)
+    if scope.is_empty:
+        raise denied("your roles cannot manage groups")
+    return scope
+
+
+def _account_wide_scope(actor: Actor) -> Scope:
+    """Smart group rules reach the whole account, so only account-wide managers write them."""
+    scope = _manage_scope(actor)
+    if not scope.account_wide:
+        raise denied(
+            "a smart group's rules reach the whole account; only the owner and account "
+            "administrators can create or change them"
+        )
+    return scope
+
+
+def _require_all_members_within(conn: Connection, scope: Scope, group: Group) -> None:
+    if scope.account_wide:
+        return
+    for user_id, path in _members(conn, group.id):
+        if not scope.covers(path):
+            raise denied(
+                f"the group has members outside the departments you manage (user {user_id})",
+                "groupId",
+            )
+
+
+def _canonical_user_ids(raw_ids: Sequence[Any]) -> list[str]:
+    result: list[str] = []
+    for raw in raw_ids:
+        value = as_uuid_text(raw) if isinstance(raw, str) else None
+        if value is None:
+            raise invalid("userIds", f"{raw!r} is not a user id")
+        result.append(value)
+    return list(dict.fromkeys(result))
+
+
+def _require_users_within(
+    conn: Connection, account_id: str, ids: Sequence[str], scope: Scope
+) -> None:
+    """Every id is a user of the account inside `scope`."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _CHUNK):
+        rows = conn.execute(
+            select(users.c.id, departments.c.path)
+            .join(departments, departments.c.id == users.c.department_id)
+            .where(users.c.account_id == account_id, users.c.id.in_(ids[start : start + _CHUNK]))
+        )
+        found.update((r.id, r.path) for r in rows)
+    for user_id in ids:
+        if user_id not in found:
+            raise invalid("userIds", f"no user {user_id!r} in this account")
+        if not scope.covers(found[user_id]):
+            raise denied(f"user {user_id} is outside the departments you manage", "userIds")
+
+
+def _add_members(conn: Connection, group_id: str, user_ids: Sequence[str]) -> None:
+    for start in range(0, len(user_ids), _CHUNK):
+        conn.execute(
+            insert(group_members),
+            [{"group_id": group_id, "user_id": u} for u in user_ids[start : start + _CHUNK]],
+        )
 
 
 def create_group(db: Database, actor: Actor, name: str | None, user_ids: list[str]) -> str:
-    if not name or not name.strip():
-        raise invalid("name", "is required")
-    scope = actor.scope(Permission.MANAGE_GROUPS)
-    if scope.is_empty:
-        raise denied("your roles cannot create groups")
-    canonical = []
-    for raw in user_ids:
-        value = as_uuid_text(raw)
-        if value is None:
-            raise invalid("userIds", f"{raw!r} is not a user id")
-        canonical.append(value)
+    name = _check_name(name)
+    scope = _manage_scope(actor)
+    members = _canonical_user_ids(user_ids)
     with db.write() as conn:
-        members = {}
-        if canonical:
-            rows = conn.execute(
-                select(users.c.id, departments.c.path)
-                .join(departments, departments.c.id == users.c.department_id)
-                .where(users.c.account_id == actor.account_id, users.c.id.in_(set(canonical)))
-            )
-            members = {r.id: r.path for r in rows}
-        for user_id in canonical:
-            if user_id not in members:
-                raise invalid("userIds", f"no user {user_id!r} in this account")
-            if not scope.covers(members[user_id]):
-                raise denied(f"user {user_id} is outside the departments you manage", "userIds")
+        _require_users_within(conn, actor.account_id, members, scope)
         group_id = insert_group(conn, actor.account_id, name)
-        if members:
-            conn.execute(
-                insert(group_members), [{"group_id": group_id, "user_id": u} for u in members]
-            )
+        _add_members(conn, group_id, members)
         return group_id
+
+
+def rename_group(db: Database, actor: Actor, group_id: str, name: str | None) -> None:
+    name = _check_name(name)
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        _require_all_members_within(conn, scope, group)
+        conn.execute(update(groups).where(groups.c.id == group.id).values(name=name))
+        if group.is_smart:
+            settings_changed(conn, actor.account_id)
+
+
+def delete_group(db: Database, actor: Actor, group_id: str) -> None:
+    scope = _manage_scope(actor)
+    with db.write() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        _require_all_members_within(conn, scope, group)
+        referring = smart_groups.rules_referring_to(
+            conn, actor.account, smart_groups.AttributeType.GROUP, group.id
+        )
+        if referring:
+            raise invalid("groupId", f"the rules of smart group {referring[0].name!r} name it")
+        conn.execute(delete(group_members).where(group_members.c.group_id == group.id))
+        conn.execute(delete(groups).where(groups.c.id == group.id))
+        if group.is_smart:
+            settings_changed(conn, actor.account_id)
+
+
+def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> None:
+    """Replaces the members: afterwards the group holds exactly `user_ids`, except that a
+    department administrator's call leaves members outside their departments in place."""
+    scope = _manage_scope(actor)
+    wanted = _canonical_user_ids(user_ids)
+    with db.write() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        if group.is_smart:
+            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
+        _require_users_within(conn, actor.account_id, wanted, scope)
+        current = _members(conn, group.id)
+        current_ids = {u for u, _ in current}
+        keep = set(wanted)
+        removed = [u for u, path in current if u not in keep and scope.covers(path)]
+        added = [u for u in wanted if u not in current_ids]
+        for start in range(0, len(removed), _CHUNK):
+            conn.execute(
+                delete(group_members).where(
+                    group_members.c.group_id == group.id,
+                    group_members.c.user_id.in_(removed[start : start + _CHUNK]),
+                )
+            )
+        _add_members(conn, group.id, added)
+        # Smart groups may follow this group's membership.
+        smart_groups.refresh_memberships(conn, actor.account, [*removed, *added])
+
+
+def create_smart_group(db: Database, actor: Actor, name: str | None, rules: Any) -> str:
+    name = _check_name(name)
+    _account_wide_scope(actor)
+    with db.write() as conn:
+        parsed = smart_groups.parse_rules(conn, actor.account, rules)
+        group_id = new_id()
+        conn.execute(
+            insert(groups).values(
+                id=group_id,
+                account_id=actor.account_id,
+                name=name,
+                is_smart=True,
+                rules=smart_groups.dump_rules(parsed),
+            )
+        )
+        settings_changed(conn, actor.account_id)
+        smart_groups.recompute_group(
+            conn, actor.account, smart_groups.SmartGroup(group_id, name, parsed)
+        )
+        return group_id
+
+
+def update_smart_group(
+    db: Database, actor: Actor, group_id: str, name: str | None, rules: Any
+) -> None:
+    """Replaces the rules (and the name, when given) and recomputes the membership."""
+    new_name = _check_name(name) if name is not None else None
+    _account_wide_scope(actor)
+    with db.write() as conn:
+        group = _find(conn, actor.account_id, group_id)
+        if not group.is_smart:
+            raise invalid("groupId", "not a smart group; its members are set by hand")
+        parsed = smart_groups.parse_rules(conn, actor.account, rules, own_group_id=group.id)
+        conn.execute(
+            update(groups)
+            .where(groups.c.id == group.id)
+            .values(name=new_name or group.name, rules=smart_groups.dump_rules(parsed))
+        )
+        settings_changed(conn, actor.account_id)
+        smart_groups.recompute_group(
+            conn, actor.account, smart_groups.SmartGroup(group.id, new_name or group.name, parsed)
+        )

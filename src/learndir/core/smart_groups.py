@@ -401,3 +401,15 @@ def rules_referring_to(
         for g in account_smart_groups(conn, account)
         if any(r.attribute_type is kind and r.value == target_id for ors in g.rules for r in ors)
     ]
+
+
+def recompute_after_department_move(conn: Connection, account: AccountInfo) -> None:
+    """A moved subtree changes who is under a department: rebuild the groups whose rules
+    follow a department and its nested ones."""
+    for group in account_smart_groups(conn, account):
+        if any(
+            r.attribute_type is AttributeType.DEPARTMENT and r.operator is Operator.THIS_AND_NESTED
+            for ors in group.rules
+            for r in ors
+        ):
+            recompute_group(conn, account, group)

@@ -16,6 +16,52 @@ from learndir.core.errors import invalid
 
 router = APIRouter()
 
+# XML names of list items: Department and Group schemas are <department> and <group>; the
+# AND/OR nodes of smart group rules have no name in the OpenAPI, so they are <item>.
+_DEPARTMENT_ITEMS = {"departments": "department"}
+_GROUP_ITEMS = {"groups": "group"}
+_RULE_ITEMS = {"and": "item", "or": "item"}
+
+
+def _empty(status: int) -> Response:
+    return Response(status_code=status)
+
+
+def _ids(data: dict[str, Any], name: str, *, required: bool = True) -> list[str]:
+    """An ArrayOfIds parameter: a list of strings, or one string."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise invalid(name, "is required")
+        return []
+    if isinstance(value, str):
+        value = [value] if value.strip() else []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(name, "must be a list of ids")
+    return value
+
+
+def _page_params(request: Request) -> tuple[int | None, str | None]:
+    raw_size = request.query_params.get("pageSize")
+    size: int | None = None
+    if raw_size is not None and raw_size.strip():
+        text = raw_size.strip()
+        if not text.lstrip("+-").isdigit() or len(text) > 19:
+            raise invalid("pageSize", "must be a whole number")
+        size = int(text)
+    token = request.query_params.get("pageToken") or None
+    return size, token
+
+
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(name, "must be a text value")
+    return value
+
+
+# ---- departments ----------------------------------------------------------------------------
+
 
 @router.get("/department")
 async def get_departments(request: Request) -> Response:
@@ -28,6 +74,21 @@ async def get_departments(request: Request) -> Response:
     if wants_json(request):
         return render(request, {"departments": items})
     return render(request, items, items="department")
+
+
+@router.get("/departments")
+async def list_departments(request: Request) -> Response:
+    db = db_of(request)
+
+    def work(actor: Actor, _: dict[str, Any]) -> departments.DepartmentsPage:
+        size, token = _page_params(request)
+        return departments.page_departments(db, actor, size, token)
+
+    page = await call(request, work, with_body=False)
+    body: dict[str, Any] = {"departments": [present.department(d) for d in page.departments]}
+    if page.next_page_token:
+        body["nextPageToken"] = page.next_page_token
+    return render(request, body, item_names=_DEPARTMENT_ITEMS)
 
 
 @router.get("/department/{department_id}")
@@ -65,11 +126,95 @@ async def post_department(request: Request) -> Response:
     return created(request, new_id, obj)
 
 
+@router.post("/department/{department_id}")
+async def update_department(request: Request, department_id: str) -> Response:
+    db = db_of(request)
+
+    def work(actor: Actor, data: dict[str, Any]) -> None:
+        departments.update_department(
+            db,
+            actor,
+            department_id,
+            name=_optional_text(data, "name"),
+            parent_id=_optional_text(data, "parentDepartmentId"),
+            code=_optional_text(data, "code"),
+        )
+
+    await call(request, work)
+    return _empty(204)
+
+
+@router.delete("/department/{department_id}")
+async def delete_department(request: Request, department_id: str) -> Response:
+    db = db_of(request)
+    await call(
+        request,
+        lambda actor, _: departments.delete_department(db, actor, department_id),
+        with_body=False,
+    )
+    return _empty(204)
+
+
+@router.post("/department/{department_id}/subordination")
+async def department_subordination(request: Request, department_id: str) -> Response:
+    db = db_of(request)
+
+    def work(actor: Actor, data: dict[str, Any]) -> None:
+        departments.set_subordination(
+            db, actor, department_id, data.get("subordination"), data.get("coSubordination")
+        )
+
+    await call(request, work)
+    return _empty(204)
+
+
+@router.post("/department/{department_id}/user/move")
+async def move_users(request: Request, department_id: str) -> Response:
+    db = db_of(request)
+    await call(
+        request,
+        lambda actor, data: departments.move_users(db, actor, department_id, _ids(data, "userIds")),
+    )
+    return _empty(204)
+
+
+@router.post("/department/{parent_id}/department/move")
+async def move_departments(request: Request, parent_id: str) -> Response:
+    db = db_of(request)
+
+    def work(actor: Actor, data: dict[str, Any]) -> None:
+        # The OpenAPI requires "departmnetIds" (sic) but defines only departmentIds: take both.
+        typo = "departmnetIds" in data and "departmentIds" not in data
+        ids = _ids(data, "departmnetIds" if typo else "departmentIds")
+        departments.move_departments(db, actor, parent_id, ids)
+
+    await call(request, work)
+    return _empty(204)
+
+
+# ---- groups ---------------------------------------------------------------------------------
+
+
 @router.get("/group")
 async def get_groups(request: Request) -> Response:
     db = db_of(request)
     found = await call(request, lambda actor, _: groups.list_groups(db, actor), with_body=False)
     return render(request, [present.group(g) for g in found], items="group")
+
+
+@router.get("/groups")
+async def list_groups(request: Request) -> Response:
+    db = db_of(request)
+
+    def work(actor: Actor, _: dict[str, Any]) -> groups.GroupsPage:
+        size, token = _page_params(request)
+        return groups.page_groups(db, actor, size, token)
+
+    page = await call(request, work, with_body=False)
+    body: dict[str, Any] = {"groups": [present.group(g) for g in page.groups]}
+    if page.next_page_token:
+        body["nextPageToken"] = page.next_page_token
+    return render(request, body, item_names=_GROUP_ITEMS)
 
 
 @router.post("/group")
@@ -78,15 +223,88 @@ async def post_group(request: Request) -> Response:
     want_object = return_object(request)
 
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-        user_ids = data.get("userIds") or []
-        if isinstance(user_ids, str):
-            user_ids = [user_ids]
-        if not isinstance(user_ids, list) or not all(isinstance(u, str) for u in user_ids):
-            raise invalid("userIds", "must be a list of user ids")
         name = text_param(data, "name", request, "x-name")
-        new_id = groups.create_group(db, actor, name, user_ids)
-        obj = {"groupId": new_id, "name": (name or "").strip(), "isSmart": False}
+        new_id = groups.create_group(db, actor, name, _ids(data, "userIds", required=False))
+        obj = present.group(groups.Group(new_id, (name or "").strip()))
         return new_id, obj if want_object else None
 
     new_id, obj = await call(request, work)
     return created(request, new_id, obj)
+
+
+@router.post("/group/smart")
+async def post_smart_group(request: Request) -> Response:
+    db = db_of(request)
+    want_object = return_object(request)
+
+    def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        name = _optional_text(data, "name")
+        new_id = groups.create_smart_group(db, actor, name, data.get("rules"))
+        obj = present.group(groups.Group(new_id, (name or "").strip(), is_smart=True))
+        return new_id, obj if want_object else None
+
+    new_id, obj = await call(request, work)
+    return created(request, new_id, obj)
+
+
+@router.post("/group/smart/{group_id}")
+async def update_smart_group(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    await call(
+        request,
+        lambda actor, data: groups.update_smart_group(
+            db, actor, group_id, _optional_text(data, "name"), data.get("rules")
+        ),
+    )
+    return _empty(200)
+
+
+@router.get("/group/smart/{group_id}/rules")
+async def smart_group_rules(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    found = await call(
+        request,
+        lambda actor, _: groups.get_smart_group_rules(db, actor, group_id),
+        with_body=False,
+    )
+    return render(request, present.smart_group_rules(found), item_names=_RULE_ITEMS)
+
+
+@router.get("/group/{group_id}")
+async def get_group(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    found = await call(
+        request, lambda actor, _: groups.get_group(db, actor, group_id), with_body=False
+    )
+    obj = present.detailed_group(found)
+    # The OpenAPI: in JSON the DetailedGroup itself; in XML wrapped as <response><group>.
+    if wants_json(request):
+        return render(request, obj)
+    return render(request, {"group": obj}, item_names={"userIds": "id"})
+
+
+@router.post("/group/{group_id}")
+async def update_group(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    await call(
+        request,
+        lambda actor, data: groups.rename_group(db, actor, group_id, _optional_text(data, "name")),
+    )
+    return _empty(200)
+
+
+@router.delete("/group/{group_id}")
+async def delete_group(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    await call(request, lambda actor, _: groups.delete_group(db, actor, group_id), with_body=False)
+    return _empty(204)
+
+
+@router.post("/group/{group_id}/members")
+async def group_members(request: Request, group_id: str) -> Response:
+    db = db_of(request)
+    await call(
+        request,
+        lambda actor, data: groups.set_members(db, actor, group_id, _ids(data, "userIds")),
+    )
+    return _empty(200)

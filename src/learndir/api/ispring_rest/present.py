@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from learndir.core.departments import Department
-from learndir.core.groups import Group
+from learndir.core.groups import DetailedGroup, Group
 from learndir.core.profile_fields import ProfileField
 from learndir.core.roles import Role, RoleKind, role_description
+from learndir.core.smart_groups import SmartGroup, rules_to_data
 from learndir.core.users.queries import Subordination, UserView
 
 # The OpenAPI's UserRoleEnum has five values; the other standard roles travel as "custom",
@@ -47,13 +48,32 @@ def department(d: Department) -> dict[str, Any]:
         out["parentDepartmentId"] = d.parent_id
     if d.code:
         out["code"] = d.code
-    out["subordination"] = dict(INHERIT)
-    out["coSubordination"] = dict(INHERIT)
+    # Stored NULL types mean "inherit".
+    out["subordination"] = _subordination(
+        Subordination(d.subordination_type or "inherit", d.supervisor_id)
+    )
+    out["coSubordination"] = _subordination(
+        Subordination(d.co_subordination_type or "inherit", d.co_supervisor_id)
+    )
     return out
 
 
 def group(g: Group) -> dict[str, Any]:
-    return {"groupId": g.id, "name": g.name, "isSmart": False}
+    return {"groupId": g.id, "name": g.name, "isSmart": g.is_smart}
+
+
+def detailed_group(g: DetailedGroup) -> dict[str, Any]:
+    return {
+        "usersCount": len(g.user_ids),
+        "groupId": g.id,
+        "userIds": g.user_ids,
+        "name": g.name,
+        "isSmart": g.is_smart,
+    }
+
+
+def smart_group_rules(g: SmartGroup) -> dict[str, Any]:
+    return {"smartGroupRules": {"groupId": g.id, "rules": rules_to_data(g.rules)}}
 
 
 def role(r: Role) -> dict[str, Any]:

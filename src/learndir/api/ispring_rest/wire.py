@@ -39,6 +39,10 @@ LIST_KEYS = frozenset(
         "roles",
         "userIds",
         "departmentIds",
+        "departmnetIds",
+        # Smart group rules: <rules><and><item><or><item><rule>...
+        "and",
+        "or",
     }
 )
 
