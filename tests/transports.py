@@ -101,6 +101,41 @@ class RestJson:
             reason=body.get("reason"),
         )
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        auth: Auth | None,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Any directory call: `data` is the decoded JSON answer (None for an empty body)."""
+        headers = {**(_rest_headers(auth) if auth else {}), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = self.client.request(
+            method,
+            path,
+            content=json.dumps(body) if body is not None else None,
+            params=params,
+            headers=headers,
+        )
+        data = response.json() if response.content else None
+        if response.status_code < 400:
+            return Outcome(
+                response.status_code,
+                user_id=data if isinstance(data, str) else None,
+                data=data,
+            )
+        assert data["code"] == response.status_code
+        return Outcome(
+            response.status_code,
+            code=data.get("error"),
+            message=data["message"],
+            parameter=data.get("parameter"),
+            reason=data.get("reason"),
+        )
+
 
 def _xml_value(parent: etree._Element, name: str, value: Any) -> None:
     element = etree.SubElement(parent, name)
@@ -113,6 +148,21 @@ def _xml_value(parent: etree._Element, name: str, value: Any) -> None:
                 _xml_value(element, "userRole", item)
             else:
                 etree.SubElement(element, "id").text = str(item)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    elif value is not None:
+        element.text = str(value)
+
+
+def _xml_item(parent: etree._Element, name: str, value: Any) -> None:
+    """Generic request XML: list items of objects are <item>, of values <id>."""
+    element = etree.SubElement(parent, name)
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _xml_item(element, key, inner)
+    elif isinstance(value, list):
+        for item in value:
+            _xml_item(element, "item" if isinstance(item, dict) else "id", item)
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
@@ -140,6 +190,43 @@ class RestXml:
         if response.status_code == 201:
             assert len(doc) == 0
             return Outcome(201, user_id=doc.text)
+        assert doc.findtext("code") == str(response.status_code)
+        return Outcome(
+            response.status_code,
+            code=doc.findtext("error"),
+            message=doc.findtext("message"),
+            parameter=doc.findtext("parameter"),
+            reason=doc.findtext("reason"),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        auth: Auth | None,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Any directory call: `data` is the answer's <response> element (None when empty)."""
+        headers = _rest_headers(auth) if auth else {}
+        content = None
+        if body is not None:
+            root = etree.Element("request")
+            for key, value in body.items():
+                _xml_item(root, key, value)
+            content = etree.tostring(root)
+            headers["Content-Type"] = "application/xml"
+        response = self.client.request(
+            method, path, content=content, params=params, headers=headers
+        )
+        if not response.content:
+            return Outcome(response.status_code)
+        assert response.headers["content-type"].startswith("application/xml"), response.text
+        doc = etree.fromstring(response.content)
+        assert doc.tag == "response"
+        if response.status_code < 400:
+            is_id = len(doc) == 0 and bool(doc.text)
+            return Outcome(response.status_code, user_id=doc.text if is_id else None, data=doc)
         assert doc.findtext("code") == str(response.status_code)
         return Outcome(
             response.status_code,
