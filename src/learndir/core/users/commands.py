@@ -47,7 +47,60 @@ class AddUser(BaseModel):
     fields: dict[str, str | None] = Field(default_factory=dict)
 
 
+class UpdateUser(BaseModel):
+    """POST /user/{userId} (the OpenAPI's UpdateUser) and SOAP UpdateUserProfile: only what is
+    given changes. `groups` given is the user's whole new set of ordinary groups."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    login: str | None = None
+    email: str | None = None
+    department_id: str | None = Field(None, alias="departmentId")
+    role: str | None = None
+    role_id: str | None = Field(None, alias="roleId")
+    roles: list[RoleItem] | None = None
+    manageable_department_ids: list[str] | None = Field(None, alias="manageableDepartmentIds")
+    groups: list[str] | None = Field(None, validation_alias=AliasChoices("groupIds", "groups"))
+    fields: dict[str, str | None] = Field(default_factory=dict)
+
+
+class Subordination(BaseModel):
+    """Who supervises: `manual` names the supervisor, `inherit` follows the department,
+    `no_supervisor` stops inheritance."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    subordination_type: str = Field(alias="subordinationType")
+    supervisor_id: str | None = Field(None, alias="supervisorId")
+
+
+class ChangeSubordination(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    subordination: Subordination | None = None
+    co_subordination: Subordination | None = Field(None, alias="coSubordination")
+
+
+class WorkLeaveItem(BaseModel):
+    """One entry of UpdateWorkLeaveStatusesRequest."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    user_id: str = Field(alias="userId")
+    work_leave_reason: str = Field(alias="workLeaveReason")
+    start_date: str | None = Field(None, alias="startDate")
+    end_date: str | None = Field(None, alias="endDate")
+
+
+class UpdateWorkLeaves(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    work_leave_statuses: list[WorkLeaveItem] = Field(alias="workLeaveStatuses")
+
+
 _PUBLIC_NAMES = {name: (field.alias or name) for name, field in AddUser.model_fields.items()}
+_PUBLIC_NAMES["work_leave_statuses"] = "workLeaveStatuses"
+_PUBLIC_NAMES["co_subordination"] = "coSubordination"
 _PUBLIC_NAMES["groups"] = "groups"
 
 M = TypeVar("M", bound=BaseModel)
@@ -88,4 +141,15 @@ def parse_command(model: type[M], data: dict[str, Any]) -> M:
         raise invalid(parameter, reason) from None
 
 
-__all__ = ["AddUser", "ApiGeneration", "DomainError", "RoleItem", "parse_command"]
+__all__ = [
+    "AddUser",
+    "ApiGeneration",
+    "ChangeSubordination",
+    "DomainError",
+    "RoleItem",
+    "Subordination",
+    "UpdateUser",
+    "UpdateWorkLeaves",
+    "WorkLeaveItem",
+    "parse_command",
+]

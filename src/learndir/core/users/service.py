@@ -8,7 +8,9 @@ account row is locked only for the end of the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
 from learndir.core.account_settings import account_settings
-from learndir.core.actor import Actor, Scope
+from learndir.core.actor import AccountInfo, Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id, utcnow
 from learndir.core.departments import Department
 from learndir.core.errors import MESSAGES, DomainError, ErrorCode, denied, invalid
@@ -28,7 +30,8 @@ from learndir.core.profile_fields import (
     resolve_field,
 )
 from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
-from learndir.core.users.commands import AddUser, ApiGeneration
+from learndir.core.smart_groups import refresh_memberships, smart_ids_among
+from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
 from learndir.db.engine import Database
 from learndir.db.schema import (
     accounts,
@@ -55,7 +58,7 @@ _TAKE_SEAT = (
     )
     .values(active_users=accounts.c.active_users + 1)
 )
-_SELECT_TAKEN = select(users.c.login_key, users.c.email_key).where(
+_SELECT_TAKEN = select(users.c.id, users.c.login_key, users.c.email_key).where(
     users.c.account_id == bindparam("account_id"),
     or_(users.c.login_key == bindparam("login_key"), users.c.email_key == bindparam("email_key")),
 )
@@ -139,7 +142,9 @@ def add_user_in(
     try:
         user_id = _insert(conn, actor, plan, password_hash)
     except IntegrityError as exc:
-        raise _duplicate_from_integrity_error(exc, plan) from None
+        raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
+    # Smart groups follow profile values and departments: the new user joins those that match.
+    refresh_memberships(conn, actor.account, [user_id])
     if actor.account.seat_limit is None:
         # No limit, no counter: taking the account row's lock would make every add of the
         # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).
@@ -154,7 +159,7 @@ def add_user_in(
 
 def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> _Plan:
     account_id = actor.account_id
-    values = _merge_profile_values(cmd)
+    values = merge_profile_values(cmd.fields, cmd.login, cmd.email)
     if not values.get("login"):
         raise invalid("login", "is required")
     if not cmd.department_id or not cmd.department_id.strip():
@@ -162,25 +167,13 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
 
     settings = account_settings(conn, actor.account)
     fields = settings.fields
-    checked: dict[str, tuple[ProfileField, str]] = {}
-    for name, raw in values.items():
-        profile_field = resolve_field(fields, name)
-        parameter = name if name in ("login", "email") else f"fields.{name}"
-        if profile_field is None:
-            raise invalid(parameter, "this account has no such profile field")
-        key = profile_field.name.casefold()
-        if key in checked:
-            raise invalid(parameter, "given more than once")
-        checked[key] = (profile_field, check_value(profile_field, raw, parameter))
+    checked = check_profile_values(fields, values)
     for profile_field in fields:
         if not profile_field.is_required or profile_field.type == "country":
             continue
         present = checked.get(profile_field.name.casefold())
         if present is None or not present[1]:
-            parameter = (
-                profile_field.name if profile_field.is_builtin else f"fields.{profile_field.name}"
-            )
-            raise invalid(parameter, "is required by this account's profile settings")
+            raise required_field_missing(profile_field)
 
     wanted_departments = [cmd.department_id, *(cmd.manageable_department_ids or [])]
     for item in cmd.roles or []:
@@ -202,23 +195,25 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
         elif value:
             plan.custom.append((profile_field, value))
 
-    plan.roles = _resolve_roles(settings.roles, cmd, generation, known)
-    plan.group_ids = _resolve_groups(conn, account_id, cmd.groups or [])
+    plan.roles = resolve_roles(settings.roles, cmd, generation, known)
+    plan.group_ids = resolve_groups(conn, actor.account, cmd.groups or [])
     plan.invitations = _invitations(actor, cmd, generation, plan)
     return plan
 
 
-def _merge_profile_values(cmd: AddUser) -> dict[str, str]:
+def merge_profile_values(
+    fields: Mapping[str, str | None], login: str | None, email: str | None
+) -> dict[str, str]:
     """login and e-mail may come top-level or inside `fields`; names are case-insensitive."""
     values: dict[str, str] = {}
-    for name, raw in cmd.fields.items():
+    for name, raw in fields.items():
         key = name.strip().casefold()
         if not key:
             raise invalid("fields", "a profile field has no name")
         if key in values:
             raise invalid(f"fields.{name}", "given more than once")
         values[key] = raw or ""
-    for key, top in (("login", cmd.login), ("email", cmd.email)):
+    for key, top in (("login", login), ("email", email)):
         if top is None:
             continue
         inner = values.get(key)
@@ -229,9 +224,43 @@ def _merge_profile_values(cmd: AddUser) -> dict[str, str]:
     return values
 
 
-def _resolve_roles(
+def check_profile_values(
+    fields: Sequence[ProfileField], values: Mapping[str, str]
+) -> dict[str, tuple[ProfileField, str]]:
+    """Each given value checked against its field, keyed by the field's case-folded name."""
+    checked: dict[str, tuple[ProfileField, str]] = {}
+    for name, raw in values.items():
+        profile_field = resolve_field(fields, name)
+        parameter = name if name in ("login", "email") else f"fields.{name}"
+        if profile_field is None:
+            raise invalid(parameter, "this account has no such profile field")
+        key = profile_field.name.casefold()
+        if key in checked:
+            raise invalid(parameter, "given more than once")
+        checked[key] = (profile_field, check_value(profile_field, raw, parameter))
+    return checked
+
+
+def field_parameter(profile_field: ProfileField) -> str:
+    return profile_field.name if profile_field.is_builtin else f"fields.{profile_field.name}"
+
+
+def required_field_missing(profile_field: ProfileField) -> DomainError:
+    return invalid(field_parameter(profile_field), "is required by this account's profile settings")
+
+
+class RoleRequest(Protocol):
+    """The role parameters shared by addUser and the profile update."""
+
+    role: str | None
+    role_id: str | None
+    roles: list[RoleItem] | None
+    manageable_department_ids: list[str] | None
+
+
+def resolve_roles(
     account_role_list: tuple[Role, ...],
-    cmd: AddUser,
+    cmd: RoleRequest,
     generation: ApiGeneration,
     known_departments: dict[str, Department],
 ) -> list[tuple[Role, list[Department]]]:
@@ -288,7 +317,7 @@ def _resolve_roles(
 
 
 def _single_role(
-    cmd: AddUser,
+    cmd: RoleRequest,
     generation: ApiGeneration,
     by_id: dict[str, Role],
     by_kind: dict[RoleKind, Role],
@@ -331,19 +360,27 @@ def _single_role(
     return role
 
 
-def _resolve_groups(conn: Connection, account_id: str, raw_ids: list[str]) -> list[str]:
+def resolve_groups(
+    conn: Connection, account: AccountInfo, raw_ids: Sequence[str], parameter: str = "groups"
+) -> list[str]:
+    """Canonical ids of existing ordinary groups of the account; smart groups choose their
+    members by their rules, so nobody is put into one by hand."""
     wanted: dict[str, str] = {}
     for raw in raw_ids:
         if not raw or not raw.strip():
             continue
         canonical = as_uuid_text(raw)
         if canonical is None:
-            raise invalid("groups", f"no group {raw!r} in this account")
+            raise invalid(parameter, f"no group {raw!r} in this account")
         wanted[canonical] = raw
-    found = groups_repo.existing_ids(conn, account_id, wanted)
+    found = groups_repo.existing_ids(conn, account.id, wanted)
     for canonical, raw in wanted.items():
         if canonical not in found:
-            raise invalid("groups", f"no group {raw!r} in this account")
+            raise invalid(parameter, f"no group {raw!r} in this account")
+    for canonical in smart_ids_among(conn, account, wanted):
+        raise invalid(
+            parameter, f"group {wanted[canonical]!r} is a smart group: its rules choose its members"
+        )
     return list(wanted)
 
 
@@ -395,10 +432,21 @@ def _invitations(
 def _authorize(actor: Actor, scope: Scope, plan: _Plan, role_parameter: str) -> None:
     if not scope.covers(plan.department.path):
         raise denied("the department is outside the departments you manage", "departmentId")
+    authorize_roles(actor, scope, plan.roles, role_parameter)
+
+
+def authorize_roles(
+    actor: Actor,
+    scope: Scope,
+    granted: Sequence[tuple[Role, Sequence[Department]]],
+    role_parameter: str,
+) -> None:
+    """A department-limited actor grants no account-wide role, no right it lacks, and no
+    department outside its scope."""
     if scope.account_wide:
         return
     own = actor.permissions_within_departments()
-    for role, managed in plan.roles:
+    for role, managed in granted:
         if role.is_account_wide:
             raise denied(
                 f"only the account owner and account administrators can grant the {role.name} role",
@@ -415,27 +463,46 @@ def _authorize(actor: Actor, scope: Scope, plan: _Plan, role_parameter: str) -> 
 
 
 def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
-    login_key = fold(plan.login)
-    email_key = fold(plan.email) if plan.email else None
-    rows = conn.execute(
-        _SELECT_TAKEN, {"account_id": account_id, "login_key": login_key, "email_key": email_key}
-    ).all()
-    if any(r.login_key == login_key for r in rows):
-        raise DomainError(
-            ErrorCode.LOGIN_TAKEN, f"login {plan.login!r} is taken", parameter="login"
-        )
-    if rows:
-        raise DomainError(
-            ErrorCode.EMAIL_TAKEN, f"e-mail {plan.email!r} is taken", parameter="email"
-        )
-    for profile_field, value in plan.custom:
-        if not profile_field.is_unique:
+    check_unique_values(conn, account_id, plan.login, plan.email, plan.custom)
+
+
+def check_unique_values(
+    conn: Connection,
+    account_id: str,
+    login: str | None,
+    email: str | None,
+    custom: Sequence[tuple[ProfileField, str]],
+    user_id: str | None = None,
+) -> None:
+    """409 when another user (not `user_id`) holds the login, e-mail or a unique field value."""
+    login_key = fold(login) if login else None
+    email_key = fold(email) if email else None
+    if login_key or email_key:
+        rows = conn.execute(
+            _SELECT_TAKEN,
+            {"account_id": account_id, "login_key": login_key, "email_key": email_key},
+        ).all()
+        rows = [r for r in rows if r.id != user_id]
+        if login_key and any(r.login_key == login_key for r in rows):
+            raise login_taken(login)
+        if rows:
+            raise email_taken(email)
+    for profile_field, value in custom:
+        if not profile_field.is_unique or not value:
             continue
         taken = conn.execute(
             _SELECT_FIELD_VALUE_TAKEN, {"field_id": profile_field.id, "unique_key": fold(value)}
         ).first()
-        if taken:
+        if taken and taken.user_id != user_id:
             raise _field_taken(profile_field.name, f"value {value!r} is taken")
+
+
+def login_taken(login: str | None) -> DomainError:
+    return DomainError(ErrorCode.LOGIN_TAKEN, f"login {login!r} is taken", parameter="login")
+
+
+def email_taken(email: str | None) -> DomainError:
+    return DomainError(ErrorCode.EMAIL_TAKEN, f"e-mail {email!r} is taken", parameter="email")
 
 
 def _field_taken(name: str, reason: str) -> DomainError:
@@ -446,19 +513,20 @@ def _field_taken(name: str, reason: str) -> DomainError:
     )
 
 
-def _duplicate_from_integrity_error(exc: IntegrityError, plan: _Plan) -> DomainError:
+def duplicate_from_integrity_error(
+    exc: IntegrityError,
+    login: str | None,
+    email: str | None,
+    custom: Sequence[tuple[ProfileField, str]],
+) -> DomainError:
     """A concurrent request won the race for a unique value: the same answer as the pre-check."""
     text = str(exc.orig)
     if "login_key" in text:
-        return DomainError(
-            ErrorCode.LOGIN_TAKEN, f"login {plan.login!r} is taken", parameter="login"
-        )
+        return login_taken(login)
     if "email_key" in text:
-        return DomainError(
-            ErrorCode.EMAIL_TAKEN, f"e-mail {plan.email!r} is taken", parameter="email"
-        )
+        return email_taken(email)
     if "unique_key" in text:
-        name = next((f.name for f, _ in plan.custom if f.is_unique), "value")
+        name = next((f.name for f, _ in custom if f.is_unique), "value")
         return _field_taken(name, "the value is taken")
     raise exc
 

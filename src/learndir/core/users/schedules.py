@@ -1,0 +1,157 @@
+"""Scheduled deactivation and termination: set and cancel them, and carry them out once due.
+
+The running service carries them out (see `Scheduler`): every few seconds and once at start,
+so dates that fell due while it was down are applied after a restart. Several processes or
+machines may run a scheduler on one database: each step is a conditional UPDATE ("still due,
+still in this status") inside one transaction per account, so a date is applied once and the
+seat counter moves once, whoever gets there first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date
+from enum import StrEnum
+
+from sqlalchemy import Column, Connection, and_, select, update
+
+from learndir.core.actor import Actor
+from learndir.core.common import utcnow
+from learndir.core.errors import denied, invalid
+from learndir.core.users.changes import ACTIVE, INACTIVE, TERMINATED, editable_user, parse_date
+from learndir.db.engine import Database
+from learndir.db.schema import accounts, roles, user_roles, users
+
+log = logging.getLogger("learndir.scheduler")
+
+
+class ScheduledChange(StrEnum):
+    DEACTIVATION = "deactivation"
+    TERMINATION = "termination"
+
+
+def _column(change: ScheduledChange) -> Column[date]:
+    return users.c.deactivate_on if change is ScheduledChange.DEACTIVATION else users.c.terminate_on
+
+
+def today() -> date:
+    """Schedules are UTC dates."""
+    return utcnow().date()
+
+
+def schedule_change(
+    db: Database, actor: Actor, user_id: str, change: ScheduledChange, when: str | None
+) -> None:
+    """Deactivates or terminates the user on `when` (YYYY-MM-DD, today or later; today is
+    carried out at the scheduler's next run). Replaces an earlier date of the same kind."""
+    if when is None or not when.strip():
+        raise invalid("date", "is required")
+    on = parse_date(when, "date")
+    assert on is not None
+    if on < today():
+        raise invalid("date", f"{on.isoformat()} is in the past")
+    with db.write() as conn:
+        target = editable_user(conn, actor, user_id)
+        if target.is_owner:
+            raise denied(f"the account owner cannot be scheduled for {change.value}", "userId")
+        if target.id == actor.user_id:
+            raise denied(f"you cannot schedule your own {change.value}", "userId")
+        conn.execute(update(users).where(users.c.id == target.id).values({_column(change): on}))
+
+
+def cancel_change(db: Database, actor: Actor, user_id: str, change: ScheduledChange) -> None:
+    """Removes the pending date, if any."""
+    with db.write() as conn:
+        target = editable_user(conn, actor, user_id)
+        conn.execute(update(users).where(users.c.id == target.id).values({_column(change): None}))
+
+
+_OWNERS = (
+    select(user_roles.c.user_id)
+    .join(roles, roles.c.id == user_roles.c.role_id)
+    .where(roles.c.kind == "owner")
+)
+
+
+def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
+    """Carries out every change of the account due on `day`; returns how many users changed
+    status. Deactivation moves only active users (a terminated user stays terminated);
+    termination moves active and inactive ones and also settles a pending deactivation. The
+    owner is never moved (scheduling refuses them; a stray date is simply cleared)."""
+    changed = 0
+    released = 0
+    steps: tuple[tuple[Column[date], int, tuple[int, ...], list[Column[date]]], ...] = (
+        (users.c.deactivate_on, INACTIVE, (ACTIVE,), [users.c.deactivate_on]),
+        (
+            users.c.terminate_on,
+            TERMINATED,
+            (ACTIVE, INACTIVE),
+            [users.c.deactivate_on, users.c.terminate_on],
+        ),
+    )
+    for column, status, movable, clears in steps:
+        due = and_(users.c.account_id == account_id, column <= day)
+        cleared = {c: None for c in clears}
+        for current in movable:
+            moved = conn.execute(
+                update(users)
+                .where(due, users.c.status == current, users.c.id.not_in(_OWNERS))
+                .values({users.c.status: status, **cleared})
+            ).rowcount
+            changed += moved
+            if current == ACTIVE:
+                released += moved
+        conn.execute(update(users).where(due).values(cleared))
+    if released:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.seat_limit.is_not(None))
+            .values(active_users=accounts.c.active_users - released)
+        )
+    return changed
+
+
+def apply_due_changes(db: Database, day: date | None = None) -> int:
+    """Carries out every scheduled change due on `day` (default today, UTC), one transaction
+    per account. Safe to run from several processes at once."""
+    day = day or today()
+    with db.read() as conn:
+        due_accounts = [
+            r.account_id
+            for r in conn.execute(
+                select(users.c.account_id)
+                .where((users.c.deactivate_on <= day) | (users.c.terminate_on <= day))
+                .distinct()
+            )
+        ]
+    changed = 0
+    for account_id in due_accounts:
+        with db.write() as conn:
+            changed += _apply_in_account(conn, account_id, day)
+    return changed
+
+
+class Scheduler(threading.Thread):
+    """Runs `apply_due_changes` at start and then every `interval` seconds until stopped."""
+
+    def __init__(self, db: Database, interval: float) -> None:
+        super().__init__(name="learndir-scheduler", daemon=True)
+        self._db = db
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                changed = apply_due_changes(self._db)
+                if changed:
+                    log.info("scheduled status changes applied: users=%d", changed)
+            except Exception:
+                log.exception("scheduled status changes failed; retrying at the next run")
+            if self._stopped.wait(self._interval):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=10)
