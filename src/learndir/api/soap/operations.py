@@ -1,6 +1,6 @@
-"""The SOAP operations: each turns its validated request element into a core command, calls one
-core service and builds its result element. Adding an operation is one row in OPERATIONS (and
-its types in learndir.wsdl)."""
+"""The SOAP operations: each authenticates the caller, turns its validated request element into
+core parameters, calls one core function and builds its result element. Adding an operation is
+one row in OPERATIONS (and its types in learndir.wsdl)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from typing import Any
 
 from lxml import etree
 
-from learndir.api.soap.envelope import service_tag
-from learndir.api.xml import local_name
-from learndir.core.actor import Actor
-from learndir.core.auth import authenticate_credentials, authenticate_token
-from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.api.ispring_rest import present
+from learndir.api.soap.requests import (
+    PROFILE_PARAMETERS,
+    authenticate,
+    list_parameter,
+    parameter,
+    required,
+    user_parameters,
+)
+from learndir.api.soap.results import result
+from learndir.core import departments, groups, profile_fields
+from learndir.core.users import queries
 from learndir.core.users import service as users
 from learndir.core.users.commands import AddUser, ApiGeneration, parse_command
+from learndir.core.users.queries import UserFilter, UserView
 from learndir.db.engine import Database
-
-_CREDENTIALS = frozenset({"credentials", "token"})
-_PROFILE_PARAMETERS = frozenset({"first_name", "last_name", "job_title", "phone"})
-_ID_LISTS = frozenset({"groups", "manageableDepartmentIds"})
-_BOOLEANS = frozenset({"sendLoginEmail", "sendLoginSMS"})
 
 
 @dataclass(frozen=True)
@@ -34,98 +37,115 @@ class Operation:
     unknown_leaves_are_fields: bool = False
 
 
-def _text(element: etree._Element | None) -> str | None:
-    return element.text if element is not None else None
+# ---- users: reading ------------------------------------------------------------------------
 
 
-def authenticate(db: Database, request: etree._Element) -> tuple[Actor, ApiGeneration]:
-    """The caller, from `<credentials>` or a top-level `<token>`; a token makes it the newer
-    generation of the API."""
-    credentials = request.find(service_tag("credentials"))
-    token = _text(request.find(service_tag("token")))
-    if credentials is not None:
-        inner_token = _text(credentials.find(service_tag("token")))
-        if inner_token and token and inner_token != token:
-            raise invalid("token", "differs from credentials.token")
-        token = inner_token or token
-    if token:
-        return authenticate_token(db, token), ApiGeneration.TOKEN
-    if credentials is None:
-        raise DomainError(
-            ErrorCode.UNAUTHENTICATED,
-            "send <credentials> with accountUrl, email and password, or a token",
-        )
-    actor = authenticate_credentials(
-        db,
-        _text(credentials.find(service_tag("accountUrl"))),
-        _text(credentials.find(service_tag("email"))),
-        _text(credentials.find(service_tag("password"))),
+def user_profile(view: UserView, generation: ApiGeneration) -> dict[str, Any]:
+    """The REST API's User, profile values as name/value items under upper-case names. The
+    older generation knows statuses 1 and 3 only and reads 5 as 3, as REST v1 does."""
+    profile = present.user(view, v2=generation is ApiGeneration.TOKEN)
+    profile["fields"] = [
+        {"name": name.upper(), "value": value} for name, value in view.fields.items()
+    ]
+    return profile
+
+
+def _filter(request: etree._Element) -> UserFilter:
+    return UserFilter(
+        departments=list_parameter(request, "departments"),
+        groups=list_parameter(request, "groups"),
+        logins=list_parameter(request, "logins"),
+        emails=list_parameter(request, "emails"),
+        user_ids=list_parameter(request, "userIds"),
     )
-    return actor, ApiGeneration.CREDENTIALS
 
 
-def _ids(element: etree._Element | None) -> list[str] | None:
-    return None if element is None else [id_.text or "" for id_ in element]
+def _page_size(request: etree._Element) -> int | None:
+    value = parameter(request, "pageSize")
+    return None if value is None else int(value)  # an xs:int, checked by the schema
 
 
-def _put_field(fields: dict[str, str | None], name: str, value: str | None) -> None:
-    if name in fields:
-        raise invalid(f"fields.{name}", "given more than once")
-    fields[name] = value
+def get_user_profile(db: Database, request: etree._Element) -> etree._Element:
+    actor, generation = authenticate(db, request)
+    view = queries.get_user(db, actor, required(request, "userId"))
+    return result("GetUserProfileResult", {"userProfile": user_profile(view, generation)})
 
 
-def _roles(element: etree._Element) -> list[dict[str, Any]]:
-    roles: list[dict[str, Any]] = []
-    for item in element:
-        if local_name(item) == "id":
-            roles.append({"roleId": item.text})
-            continue
-        role: dict[str, Any] = {"roleId": _text(item.find(service_tag("roleId")))}
-        departments = _ids(item.find(service_tag("manageableDepartmentIds")))
-        if departments is not None:
-            role["manageableDepartmentIds"] = departments
-        roles.append(role)
-    return roles
+def get_users(db: Database, request: etree._Element) -> etree._Element:
+    actor, generation = authenticate(db, request)
+    views = queries.list_users(db, actor, _filter(request))
+    return result("GetUsersResult", {"userProfile": [user_profile(v, generation) for v in views]})
+
+
+def list_users(db: Database, request: etree._Element) -> etree._Element:
+    actor, generation = authenticate(db, request)
+    page = queries.page_users(
+        db, actor, _filter(request), _page_size(request), parameter(request, "pageToken")
+    )
+    return result(
+        "ListUsersResult",
+        {
+            "userProfile": [user_profile(v, generation) for v in page.users],
+            "nextPageToken": page.next_page_token,
+        },
+    )
+
+
+def find_existing_users(db: Database, request: etree._Element) -> etree._Element:
+    actor, _ = authenticate(db, request)
+    found = queries.find_existing(db, actor, list_parameter(request, "userIds"))
+    return result("FindExistingUsersResult", {"userId": found})
+
+
+# ---- users: changing -----------------------------------------------------------------------
 
 
 def add_user_command(request: etree._Element) -> AddUser:
     """addUser's parameters from a validated AddUserRequest, credentials left out."""
-    data: dict[str, Any] = {}
-    fields: dict[str, str | None] = {}
-    for child in request:
-        name = local_name(child)
-        if name in _CREDENTIALS:
-            continue
-        if name == "fields":
-            for field in child:
-                _put_field(
-                    fields,
-                    _text(field.find(service_tag("name"))) or "",
-                    _text(field.find(service_tag("value"))),
-                )
-        elif name in _PROFILE_PARAMETERS:
-            _put_field(fields, name, child.text)
-        elif name in _ID_LISTS:
-            data[name] = _ids(child)
-        elif name == "roles":
-            data[name] = _roles(child)
-        elif name in _BOOLEANS:
-            data[name] = (child.text or "").strip() in ("true", "1")
-        else:
-            data[name] = child.text
-    if fields:
-        data["fields"] = fields
-    return parse_command(AddUser, data)
+    return parse_command(AddUser, user_parameters(request, profile=PROFILE_PARAMETERS))
 
 
 def add_user(db: Database, request: etree._Element) -> etree._Element:
     actor, generation = authenticate(db, request)
     user_id = users.add_user(db, actor, add_user_command(request), generation)
-    result = etree.Element(service_tag("AddUserResult"))
-    etree.SubElement(result, service_tag("userId")).text = user_id
-    return result
+    return result("AddUserResult", {"userId": user_id})
+
+
+# ---- the directory around users ------------------------------------------------------------
+
+
+def get_user_profile_fields(db: Database, request: etree._Element) -> etree._Element:
+    actor, _ = authenticate(db, request)
+    fields = [
+        {
+            **present.profile_field(f),
+            "isUnique": f.is_unique,
+            "isRequired": f.is_required,
+        }
+        for f in profile_fields.list_fields(db, actor)
+    ]
+    return result("GetUserProfileFieldsResult", {"profileField": fields})
+
+
+def get_groups(db: Database, request: etree._Element) -> etree._Element:
+    actor, _ = authenticate(db, request)
+    found = groups.list_groups(db, actor)
+    return result("GetGroupsResult", {"group": [present.group(g) for g in found]})
+
+
+def get_departments(db: Database, request: etree._Element) -> etree._Element:
+    actor, _ = authenticate(db, request)
+    found = departments.list_departments(db, actor, parameter(request, "code"))
+    return result("GetDepartmentsResult", {"department": [present.department(d) for d in found]})
 
 
 OPERATIONS: dict[str, Operation] = {
     "AddUserRequest": Operation(add_user, unknown_leaves_are_fields=True),
+    "GetUserProfileRequest": Operation(get_user_profile),
+    "GetUsersRequest": Operation(get_users),
+    "ListUsersRequest": Operation(list_users),
+    "FindExistingUsersRequest": Operation(find_existing_users),
+    "GetUserProfileFieldsRequest": Operation(get_user_profile_fields),
+    "GetGroupsRequest": Operation(get_groups),
+    "GetDepartmentsRequest": Operation(get_departments),
 }

@@ -37,11 +37,11 @@ def _inline_schema(wsdl: etree._ElementTree) -> etree._Element:
     return schema
 
 
-_SCHEMA_ELEMENT = _inline_schema(_WSDL)
+SCHEMA_ELEMENT = _inline_schema(_WSDL)
 
 
 def _compile_schema() -> etree.XMLSchema:
-    return etree.XMLSchema(copy.deepcopy(_SCHEMA_ELEMENT))
+    return etree.XMLSchema(copy.deepcopy(SCHEMA_ELEMENT))
 
 
 # Compiled at import, so a broken WSDL fails at start-up. Validation runs in the thread pool,
@@ -67,7 +67,7 @@ def _child_names(declaration: etree._Element) -> frozenset[str]:
 # The child elements each global element declares (a request's parameters), by its name.
 DECLARED_CHILDREN: dict[str, frozenset[str]] = {
     declaration.get("name", ""): _child_names(declaration)
-    for declaration in _SCHEMA_ELEMENT.iterfind(f"{{{_XS}}}element")
+    for declaration in SCHEMA_ELEMENT.iterfind(f"{{{_XS}}}element")
 }
 
 
