@@ -20,6 +20,7 @@ from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
 from learndir.core.errors import DomainError
+from learndir.core.users.schedules import Scheduler
 from learndir.db.engine import Database
 from learndir.settings import Settings, get_settings
 
@@ -166,7 +167,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if settings.scheduler_interval_seconds > 0:
+            scheduler = Scheduler(database, settings.scheduler_interval_seconds)
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.stop()
         database.dispose()
 
     app = FastAPI(
