@@ -162,27 +162,40 @@ def _escape(text: str) -> str:
 
 def _xml(out: list[str], name: str, value: Any) -> None:
     """Appends `value` as element `name`, exactly as `wire.to_xml` would write it."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is str:
+        out.append(f"<{name}>{_escape(value)}</{name}>")
+    elif kind is dict:
         if not value:
             out.append(f"<{name}/>")
             return
         out.append(f"<{name}>")
         for key, inner in value.items():
-            _xml(out, key, inner)
+            if type(inner) is str:
+                out.append(f"<{key}>{_escape(inner)}</{key}>")
+            else:
+                _xml(out, key, inner)
         out.append(f"</{name}>")
-    elif isinstance(value, list):
+    elif kind is list:
         if not value:
             out.append(f"<{name}/>")
             return
         item = _ITEM_NAMES.get(name, "id")
         out.append(f"<{name}>")
         for entry in value:
-            _xml(out, item, entry)
+            if type(entry) is str:
+                out.append(f"<{item}>{_escape(entry)}</{item}>")
+            else:
+                _xml(out, item, entry)
         out.append(f"</{name}>")
     elif value is None:
         out.append(f"<{name}/>")
-    elif isinstance(value, bool):
+    elif kind is bool:
         out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
+    elif isinstance(value, dict):
+        _xml(out, name, dict(value))
+    elif isinstance(value, list):
+        _xml(out, name, list(value))
     else:
         out.append(f"<{name}>{_escape(str(value))}</{name}>")
 

@@ -157,14 +157,18 @@ _SELECT_ONE = (
 _SELECT_VALUES = select(
     user_field_values.c.user_id, user_field_values.c.field_id, user_field_values.c.value
 ).where(user_field_values.c.user_id.in_(_IDS))
-_SELECT_ROLES = select(user_roles.c.user_id, user_roles.c.role_id).where(
-    user_roles.c.user_id.in_(_IDS)
+# Roles with their managed departments in one query (a role without departments: one NULL row).
+_SELECT_ROLES = (
+    select(user_roles.c.user_id, user_roles.c.role_id, user_role_departments.c.department_id)
+    .outerjoin(
+        user_role_departments,
+        and_(
+            user_role_departments.c.user_id == user_roles.c.user_id,
+            user_role_departments.c.role_id == user_roles.c.role_id,
+        ),
+    )
+    .where(user_roles.c.user_id.in_(_IDS))
 )
-_SELECT_MANAGED = select(
-    user_role_departments.c.user_id,
-    user_role_departments.c.role_id,
-    user_role_departments.c.department_id,
-).where(user_role_departments.c.user_id.in_(_IDS))
 _SELECT_GROUPS = select(group_members.c.user_id, group_members.c.group_id).where(
     group_members.c.user_id.in_(_IDS)
 )
@@ -448,60 +452,78 @@ def _date_condition(
 
 
 def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> list[UserView]:
-    """UserViews for `rows` (users columns), with one query each for values, roles, groups."""
+    """UserViews for `rows` (the _USER_COLUMNS first), with one query each for the batch's
+    field values, roles with managed departments, and groups."""
     if not rows:
         return []
     field_names = {f.id: f.name for f in settings.fields}
     roles_by_id = {r.id: r for r in settings.roles}
-    ids = [r.id for r in rows]
     values: dict[str, dict[str, str]] = {}
-    held: dict[str, list[str]] = {}
-    managed: dict[tuple[str, str], list[str]] = {}
+    held: dict[str, dict[str, list[str]]] = {}
     member_of: dict[str, list[str]] = {}
-    for chunk in _chunks(ids, _BATCH):
+    for chunk in _chunks([r[0] for r in rows], _BATCH):
         params = {"ids": chunk}
-        for v in conn.execute(_SELECT_VALUES, params):
-            name = field_names.get(v.field_id)
+        for user_id, field_id, value in conn.execute(_SELECT_VALUES, params).all():
+            name = field_names.get(field_id)
             if name is not None:
-                values.setdefault(v.user_id, {})[name] = v.value
-        for r in conn.execute(_SELECT_ROLES, params):
-            held.setdefault(r.user_id, []).append(r.role_id)
-        for m in conn.execute(_SELECT_MANAGED, params):
-            managed.setdefault((m.user_id, m.role_id), []).append(m.department_id)
-        for g in conn.execute(_SELECT_GROUPS, params):
-            member_of.setdefault(g.user_id, []).append(g.group_id)
+                values.setdefault(user_id, {})[name] = value
+        for user_id, role_id, department_id in conn.execute(_SELECT_ROLES, params).all():
+            depts = held.setdefault(user_id, {}).setdefault(role_id, [])
+            if department_id is not None:
+                depts.append(department_id)
+        for user_id, group_id in conn.execute(_SELECT_GROUPS, params).all():
+            member_of.setdefault(user_id, []).append(group_id)
     result = []
     for row in rows:
-        fields = {name: getattr(row, name) for name in _BUILTIN_COLUMNS if getattr(row, name)}
-        custom = values.get(row.id)
+        (
+            user_id,
+            department_id,
+            status,
+            added_at,
+            added_by,
+            last_login_at,
+            deactivate_on,
+            terminate_on,
+            sub_type,
+            supervisor_id,
+            co_sub_type,
+            co_supervisor_id,
+            leave_reason,
+            leave_start,
+            leave_end,
+        ) = row[:15]
+        fields = {
+            name: value for name, value in zip(_BUILTIN_COLUMNS, row[15:21], strict=True) if value
+        }
+        custom = values.get(user_id)
         if custom:
             fields.update(custom)
         role_list = [
-            (roles_by_id[role_id], sorted(managed.get((row.id, role_id), ())))
-            for role_id in held.get(row.id, ())
+            (roles_by_id[role_id], sorted(depts))
+            for role_id, depts in held.get(user_id, {}).items()
             if role_id in roles_by_id
         ]
-        role_list.sort(key=lambda item: item[0].kind is not RoleKind.LEARNER)
+        if len(role_list) > 1:
+            role_list.sort(key=lambda item: item[0].kind is not RoleKind.LEARNER)
+        groups = member_of.get(user_id)
         result.append(
             UserView(
-                id=row.id,
-                department_id=row.department_id,
-                status=row.status,
-                added_at=row.added_at,
-                added_by=row.added_by,
+                id=user_id,
+                department_id=department_id,
+                status=status,
+                added_at=added_at,
+                added_by=added_by,
                 fields=fields,
                 roles=role_list,
-                groups=sorted(member_of.get(row.id, ())),
-                last_login_at=row.last_login_at,
-                subordination=_subordination(row.subordination_type, row.supervisor_id),
-                co_subordination=_subordination(row.co_subordination_type, row.co_supervisor_id),
+                groups=sorted(groups) if groups else [],
+                last_login_at=last_login_at,
+                subordination=_subordination(sub_type, supervisor_id),
+                co_subordination=_subordination(co_sub_type, co_supervisor_id),
                 work_leave=(
-                    WorkLeave(row.work_leave_reason, row.work_leave_start, row.work_leave_end)
-                    if row.work_leave_reason
-                    else None
+                    WorkLeave(leave_reason, leave_start, leave_end) if leave_reason else None
                 ),
-                deactivate_on=row.deactivate_on,
-                terminate_on=row.terminate_on,
+                deactivate_on=deactivate_on,
+                terminate_on=terminate_on,
             )
         )
     return result
