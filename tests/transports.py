@@ -5,6 +5,7 @@ into an Outcome, so one scenario table runs through all of them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,24 @@ def _new_user(params: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-class RestJson:
+class _UserChanges:
+    """Changing users over REST, through the transport's generic `request`: the parameters
+    use the OpenAPI's UpdateUser names (departmentId, role, roleId, roles, fields, groupIds,
+    manageableDepartmentIds)."""
+
+    request: Callable[..., Outcome]  # each transport's own generic call
+
+    def update_user(self, user_id: str, params: dict[str, Any], auth: Auth) -> Outcome:
+        return self.request("POST", f"/user/{user_id}", auth, params)
+
+    def delete_user(self, user_id: str, auth: Auth) -> Outcome:
+        return self.request("DELETE", f"/user/{user_id}", auth)
+
+    def change_status(self, user_id: str, status: Any, auth: Auth) -> Outcome:
+        return self.request("POST", f"/user/{user_id}/status", auth, {"status": status})
+
+
+class RestJson(_UserChanges):
     name = "rest-json"
 
     def __init__(self, base_url: str) -> None:
@@ -169,7 +187,7 @@ def _xml_item(parent: etree._Element, name: str, value: Any) -> None:
         element.text = str(value)
 
 
-class RestXml:
+class RestXml(_UserChanges):
     name = "rest-xml"
 
     def __init__(self, base_url: str) -> None:
