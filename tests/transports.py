@@ -89,7 +89,122 @@ class _UserChanges:
         return self.request("POST", f"/user/{user_id}/status", auth, {"status": status})
 
 
-class RestJson(_UserChanges):
+def _php_query(filters: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters PHP-style: list values as `name[]`."""
+    return {f"{k}[]" if isinstance(v, list) else k: v for k, v in filters.items()}
+
+
+def _xml_user(element: etree._Element) -> dict[str, Any]:
+    """A <userProfile> (or a profile's <response>) as the same dict the JSON answer holds."""
+    out: dict[str, Any] = {}
+    for child in element:
+        tag = child.tag
+        if tag in ("manageableDepartmentIds", "groups"):
+            out[tag] = [item.text for item in child]
+        elif tag == "userRoles":
+            out[tag] = [
+                {
+                    c.tag: [i.text for i in c] if c.tag == "manageableDepartmentIds" else c.text
+                    for c in role
+                }
+                for role in child
+            ]
+        elif tag in ("fields", "subordination", "coSubordination", "workLeaveStatus"):
+            out[tag] = {c.tag: c.text or "" for c in child}
+        elif tag == "status":
+            out[tag] = int(child.text or "0")
+        else:
+            out[tag] = child.text or ""
+    return out
+
+
+def _xml_read(kind: str, doc: etree._Element) -> Any:
+    if kind == "profile":
+        return _xml_user(doc)
+    if kind == "list":
+        return [_xml_user(u) for u in doc]
+    if kind == "ids":
+        return [i.text for i in doc]
+    out: dict[str, Any] = {}
+    for child in doc:
+        if child.tag == "userProfiles":
+            out["userProfiles"] = [_xml_user(u) for u in child]
+        elif child.tag in ("pageNumber", "totalUsersNumber"):
+            out[child.tag] = int(child.text or "0")
+        else:
+            out[child.tag] = child.text
+    return out
+
+
+class _UserReads:
+    """Reading users through either REST encoding; `data` is plain JSON-shaped data for both:
+    a profile dict, a list of profiles, a page dict, or a list of ids."""
+
+    request: Callable[..., Outcome]  # each transport's own generic call
+
+    def _read(self, kind: str, method: str, path: str, auth: Auth | None, **kw: Any) -> Outcome:
+        outcome = self.request(method, path, auth, **kw)
+        if outcome.status == 200 and outcome.data is not None:
+            data = outcome.data
+            if isinstance(data, etree._Element):
+                outcome.data = _xml_read(kind, data)
+            elif kind == "profile":
+                outcome.data = data["response"]
+        elif outcome.status == 200 and kind in ("list", "ids"):
+            outcome.data = []
+        return outcome
+
+    def get_user(
+        self, user_id: str, auth: Auth | None, *, v2: bool = False, prefix: str = ""
+    ) -> Outcome:
+        return self._read("profile", "GET", f"{prefix}/user/{user_id}{'/v2' if v2 else ''}", auth)
+
+    def list_users(
+        self, filters: dict[str, Any], auth: Auth | None, *, v2: bool = False, prefix: str = ""
+    ) -> Outcome:
+        path = f"{prefix}/user{'/v2' if v2 else ''}"
+        return self._read("list", "GET", path, auth, params=_php_query(filters))
+
+    def page_users(
+        self,
+        filters: dict[str, Any],
+        auth: Auth | None,
+        *,
+        page_size: Any = None,
+        page_token: str | None = None,
+        v2: bool = True,
+        post: bool = False,
+        prefix: str = "",
+    ) -> Outcome:
+        """GET /users/v2 (or /users with v2=False); post=True sends the filters in the body of
+        POST /users/v2, paging staying in the query."""
+        paging = {
+            k: v for k, v in (("pageSize", page_size), ("pageToken", page_token)) if v is not None
+        }
+        path = f"{prefix}/users{'/v2' if v2 or post else ''}"
+        if post:
+            return self._read("page", "POST", path, auth, body=filters, params=paging)
+        return self._read("page", "GET", path, auth, params={**_php_query(filters), **paging})
+
+    def user_list(
+        self,
+        body: dict[str, Any],
+        auth: Auth | None,
+        params: dict[str, Any] | None = None,
+        prefix: str = "",
+    ) -> Outcome:
+        return self._read("numbered", "POST", f"{prefix}/user/list", auth, body=body, params=params)
+
+    def find_existing(
+        self, user_ids: list[str], auth: Auth | None, *, header: bool = False, prefix: str = ""
+    ) -> Outcome:
+        path = f"{prefix}/users/find_existing"
+        if header:
+            return self._read("ids", "POST", path, auth, headers={"X-User-Ids": ",".join(user_ids)})
+        return self._read("ids", "POST", path, auth, body={"userIds": user_ids})
+
+
+class RestJson(_UserChanges, _UserReads):
     name = "rest-json"
 
     def __init__(self, base_url: str) -> None:
@@ -126,9 +241,14 @@ class RestJson(_UserChanges):
         auth: Auth | None,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Outcome:
         """Any directory call: `data` is the decoded JSON answer (None for an empty body)."""
-        headers = {**(_rest_headers(auth) if auth else {}), "Accept": "application/json"}
+        headers = {
+            **(_rest_headers(auth) if auth else {}),
+            **(headers or {}),
+            "Accept": "application/json",
+        }
         if body is not None:
             headers["Content-Type"] = "application/json"
         response = self.client.request(
@@ -187,7 +307,7 @@ def _xml_item(parent: etree._Element, name: str, value: Any) -> None:
         element.text = str(value)
 
 
-class RestXml(_UserChanges):
+class RestXml(_UserChanges, _UserReads):
     name = "rest-xml"
 
     def __init__(self, base_url: str) -> None:
@@ -224,9 +344,10 @@ class RestXml(_UserChanges):
         auth: Auth | None,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Outcome:
         """Any directory call: `data` is the answer's <response> element (None when empty)."""
-        headers = _rest_headers(auth) if auth else {}
+        headers = {**(_rest_headers(auth) if auth else {}), **(headers or {})}
         content = None
         if body is not None:
             root = etree.Element("request")
