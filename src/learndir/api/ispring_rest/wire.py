@@ -76,7 +76,17 @@ def _fill(element: etree._Element, value: Any, item_names: dict[str, str]) -> No
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
-        element.text = str(value)
+        element.text = xml_text(str(value))
+
+
+# Characters XML 1.0 cannot carry (C0 controls but tab/CR/LF, lone surrogates, U+FFFE/U+FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` with every character XML cannot carry replaced by U+FFFD, so a stored value or an
+    echoed parameter never makes an answer unrenderable."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def to_xml(
