@@ -21,9 +21,10 @@ from learndir.api.soap.requests import (
 )
 from learndir.api.soap.results import result
 from learndir.core import departments, groups, profile_fields
-from learndir.core.users import queries
+from learndir.core.errors import DomainError
+from learndir.core.users import changes, queries
 from learndir.core.users import service as users
-from learndir.core.users.commands import AddUser, ApiGeneration, parse_command
+from learndir.core.users.commands import AddUser, ApiGeneration, UpdateUser, parse_command
 from learndir.core.users.queries import UserFilter, UserView
 from learndir.db.engine import Database
 
@@ -111,6 +112,36 @@ def add_user(db: Database, request: etree._Element) -> etree._Element:
     return result("AddUserResult", {"userId": user_id})
 
 
+# The core blames parameters by their REST names; these are called otherwise here.
+_SOAP_NAMES = {"groupIds": "groups"}
+
+
+def update_user_profile(db: Database, request: etree._Element) -> etree._Element:
+    actor, generation = authenticate(db, request)
+    user_id = required(request, "userId")
+    data = user_parameters(request, profile=PROFILE_PARAMETERS, skip=frozenset({"userId"}))
+    try:
+        changes.update_user(db, actor, user_id, parse_command(UpdateUser, data), generation)
+    except DomainError as exc:
+        exc.parameter = _SOAP_NAMES.get(exc.parameter or "", exc.parameter)
+        raise
+    return result("UpdateUserProfileResult")
+
+
+def delete_user(db: Database, request: etree._Element) -> etree._Element:
+    actor, _ = authenticate(db, request)
+    changes.delete_user(db, actor, required(request, "userId"))
+    return result("DeleteUserResult")
+
+
+def change_user_status(db: Database, request: etree._Element) -> etree._Element:
+    actor, generation = authenticate(db, request)
+    user_id = required(request, "userId")
+    status = parameter(request, "status")
+    changes.change_status(db, actor, [user_id], status, generation, parameter="userId")
+    return result("ChangeUserStatusResult")
+
+
 # ---- the directory around users ------------------------------------------------------------
 
 
@@ -145,6 +176,9 @@ OPERATIONS: dict[str, Operation] = {
     "GetUsersRequest": Operation(get_users),
     "ListUsersRequest": Operation(list_users),
     "FindExistingUsersRequest": Operation(find_existing_users),
+    "UpdateUserProfileRequest": Operation(update_user_profile, unknown_leaves_are_fields=True),
+    "DeleteUserRequest": Operation(delete_user),
+    "ChangeUserStatusRequest": Operation(change_user_status),
     "GetUserProfileFieldsRequest": Operation(get_user_profile_fields),
     "GetGroupsRequest": Operation(get_groups),
     "GetDepartmentsRequest": Operation(get_departments),
