@@ -376,53 +376,127 @@ class RestXml(_UserChanges, _UserReads):
         )
 
 
+class _StatusTransport(zeep.Transport):
+    """Remembers the HTTP status of the last answer: a Fault's status follows the same table
+    as REST's (400, 401, 403, 404, 409), and zeep alone does not tell it."""
+
+    last_status = 0
+
+    def post_xml(self, address: str, envelope: Any, headers: Any) -> Any:
+        response = super().post_xml(address, envelope, headers)
+        self.last_status = response.status_code
+        return response
+
+
+def _soap_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The seed's and the OpenAPI's parameter names as the WSDL's: id lists as `{"id": [...]}`,
+    `groupIds` as `groups`, `fields` as name/value items, roles as `id` or `userRole` items."""
+    call: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("groups", "groupIds", "manageableDepartmentIds"):
+            call["groups" if key == "groupIds" else key] = {"id": value}
+        elif key == "fields":
+            call[key] = {"field": [{"name": k, "value": v} for k, v in value.items()]}
+        elif key == "roles":
+            call[key] = {"_value_1": [_soap_role(r) for r in value]}
+        else:
+            call[key] = value
+    return call
+
+
+def _soap_role(role: Any) -> dict[str, Any]:
+    if not isinstance(role, dict):
+        return {"id": role}
+    item: dict[str, Any] = {"roleId": role["roleId"]}
+    if "manageableDepartmentIds" in role:
+        item["manageableDepartmentIds"] = {"id": role["manageableDepartmentIds"]}
+    return {"userRole": item}
+
+
+def _soap_ids(value: Any) -> list[Any]:
+    """An IdList as read by zeep: None when the list was empty."""
+    return list(value.id) if value is not None else []
+
+
+def _soap_subordination(value: Any) -> dict[str, Any]:
+    out = {"subordinationType": value.subordinationType}
+    if value.supervisorId:
+        out["supervisorId"] = value.supervisorId
+    return out
+
+
+def _soap_datetime(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else ""
+
+
+def _soap_profile(profile: Any) -> dict[str, Any]:
+    """A UserProfile read by zeep as the same dict the REST JSON answer holds."""
+    values = {f.name: f.value or "" for f in (profile.fields.field if profile.fields else [])}
+    fields = {"login": values.get("LOGIN", ""), "email": values.get("EMAIL", ""), **values}
+    out: dict[str, Any] = {
+        "userId": profile.userId,
+        "role": profile.role,
+        "roleId": profile.roleId,
+        "departmentId": profile.departmentId,
+        "status": profile.status,
+        "fields": fields,
+        "addedDate": _soap_datetime(profile.addedDate),
+        "lastLoginDate": _soap_datetime(profile.lastLoginDate),
+        "manageableDepartmentIds": _soap_ids(profile.manageableDepartmentIds),
+        "userRoles": [
+            {
+                "roleId": r.roleId,
+                "manageableDepartmentIds": _soap_ids(r.manageableDepartmentIds),
+                "roleType": r.roleType,
+            }
+            for r in (profile.userRoles.userRole if profile.userRoles else [])
+        ],
+        "groups": _soap_ids(profile.groups),
+        "subordination": _soap_subordination(profile.subordination),
+        "coSubordination": _soap_subordination(profile.coSubordination),
+    }
+    leave = profile.workLeaveStatus
+    if leave is not None:
+        out["workLeaveStatus"] = {
+            "workLeaveReason": leave.workLeaveReason,
+            "startDate": leave.startDate.isoformat(),
+            **({"endDate": leave.endDate.isoformat()} if leave.endDate else {}),
+        }
+    return out
+
+
+def _soap_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    items = {"logins": "login", "emails": "email"}
+    return {k: {items.get(k, "id"): v if isinstance(v, list) else [v]} for k, v in filters.items()}
+
+
 class Soap:
+    """The same calls through the SOAP operations (zeep reading the served WSDL). A token is
+    the newer generation; credentials the older one, which reads status 5 as 3 as REST v1
+    does. `data` has the shapes of the REST transports' plain data; the REST-only options
+    (v2, prefix, post, header) choose nothing here."""
+
     name = "soap"
 
     def __init__(self, base_url: str) -> None:
-        self.client = zeep.Client(f"{base_url}/soap?wsdl")
+        self.transport = _StatusTransport()
+        self.client = zeep.Client(f"{base_url}/soap?wsdl", transport=self.transport)
 
-    def add_user(self, params: dict[str, Any], auth: Auth) -> Outcome:
-        call: dict[str, Any] = {}
-        if auth.token is not None:
+    def _call(
+        self, operation: str, auth: Auth | None, params: dict[str, Any]
+    ) -> tuple[Outcome | None, Any]:
+        """(None, result) on success; (the Fault as an Outcome, None) otherwise."""
+        call = dict(params)
+        if auth is not None and auth.token is not None:
             call["credentials"] = {"token": auth.token}
-        else:
+        elif auth is not None:
             call["credentials"] = {
                 "accountUrl": auth.account_url,
                 "email": auth.login,
                 "password": auth.password,
             }
-        for key, value in params.items():
-            if key in ("groups", "manageableDepartmentIds"):
-                call[key] = {"id": value}
-            elif key == "fields":
-                call[key] = {"field": [{"name": k, "value": v} for k, v in value.items()]}
-            elif key == "roles":
-                call[key] = {
-                    "_value_1": [
-                        {
-                            "userRole": {
-                                "roleId": r["roleId"],
-                                **(
-                                    {
-                                        "manageableDepartmentIds": {
-                                            "id": r["manageableDepartmentIds"]
-                                        }
-                                    }
-                                    if "manageableDepartmentIds" in r
-                                    else {}
-                                ),
-                            }
-                        }
-                        if isinstance(r, dict)
-                        else {"id": r}
-                        for r in value
-                    ]
-                }
-            else:
-                call[key] = value
         try:
-            result = self.client.service.AddUser(**call)
+            return None, getattr(self.client.service, operation)(**call)
         except zeep.exceptions.Fault as fault:
             detail = fault.detail
             error = detail.find(f"{{{SOAP_NS}}}error") if detail is not None else None
@@ -431,10 +505,64 @@ class Soap:
                 return error.findtext(f"{{{SOAP_NS}}}{name}") if error is not None else None
 
             return Outcome(
-                0,
+                self.transport.last_status,
                 code=text("code"),
                 message=fault.message,
                 parameter=text("parameter"),
                 reason=text("reason"),
-            )
+            ), None
+
+    def add_user(self, params: dict[str, Any], auth: Auth) -> Outcome:
+        fault, result = self._call("AddUser", auth, _soap_params(params))
+        if fault is not None:
+            return fault
         return Outcome(200, user_id=result if isinstance(result, str) else result.userId)
+
+    def get_user(self, user_id: str, auth: Auth | None, **_rest_only: Any) -> Outcome:
+        fault, result = self._call("GetUserProfile", auth, {"userId": user_id})
+        return fault or Outcome(200, data=_soap_profile(result))
+
+    def list_users(self, filters: dict[str, Any], auth: Auth | None, **_rest_only: Any) -> Outcome:
+        fault, result = self._call("GetUsers", auth, _soap_filters(filters))
+        return fault or Outcome(200, data=[_soap_profile(p) for p in result or []])
+
+    def page_users(
+        self,
+        filters: dict[str, Any],
+        auth: Auth | None,
+        *,
+        page_size: Any = None,
+        page_token: str | None = None,
+        **_rest_only: Any,
+    ) -> Outcome:
+        paging = {"pageSize": page_size, "pageToken": page_token}
+        fault, result = self._call(
+            "ListUsers",
+            auth,
+            {**_soap_filters(filters), **{k: v for k, v in paging.items() if v is not None}},
+        )
+        if fault is not None:
+            return fault
+        data: dict[str, Any] = {"userProfiles": [_soap_profile(p) for p in result.userProfile]}
+        if result.nextPageToken is not None:
+            data["nextPageToken"] = result.nextPageToken
+        return Outcome(200, data=data)
+
+    def find_existing(self, user_ids: list[str], auth: Auth | None, **_rest_only: Any) -> Outcome:
+        fault, result = self._call("FindExistingUsers", auth, {"userIds": {"id": user_ids}})
+        return fault or Outcome(200, data=list(result or []))
+
+    def update_user(self, user_id: str, params: dict[str, Any], auth: Auth) -> Outcome:
+        fault, _ = self._call(
+            "UpdateUserProfile", auth, {"userId": user_id, **_soap_params(params)}
+        )
+        return fault or Outcome(200)
+
+    def delete_user(self, user_id: str, auth: Auth) -> Outcome:
+        fault, _ = self._call("DeleteUser", auth, {"userId": user_id})
+        return fault or Outcome(200)
+
+    def change_status(self, user_id: str, status: Any, auth: Auth) -> Outcome:
+        params = {"userId": user_id, "status": None if status is None else str(status)}
+        fault, _ = self._call("ChangeUserStatus", auth, params)
+        return fault or Outcome(200)
