@@ -26,6 +26,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import Executable
 
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import AccountInfo
@@ -45,6 +47,7 @@ from learndir.db.schema import departments, group_members, groups, user_field_va
 
 SMART_MEMBERSHIP = "membership of a smart group follows its rules"
 MAX_RULES = 100
+_CHUNK = 1000
 
 
 class AttributeType(IntEnum):
@@ -304,21 +307,21 @@ def account_smart_groups(conn: Connection, account: AccountInfo) -> tuple[SmartG
 def _rule_condition(
     rule: Rule, account_id: str, fields: Sequence[ProfileField]
 ) -> ColumnElement[bool]:
+    """Correlated EXISTS tests: index lookups per user, whether one user is refreshed or the
+    whole account is recomputed."""
     if rule.attribute_type is AttributeType.DEPARTMENT:
         if rule.operator is Operator.ONLY:
             return users.c.department_id == rule.value
         top = aliased(departments)
-        return users.c.department_id.in_(
-            select(departments.c.id)
-            .join(top, top.c.id == rule.value)
-            .where(
-                departments.c.account_id == account_id,
-                departments.c.path.startswith(top.c.path, autoescape=False),
-            )
+        return exists().where(
+            departments.c.id == users.c.department_id,
+            top.c.id == rule.value,
+            top.c.account_id == account_id,
+            departments.c.path.startswith(top.c.path, autoescape=False),
         )
     if rule.attribute_type is AttributeType.GROUP:
-        return users.c.id.in_(
-            select(group_members.c.user_id).where(group_members.c.group_id == rule.value)
+        return exists().where(
+            group_members.c.group_id == rule.value, group_members.c.user_id == users.c.id
         )
     field = resolve_field(fields, rule.attribute_id or "")
     if field is None:
@@ -326,11 +329,10 @@ def _rule_condition(
     wanted = func.lower(literal(rule.value))
     if field.is_builtin and field.name in _BUILTIN_COLUMNS:
         return func.lower(_BUILTIN_COLUMNS[field.name]) == wanted
-    return users.c.id.in_(
-        select(user_field_values.c.user_id).where(
-            user_field_values.c.field_id == field.id,
-            func.lower(user_field_values.c.value) == wanted,
-        )
+    return exists().where(
+        user_field_values.c.user_id == users.c.id,
+        user_field_values.c.field_id == field.id,
+        func.lower(user_field_values.c.value) == wanted,
     )
 
 
@@ -343,27 +345,62 @@ def membership_condition(
     )
 
 
-def _insert_members(
-    conn: Connection,
-    account_id: str,
-    group: SmartGroup,
-    fields: Sequence[ProfileField],
-    only_users: Sequence[str] | None,
-) -> None:
+def _membership_insert(
+    account_id: str, group: SmartGroup, fields: Sequence[ProfileField], for_some_users: bool
+) -> Executable:
+    """INSERT INTO group_members SELECT the users that meet the group's rules; with
+    `for_some_users`, only those of the expanding `ids` parameter."""
     query = select(literal(group.id), users.c.id).where(
         users.c.account_id == account_id,
         membership_condition(group.rules, account_id, fields),
     )
-    if only_users is not None:
-        query = query.where(users.c.id.in_(only_users))
+    if for_some_users:
+        query = query.where(users.c.id.in_(bindparam("ids", expanding=True)))
     columns = [group_members.c.group_id, group_members.c.user_id]
-    conn.execute(insert(group_members).from_select(columns, query))
+    return insert(group_members).from_select(columns, query)
 
 
 def recompute_group(conn: Connection, account: AccountInfo, group: SmartGroup) -> None:
     """Rebuilds the whole membership of one smart group: one DELETE and one INSERT ... SELECT."""
     conn.execute(delete(group_members).where(group_members.c.group_id == group.id))
-    _insert_members(conn, account.id, group, account_settings(conn, account).fields, None)
+    fields = account_settings(conn, account).fields
+    conn.execute(_membership_insert(account.id, group, fields, for_some_users=False))
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    """The statements that refresh some users of an account, built once per settings version:
+    building them costs more than running them."""
+
+    delete: Executable
+    inserts: tuple[Executable, ...]
+
+
+_refresh_cache: dict[tuple[str, int], _Refresh] = {}
+
+
+def _refresh_statements(
+    conn: Connection, account: AccountInfo, smart: tuple[SmartGroup, ...]
+) -> _Refresh:
+    key = (account.id, account.settings_version)
+    cached = _refresh_cache.get(key)
+    if cached is not None:
+        return cached
+    fields = account_settings(conn, account).fields
+    result = _Refresh(
+        delete=delete(group_members).where(
+            group_members.c.group_id.in_([g.id for g in smart]),
+            group_members.c.user_id.in_(bindparam("ids", expanding=True)),
+        ),
+        inserts=tuple(
+            _membership_insert(account.id, g, fields, for_some_users=True) for g in smart
+        ),
+    )
+    with _lock:
+        if len(_refresh_cache) >= _MAX_ENTRIES:
+            _refresh_cache.clear()
+        _refresh_cache[key] = result
+    return result
 
 
 def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> None:
@@ -374,16 +411,13 @@ def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequen
     smart = account_smart_groups(conn, account)
     if not smart or not user_ids:
         return
+    statements = _refresh_statements(conn, account, smart)
     ids = list(dict.fromkeys(user_ids))
-    fields = account_settings(conn, account).fields
-    conn.execute(
-        delete(group_members).where(
-            group_members.c.group_id.in_([g.id for g in smart]),
-            group_members.c.user_id.in_(ids),
-        )
-    )
-    for group in smart:
-        _insert_members(conn, account.id, group, fields, ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = {"ids": ids[start : start + _CHUNK]}
+        conn.execute(statements.delete, chunk)
+        for statement in statements.inserts:
+            conn.execute(statement, chunk)
 
 
 def smart_ids_among(conn: Connection, account: AccountInfo, ids: Iterable[str]) -> set[str]:
