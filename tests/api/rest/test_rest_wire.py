@@ -264,6 +264,22 @@ class TestBodies:
         assert response.status_code == 201
         assert response.json()["departmentId"] == world.root_id
 
+    def test_return_object_for_a_role_that_adds_but_cannot_view(
+        self, http: httpx.Client, world: World
+    ) -> None:
+        """HR Partner may add users in Engineering but not list them: the user it just added
+        still comes back, and nothing is half-done."""
+        response = http.post(
+            "/user",
+            json=new_user(world, departmentId=world.departments["eng"]),
+            headers={**bearer(world, "hr.partner"), **JSON, "X-Return-Object": "true"},
+        )
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert created["departmentId"] == world.departments["eng"]
+        other = http.get(f"/user/{world.users['jane.doe']}", headers=bearer(world, "hr.partner"))
+        assert other.status_code == 403
+
     def test_api_v2_prefix(self, http: httpx.Client, world: World) -> None:
         response = http.post(
             "/api/v2/user", json=new_user(world), headers={**bearer(world), **JSON}

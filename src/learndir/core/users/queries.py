@@ -190,7 +190,9 @@ def get_user(db: Database, actor: Actor, user_id: str) -> UserView:
         ).first()
         if row is None:
             raise not_found("user", "userId")
-        if row.id != actor.user_id:
+        # Everyone reads their own profile; whoever added a user may read them back (addUser's
+        # X-Return-Object), even with a role that may add users but not view them.
+        if row.id != actor.user_id and row.added_by != actor.user_id:
             scope = actor.scope(Permission.VIEW_USERS)
             if scope.is_empty:
                 raise denied("your roles do not allow viewing other users", "userId")
