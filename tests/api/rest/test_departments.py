@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from learndir.core.departments import all_in_account
 from learndir.db.engine import Database
 from tests.api.rest.directory_support import (
     auth,
@@ -303,8 +304,6 @@ def test_page_through_all_departments(t: Transport, world: World) -> None:
         if not token:
             break
     with world.db.read() as conn:
-        from learndir.core.departments import all_in_account
-
         everything = {dep.id for dep in all_in_account(conn, world.account_id)}
     assert len(seen) == len(set(seen))
     assert set(seen) == everything
