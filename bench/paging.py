@@ -256,11 +256,21 @@ class Client:
         self.token = token
 
     def get(self, path: str, accept: str) -> tuple[int, bytes]:
-        self.conn.request(
-            "GET", path, headers={"Authorization": f"Bearer {self.token}", "Accept": accept}
-        )
-        response = self.conn.getresponse()
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": accept}
+        try:
+            self.conn.request("GET", path, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes a connection left idle (while waiting for a quiet machine).
+            self.conn.close()
+            self.conn.request("GET", path, headers=headers)
+            response = self.conn.getresponse()
         return response.status, response.read()
+
+    def reconnect(self) -> None:
+        """A fresh connection, used once before a timed run so no reconnect is timed."""
+        self.conn.close()
+        self.get("/role", ACCEPT["json"])
 
     def close(self) -> None:
         self.conn.close()
@@ -418,6 +428,7 @@ def measure(args: argparse.Namespace, db: str) -> list[dict[str, Any]]:
                         client.get("/users/v2?pageSize=10", ACCEPT["json"])
                         for fmt in args.formats:
                             wait_until_quiet(NOISE_LIMIT, args.patience)
+                            client.reconnect()
                             walk = page_through(server, client, fmt, args.page_size, expected)
                             log(
                                 f"  {len(expected)} users, page-through {fmt}: "
@@ -428,6 +439,7 @@ def measure(args: argparse.Namespace, db: str) -> list[dict[str, Any]]:
                             )
                         for endpoint in ("/user", "/users/v2"):
                             wait_until_quiet(NOISE_LIMIT, args.patience)
+                            client.reconnect()
                             result = lookups(server, client, endpoint, logins[args.warmup :])
                             log(
                                 f"  {len(expected)} users, lookup {endpoint}: "
