@@ -556,6 +556,8 @@ class Soap:
         fault, _ = self._call(
             "UpdateUserProfile", auth, {"userId": user_id, **_soap_params(params)}
         )
+        if fault is not None and fault.parameter == "groups" and "groupIds" in params:
+            fault.parameter = "groupIds"  # the caller's name for what SOAP calls groups
         return fault or Outcome(200)
 
     def delete_user(self, user_id: str, auth: Auth) -> Outcome:

@@ -120,6 +120,36 @@ class TestUpdateUserProfile:
             before.roles,
         )
 
+    def test_empty_groups_clear_them(self, soap: Any, acme: World) -> None:
+        user_id = add(soap, acme, groups={"id": [acme.groups["Newcomers"]]})
+        soap.UpdateUserProfile(token=acme.token("owner"), userId=user_id, groups={"id": []})
+        assert view(acme, user_id).groups == []
+
+    @pytest.mark.parametrize(
+        ("element", "kept"),
+        [
+            ("<groups/>", False),
+            ("<groups>  </groups>", False),
+            (
+                '<groups xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>',
+                True,
+            ),
+            ("", True),
+        ],
+    )
+    def test_groups_sent_empty_nil_or_not_at_all(
+        self, soap: Any, server: Server, acme: World, element: str, kept: bool
+    ) -> None:
+        user_id = add(soap, acme, groups={"id": [acme.groups["Newcomers"]]})
+        inner = (
+            f"<token>{acme.token('owner')}</token><userId>{user_id}</userId>{element}"
+            "<job_title>Clerk</job_title>"
+        )
+        assert raw(server, "UpdateUserProfileRequest", inner).status_code == 200
+        user = view(acme, user_id)
+        assert user.groups == ([acme.groups["Newcomers"]] if kept else [])
+        assert user.fields["job_title"] == "Clerk"
+
     def test_role(self, soap: Any, acme: World) -> None:
         user_id = add(soap, acme, department="sales")
         soap.UpdateUserProfile(

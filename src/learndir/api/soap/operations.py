@@ -36,6 +36,9 @@ class Operation:
     run: Callable[[Database, etree._Element], etree._Element]
     # Undeclared leaf parameters are profile field values (addUser's seed allows them).
     unknown_leaves_are_fields: bool = False
+    # List parameters that an empty element sets to the empty list (elsewhere an empty
+    # element is an absent parameter).
+    empty_lists: frozenset[str] = frozenset()
 
 
 # ---- users: reading ------------------------------------------------------------------------
@@ -176,7 +179,11 @@ OPERATIONS: dict[str, Operation] = {
     "GetUsersRequest": Operation(get_users),
     "ListUsersRequest": Operation(list_users),
     "FindExistingUsersRequest": Operation(find_existing_users),
-    "UpdateUserProfileRequest": Operation(update_user_profile, unknown_leaves_are_fields=True),
+    "UpdateUserProfileRequest": Operation(
+        update_user_profile,
+        unknown_leaves_are_fields=True,
+        empty_lists=frozenset({"groups", "manageableDepartmentIds"}),
+    ),
     "DeleteUserRequest": Operation(delete_user),
     "ChangeUserStatusRequest": Operation(change_user_status),
     "GetUserProfileFieldsRequest": Operation(get_user_profile_fields),

@@ -80,7 +80,7 @@ def answer(db: Database, body: bytes) -> Response:
         if operation is None:
             known = ", ".join(OPERATIONS)
             raise invalid(operation_name, f"unknown operation; this service answers {known}")
-        request = normalise_request(element)
+        request = normalise_request(element, operation.empty_lists)
         if operation.unknown_leaves_are_fields:
             unknown_leaves_into_fields(request)
         validate(request)

@@ -92,37 +92,48 @@ def _check_namespace(element: etree._Element, names: list[str]) -> None:
         )
 
 
-def _normalised_child(element: etree._Element, names: list[str]) -> etree._Element | None:
-    """A copy of `element` in the service namespace, without attributes; None when it is empty,
-    since an empty element means an absent parameter."""
+def _normalised_child(
+    element: etree._Element, names: list[str], keep_empty: bool = False
+) -> etree._Element | None:
+    """A copy of `element` in the service namespace, without attributes; None when it is empty
+    (an empty element means an absent parameter) unless `keep_empty`; None when nil."""
     _check_namespace(element, names)
     if element.get(_XSI_NIL) in ("true", "1"):
         return None
     result = etree.Element(service_tag(local_name(element)))
     _copy_children(element, result, names)
     if len(result) == 0 and not (element.text or "").strip():
-        return None
+        return result if keep_empty else None
     result.text = element.text
     return result
 
 
-def _copy_children(source: etree._Element, target: etree._Element, names: list[str]) -> None:
+def _copy_children(
+    source: etree._Element,
+    target: etree._Element,
+    names: list[str],
+    keep_empty: frozenset[str] = frozenset(),
+) -> None:
     for child in source:
         if not isinstance(child.tag, str):
             continue
-        normalised = _normalised_child(child, [*names, local_name(child)])
+        name = local_name(child)
+        normalised = _normalised_child(child, [*names, name], name in keep_empty)
         if normalised is not None:
             normalised.tail = child.tail
             target.append(normalised)
 
 
-def normalise_request(element: etree._Element) -> etree._Element:
+def normalise_request(
+    element: etree._Element, keep_empty: frozenset[str] = frozenset()
+) -> etree._Element:
     """The request element with every element in the service namespace (clients send them
-    qualified or unqualified), attributes dropped and empty parameters removed."""
+    qualified or unqualified), attributes dropped and empty parameters removed, except the
+    top-level parameters named in `keep_empty` (a list sent empty on purpose)."""
     name = local_name(element)
     _check_namespace(element, [name])
     result = etree.Element(service_tag(name), nsmap=SERVICE_NSMAP)
-    _copy_children(element, result, [])
+    _copy_children(element, result, [], keep_empty)
     result.text = element.text
     return result
 
