@@ -570,3 +570,27 @@ def test_scheduled_changes_are_carried_out_by_the_running_service(
             stop_server(server)
     finally:
         database.dispose()
+
+
+def test_update_from_headers(rest: Any, world: World) -> None:
+    """POST /user/{id} takes UpdateUser's parameters as the X- headers the OpenAPI lists."""
+    user = new_user(world, groups=[world.groups["Newcomers"]])
+    response = rest.client.post(
+        f"/api/v2/user/{user}",
+        headers={
+            "Authorization": f"Bearer {world.token('owner')}",
+            "X-Department-Id": world.departments["support"],
+            "X-Fields": '{"first_name": "Head", "job_title": "Lead"}',
+            "X-Group-Ids": world.groups["Managers"],
+            "X-Role": "department_administrator",
+            "X-Manageable-Department-Ids": world.departments["support"],
+        },
+    )
+    assert response.status_code == 200 and response.content == b"", response.text
+    stored = row(world, user)
+    assert (stored.department_id, stored.first_name, stored.job_title) == (
+        world.departments["support"],
+        "Head",
+        "Lead",
+    )
+    assert member_of(world, user) == {world.groups["Managers"]}
