@@ -384,13 +384,6 @@ class TestGetUserProfileFields:
         assert fields["birthday"].isRequired is False
         assert isinstance(employee_id.orderPriority, int)
 
-    def test_learner_is_denied(self, soap: Any, acme: World, db: Database) -> None:
-        learner = make_world(db, acme_spec())
-        learner_login = "jane.doe"
-        # jane.doe has no password in the account file: use an API key's token.
-        fault = fault_of(lambda: soap.GetUserProfileFields(token=learner.token(learner_login)))
-        assert_denied(fault)
-
 
 class TestGetGroups:
     def test_groups(self, soap: Any, acme: World, generation: str) -> None:
@@ -422,6 +415,40 @@ class TestGetDepartments:
         assert {d.departmentId for d in found} == {
             acme.departments[c] for c in ("sales", "sales-eu", "sales-us")
         }
+
+
+class TestLearner:
+    """A learner sees their own profile and nothing else of the directory."""
+
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            "GetUsers",
+            "ListUsers",
+            "FindExistingUsers",
+            "GetUserProfileFields",
+            "GetGroups",
+            "GetDepartments",
+        ],
+    )
+    def test_denied(self, soap: Any, acme: World, operation: str) -> None:
+        params = READ_CALLS[operation](acme)
+        fault = fault_of(lambda: getattr(soap, operation)(token=acme.token("jane.doe"), **params))
+        assert_denied(fault)
+
+    def test_other_profiles_denied_own_profile_read(self, soap: Any, acme: World) -> None:
+        jane = acme.token("jane.doe")
+        assert_denied(fault_of(lambda: soap.GetUserProfile(token=jane, userId=acme.users["admin"])))
+        own = soap.GetUserProfile(token=jane, userId=acme.users["jane.doe"])
+        assert fields_of(own)["LOGIN"] == "jane.doe"
+
+
+@pytest.mark.parametrize("operation", ["GetGroups", "GetUserProfileFields", "GetDepartments"])
+def test_undeclared_parameter_is_wrong(server: Server, acme: World, operation: str) -> None:
+    inner = f"<token>{acme.token('owner')}</token><shoe_size>44</shoe_size>"
+    response = raw(server, f"{operation}Request", inner)
+    assert response.status_code == 400
+    assert "<parameter>shoe_size</parameter>" in response.text
 
 
 def test_profiles_read_by_zeep_match_the_core(soap: Any, acme: World) -> None:
