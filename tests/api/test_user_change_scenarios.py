@@ -24,12 +24,10 @@ from learndir.core.users.service import add_user
 from learndir.db.schema import (
     group_members,
     profile_fields,
-    roles,
     user_field_values,
-    user_role_departments,
-    user_roles,
     users,
 )
+from tests.api.test_add_user_scenarios import role_kinds
 from tests.support import Server, World, acme_spec, make_world
 from tests.transports import Auth, Outcome, RestJson, RestXml, Soap
 
@@ -145,26 +143,6 @@ def field_is(name: str, value: str | None) -> Check:
         assert custom_value(w, user_id, name) == value
 
     return check
-
-
-def role_kinds(w: World, user_id: str) -> dict[str, list[str]]:
-    with w.db.read() as conn:
-        rows = conn.execute(
-            select(roles.c.kind, roles.c.name, roles.c.id)
-            .join(user_roles, user_roles.c.role_id == roles.c.id)
-            .where(user_roles.c.user_id == user_id)
-        ).all()
-        managed = conn.execute(
-            select(user_role_departments.c.role_id, user_role_departments.c.department_id).where(
-                user_role_departments.c.user_id == user_id
-            )
-        ).all()
-    return {
-        (r.name if r.kind == "custom" else r.kind): sorted(
-            m.department_id for m in managed if m.role_id == r.id
-        )
-        for r in rows
-    }
 
 
 def has_roles(**expected: list[str]) -> Check:
