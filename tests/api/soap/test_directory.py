@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 import pytest
 import zeep
 import zeep.exceptions
+from lxml import etree
+from sqlalchemy import update as sa_update
 
 from learndir.core.auth import authenticate_token
+from learndir.core.users.changes import change_status, change_subordination, set_work_leaves
+from learndir.core.users.commands import ChangeSubordination, WorkLeaveItem
 from learndir.core.users.queries import get_user
 from learndir.db.engine import Database
+from learndir.db.schema import users
 from tests.support import Server, World, acme_spec, make_world
 
 SERVICE_NS = "http://ispringlearn.com/go/services/api/soap"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+XS_NS = "http://www.w3.org/2001/XMLSchema"
 GENERATIONS = ["credentials", "token"]
 # acme.yaml: the owner and four users; sales.admin manages Sales (with Sales EU and Sales US).
 ALL_LOGINS = {"owner", "sales.admin", "hr.partner", "admin", "jane.doe"}
@@ -459,3 +467,123 @@ def test_profiles_read_by_zeep_match_the_core(soap: Any, acme: World) -> None:
         assert profile.departmentId == view.department_id
         assert {k.lower(): v for k, v in fields_of(profile).items()} == view.fields
         assert (profile.groups.id if profile.groups else []) == view.groups
+
+
+class TestResultsFollowTheSchema:
+    """Every answer's result element validates against the served WSDL's own XSD, with the
+    optional parts present: a last login, a manual supervisor, a work leave, a terminated
+    user (read in both generations)."""
+
+    @pytest.fixture(scope="class")
+    def schema(self, server: Server) -> etree.XMLSchema:
+        wsdl = etree.fromstring(httpx.get(f"{server.base_url}/soap?wsdl").content)
+        return etree.XMLSchema(wsdl.find(f"{{{WSDL_NS}}}types/{{{XS_NS}}}schema"))
+
+    @pytest.fixture(scope="class")
+    def detailed(self, db: Database) -> World:
+        w = make_world(db, acme_spec())
+        owner = authenticate_token(db, w.token("owner"))
+        jane = w.users["jane.doe"]
+        change_subordination(
+            db,
+            owner,
+            jane,
+            ChangeSubordination.model_validate(
+                {
+                    "subordination": {
+                        "subordinationType": "manual",
+                        "supervisorId": w.users["sales.admin"],
+                    },
+                    "coSubordination": {"subordinationType": "no_supervisor"},
+                }
+            ),
+        )
+        set_work_leaves(
+            db,
+            owner,
+            [
+                WorkLeaveItem.model_validate(
+                    {
+                        "userId": jane,
+                        "workLeaveReason": "OnVacation",
+                        "startDate": "2030-01-02",
+                        "endDate": "2030-01-20",
+                    }
+                )
+            ],
+        )
+        change_status(db, owner, [w.users["hr.partner"]], 5)
+        with db.write() as conn:
+            conn.execute(
+                sa_update(users)
+                .where(users.c.id == jane)
+                .values(last_login_at=datetime(2030, 1, 1, 8, 30, tzinfo=UTC))
+            )
+        return w
+
+    @pytest.mark.parametrize("generation", GENERATIONS)
+    @pytest.mark.parametrize(
+        ("operation", "inner"),
+        [
+            ("GetUserProfile", "<userId>{jane}</userId>"),
+            ("GetUserProfile", "<userId>{hr}</userId>"),
+            ("GetUsers", ""),
+            ("ListUsers", "<pageSize>2</pageSize>"),
+            ("FindExistingUsers", "<userIds><id>{jane}</id></userIds>"),
+            ("GetUserProfileFields", ""),
+            ("GetGroups", ""),
+            ("GetDepartments", ""),
+        ],
+    )
+    def test_valid(
+        self,
+        server: Server,
+        detailed: World,
+        schema: etree.XMLSchema,
+        generation: str,
+        operation: str,
+        inner: str,
+    ) -> None:
+        w = detailed
+        who = (
+            f"<token>{w.token('owner')}</token>"
+            if generation == "token"
+            else f"<credentials><accountUrl>{w.account_url}</accountUrl><email>owner</email>"
+            f"<password>{w.passwords['owner']}</password></credentials>"
+        )
+        inner = inner.format(jane=w.users["jane.doe"], hr=w.users["hr.partner"])
+        response = raw(server, f"{operation}Request", who + inner)
+        assert response.status_code == 200, response.text
+        body = etree.fromstring(response.content).find(f"{{{SOAP_ENV}}}Body")
+        assert body is not None
+        (result,) = body
+        assert result.tag == f"{{{SERVICE_NS}}}{operation}Result"
+        assert schema.validate(result), schema.error_log
+        if operation == "GetUserProfile" and "jane" in inner:
+            profile = result.find(f"{{{SERVICE_NS}}}userProfile")
+            assert profile is not None
+            assert profile.findtext(f"{{{SERVICE_NS}}}lastLoginDate") == "2030-01-01T08:30:00Z"
+            leave = profile.find(f"{{{SERVICE_NS}}}workLeaveStatus")
+            assert leave is not None
+            assert leave.findtext(f"{{{SERVICE_NS}}}workLeaveReason") == "OnVacation"
+            assert (
+                profile.findtext(f"{{{SERVICE_NS}}}subordination/{{{SERVICE_NS}}}supervisorId")
+                == (w.users["sales.admin"])
+            )
+
+    def test_zeep_reads_the_optional_parts(self, soap: Any, detailed: World) -> None:
+        w = detailed
+        profile = soap.GetUserProfile(token=w.token("owner"), userId=w.users["jane.doe"])
+        assert profile.lastLoginDate == datetime(2030, 1, 1, 8, 30, tzinfo=UTC)
+        assert (profile.workLeaveStatus.startDate, profile.workLeaveStatus.endDate) == (
+            date(2030, 1, 2),
+            date(2030, 1, 20),
+        )
+        assert (profile.subordination.subordinationType, profile.subordination.supervisorId) == (
+            "manual",
+            w.users["sales.admin"],
+        )
+        assert profile.coSubordination.subordinationType == "no_supervisor"
+        hr = w.users["hr.partner"]
+        assert soap.GetUserProfile(token=w.token("owner"), userId=hr).status == 5
+        assert soap.GetUserProfile(**auth(w, "credentials"), userId=hr).status == 3
