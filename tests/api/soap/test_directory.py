@@ -12,8 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import zeep
-import zeep.exceptions
 from lxml import etree
 from sqlalchemy import update as sa_update
 
@@ -23,107 +21,29 @@ from learndir.core.users.commands import ChangeSubordination, WorkLeaveItem
 from learndir.core.users.queries import get_user
 from learndir.db.engine import Database
 from learndir.db.schema import users
+from tests.api.soap.helpers import (
+    GENERATIONS,
+    SERVICE_NS,
+    SOAP_ENV,
+    WSDL_NS,
+    XS_NS,
+    assert_denied,
+    assert_unknown_user,
+    assert_wrong,
+    auth,
+    fault_of,
+    raw,
+)
 from tests.support import Server, World, acme_spec, make_world
 
-SERVICE_NS = "http://ispringlearn.com/go/services/api/soap"
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
-XS_NS = "http://www.w3.org/2001/XMLSchema"
-GENERATIONS = ["credentials", "token"]
 # acme.yaml: the owner and four users; sales.admin manages Sales (with Sales EU and Sales US).
 ALL_LOGINS = {"owner", "sales.admin", "hr.partner", "admin", "jane.doe"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}.{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def soap(server: Server) -> Any:
-    return zeep.Client(f"{server.base_url}/soap?wsdl").service
 
 
 @pytest.fixture(scope="module")
 def acme(db: Database) -> World:
     """An account of this module's own: lists and counts are exactly the account file's."""
     return make_world(db, acme_spec())
-
-
-def auth(world: World, generation: str, login: str = "owner") -> dict[str, Any]:
-    if generation == "token":
-        return {"token": world.token(login)}
-    return {
-        "credentials": {
-            "accountUrl": world.account_url,
-            "email": login,
-            "password": world.passwords[login],
-        }
-    }
-
-
-@pytest.fixture(params=GENERATIONS)
-def generation(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def fault_of(call: Callable[[], Any]) -> dict[str, str | None]:
-    """The Fault's faultcode and faultstring, and its detail's code, parameter and reason."""
-    with pytest.raises(zeep.exceptions.Fault) as caught:
-        call()
-    fault = caught.value
-    error = fault.detail.find(f"{{{SERVICE_NS}}}error") if fault.detail is not None else None
-
-    def text(name: str) -> str | None:
-        return error.findtext(f"{{{SERVICE_NS}}}{name}") if error is not None else None
-
-    return {
-        "faultcode": fault.code,
-        "message": fault.message,
-        "code": text("code"),
-        "parameter": text("parameter"),
-        "reason": text("reason"),
-    }
-
-
-def assert_wrong(fault: dict[str, str | None], parameter: str) -> None:
-    assert (fault["faultcode"], fault["message"], fault["code"], fault["parameter"]) == (
-        "SOAP-ENV:Client",
-        "Wrong parameters",
-        "invalid_parameters",
-        parameter,
-    )
-    assert fault["reason"]
-
-
-def assert_denied(fault: dict[str, str | None]) -> None:
-    assert (fault["faultcode"], fault["message"], fault["code"]) == (
-        "SOAP-ENV:Client",
-        "Permission Denied",
-        "permission_denied",
-    )
-
-
-def assert_unknown_user(fault: dict[str, str | None]) -> None:
-    assert (fault["faultcode"], fault["message"], fault["code"], fault["parameter"]) == (
-        "SOAP-ENV:Client",
-        "Unknown user",
-        "not_found",
-        "userId",
-    )
-
-
-def raw(server: Server, operation: str, inner: str) -> httpx.Response:
-    body = (
-        f'<?xml version="1.0" encoding="utf-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="{SOAP_ENV}" '
-        f'xmlns="{SERVICE_NS}"><SOAP-ENV:Body><{operation}>{inner}</{operation}>'
-        "</SOAP-ENV:Body></SOAP-ENV:Envelope>"
-    )
-    return httpx.post(
-        f"{server.base_url}/soap",
-        content=body,
-        headers={"Content-Type": "text/xml; charset=utf-8"},
-        timeout=30,
-    )
 
 
 def fields_of(profile: Any) -> dict[str, str]:

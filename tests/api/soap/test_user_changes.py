@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import zeep
 
 from learndir.core.auth import authenticate_token
 from learndir.core.users.queries import UserView, get_user
 from learndir.db.engine import Database
-from tests.api.soap.test_directory import (
+from tests.api.soap.helpers import (
     assert_denied,
     assert_unknown_user,
     assert_wrong,
@@ -28,21 +27,11 @@ UNKNOWN_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
 @pytest.fixture(scope="module")
-def soap(server: Server) -> Any:
-    return zeep.Client(f"{server.base_url}/soap?wsdl").service
-
-
-@pytest.fixture(scope="module")
 def acme(db: Database) -> World:
     """acme without its seat limit: this module adds a user or two per test."""
     spec = acme_spec()
     del spec["seatLimit"]
     return make_world(db, spec)
-
-
-@pytest.fixture(params=["credentials", "token"])
-def generation(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def add(soap: Any, world: World, department: str = "sales-eu", **extra: Any) -> str:
