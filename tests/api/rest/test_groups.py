@@ -110,13 +110,13 @@ def f(server: Server, world: World) -> Fixture:
 
 
 def detail(t: Transport, outcome: Outcome) -> dict[str, Any]:
-    """DetailedGroup: in JSON the object itself, in XML <response><group>."""
+    """DetailedGroup: in JSON the object itself, in XML its fields directly under <response>."""
     assert outcome.status == 200, outcome
     if isinstance(t, RestJson):
         assert "response" not in outcome.data
         return dict(outcome.data)
-    group = outcome.data.find("group")
-    assert group is not None
+    group = outcome.data
+    assert group.find("group") is None
     ids = [e.text for e in group.find("userIds").findall("id")]
     return {
         "usersCount": int(group.findtext("usersCount") or "-1"),
@@ -501,3 +501,31 @@ def test_creating_calls_return_the_object(t: Transport, world: World) -> None:
     assert response.status_code == 201
     body = response.json()
     assert body["name"] == "Returned 2" and body["isSmart"] is True
+
+
+def test_smart_group_rules_in_the_openapi_xml_form(world: World, server: Server) -> None:
+    """Unwrapped XML arrays, as the OpenAPI writes them: each <and> is one AND node, each <or>
+    inside it one OR node holding a <rule>."""
+    eng, support = world.departments["eng"], world.departments["support"]
+    body = (
+        "<request><name>Engineering or support, with a title</name><rules>"
+        f"<and><or><rule><attributeType>1</attributeType><operator>1</operator>"
+        f"<value>{eng}</value></rule></or>"
+        f"<or><rule><attributeType>1</attributeType><operator>2</operator>"
+        f"<value>{support}</value></rule></or></and>"
+        "<and><or><rule><attributeType>3</attributeType><attributeId>job_title</attributeId>"
+        "<operator>1</operator><value>Engineer</value></rule></or></and>"
+        "</rules></request>"
+    )
+    headers = {"Authorization": f"Bearer {world.token('owner')}"}
+    created = RestXml(server.base_url).client.post(
+        "/group/smart", content=body, headers={**headers, "Content-Type": "application/xml"}
+    )
+    assert created.status_code == 201, created.text
+    group_id = created.text.split("<response>")[1].split("</response>")[0]
+    rules = RestJson(server.base_url).request("GET", f"/group/smart/{group_id}/rules", auth(world))
+    assert rules.status == 200, rules
+    ands = rules.data["smartGroupRules"]["rules"]["and"]
+    assert [len(node["or"]) for node in ands] == [2, 1]
+    assert [r["rule"]["value"] for r in ands[0]["or"]] == [eng, support]
+    assert ands[1]["or"][0]["rule"]["attributeId"] == "JOB_TITLE"

@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from lxml import etree
 
 from learndir.api.ispring_rest import present
 from learndir.api.ispring_rest.common import call, created, db_of, return_object, single, text_param
-from learndir.api.ispring_rest.wire import render, wants_json
+from learndir.api.ispring_rest.wire import is_xml_body, render, wants_json
+from learndir.api.xml import XmlRejected, local_name, parse_xml
 from learndir.core import departments, groups
 from learndir.core.actor import Actor
 from learndir.core.errors import invalid
@@ -232,14 +234,51 @@ async def post_group(request: Request) -> Response:
     return created(request, new_id, obj)
 
 
+def _rule_nodes(parent: etree._Element, name: str) -> list[etree._Element]:
+    """The <and> (or <or>) nodes under `parent`: repeated elements, as the OpenAPI writes
+    unwrapped arrays, or the <item>s of a single wrapping element, as this service writes."""
+    found = [c for c in parent if local_name(c) == name]
+    if len(found) == 1 and all(local_name(c) == "item" for c in found[0]):
+        return list(found[0])  # also an empty <and/>: an empty list
+    return found
+
+
+async def _xml_rules(request: Request) -> dict[str, Any] | None:
+    """Smart group rules of an XML body, read from the tree: the generic XML decoding cannot
+    tell one AND node holding two OR nodes from two AND nodes. None when the body is not XML
+    or has no <rules> (an unreadable body is reported by the usual decoding)."""
+    if not is_xml_body(request, await request.body()):
+        return None
+    try:
+        root = parse_xml(await request.body())
+    except XmlRejected:
+        return None
+    holder = next((c for c in root if local_name(c) == "rules"), None)
+    if holder is None:
+        return None
+    ands = []
+    for and_node in _rule_nodes(holder, "and"):
+        ors = []
+        for or_node in _rule_nodes(and_node, "or"):
+            rule = next((c for c in or_node if local_name(c) == "rule"), None)
+            ors.append(
+                {"rule": {local_name(c): c.text or "" for c in rule}} if rule is not None else {}
+            )
+        ands.append({"or": ors})
+    return {"and": ands}
+
+
 @router.post("/group/smart")
 async def post_smart_group(request: Request) -> Response:
     db = db_of(request)
     want_object = return_object(request)
 
+    xml_rules = await _xml_rules(request)
+
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         name = _optional_text(data, "name")
-        new_id = groups.create_smart_group(db, actor, name, data.get("rules"))
+        rules = xml_rules if xml_rules is not None else data.get("rules")
+        new_id = groups.create_smart_group(db, actor, name, rules)
         obj = present.group(groups.Group(new_id, (name or "").strip(), is_smart=True))
         return new_id, obj if want_object else None
 
@@ -250,10 +289,15 @@ async def post_smart_group(request: Request) -> Response:
 @router.post("/group/smart/{group_id}")
 async def update_smart_group(request: Request, group_id: str) -> Response:
     db = db_of(request)
+    xml_rules = await _xml_rules(request)
     await call(
         request,
         lambda actor, data: groups.update_smart_group(
-            db, actor, group_id, _optional_text(data, "name"), data.get("rules")
+            db,
+            actor,
+            group_id,
+            _optional_text(data, "name"),
+            xml_rules if xml_rules is not None else data.get("rules"),
         ),
     )
     return _empty(200)
@@ -276,11 +320,9 @@ async def get_group(request: Request, group_id: str) -> Response:
     found = await call(
         request, lambda actor, _: groups.get_group(db, actor, group_id), with_body=False
     )
-    obj = present.detailed_group(found)
-    # The OpenAPI: in JSON the DetailedGroup itself; in XML wrapped as <response><group>.
-    if wants_json(request):
-        return render(request, obj)
-    return render(request, {"group": obj}, item_names={"userIds": "id"})
+    # The OpenAPI: in JSON the DetailedGroup itself; in XML its fields directly under
+    # <response>, like every single object this service answers.
+    return render(request, present.detailed_group(found), item_names={"userIds": "id"})
 
 
 @router.post("/group/{group_id}")

@@ -94,7 +94,9 @@ def profile_field(f: ProfileField) -> dict[str, Any]:
         "isUnique": int(f.is_unique),
         "isRequired": int(f.is_required),
         "orderPriority": f.order_priority,
-        "values": {},
+        # The OpenAPI types `values` as UserProfileFields, which requires login and email; no
+        # field has a list of values here, so those two keys are sent empty.
+        "values": {"login": "", "email": ""},
     }
 
 

@@ -225,6 +225,14 @@ def parse_json(raw: bytes | str, parameter: str) -> Any:
         raise invalid(parameter, "a number is out of range") from None
 
 
+def is_xml_body(request: Request, body: bytes) -> bool:
+    """Whether decode_body reads this body as XML."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if "json" in ctype or ctype == "multipart/form-data":
+        return False
+    return "xml" in ctype or (not ctype and body.lstrip()[:1] == b"<")
+
+
 async def decode_body(request: Request) -> dict[str, Any]:
     """The request body as plain data, whatever its encoding; errors are Wrong parameters."""
     body = await request.body()
@@ -240,7 +248,7 @@ async def decode_body(request: Request) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise invalid("request", "the JSON body must be an object")
         return cast(dict[str, Any], data)
-    if "xml" in ctype or (not ctype and stripped[:1] == b"<"):
+    if is_xml_body(request, body):
         try:
             root = parse_xml(body)
             data = element_to_data(root, LIST_KEYS)
