@@ -389,6 +389,11 @@ JSON_CASES: list[tuple[str, Callable[[Target], bytes]]] = [
     ("infinity_literal", lambda t: _add_json(t, '"json.inf"', "-Infinity").encode()),
     ("malformed", lambda t: _add_json(t, '"json.bad"', _fresh_id()).encode()[:-3]),
     ("not_utf8", lambda t: _add_json(t, '"json.\xff"', _fresh_id()).encode("latin-1")),
+    # A lone surrogate in a parameter name: echoed in the error, which must still be valid JSON.
+    (
+        "lone_surrogate_name",
+        lambda t: f'{{"departmentId":"{t.department_id}","x\\ud800":"1"}}'.encode(),
+    ),
 ]
 
 

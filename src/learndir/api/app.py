@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -161,12 +162,23 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+def _tune_garbage_collector() -> None:
+    """What start-up made (modules, the app, SQLAlchemy's statement caches) lives as long as the
+    process: freeze it out of the collector's reach, or every full collection walks it again.
+    A page of 1,000 users allocates tens of thousands of containers, which with the default
+    threshold of 700 triggers collection after collection; none of them is a cycle. Measured on
+    a 200,000-user page-through: about a third of the time went to the collector."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(settings.database_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _tune_garbage_collector()
         scheduler = None
         if settings.scheduler_interval_seconds > 0:
             scheduler = Scheduler(database, settings.scheduler_interval_seconds)

@@ -109,7 +109,12 @@ def _datetime(value: datetime | None) -> str:
     return value.replace(microsecond=0).isoformat() + "Z"
 
 
+_INHERITED = {"subordinationType": "inherit"}
+
+
 def _subordination(s: Subordination) -> dict[str, Any]:
+    if s.type == "inherit":
+        return _INHERITED  # shared: answers are serialised, never changed
     out: dict[str, Any] = {"subordinationType": s.type}
     if s.supervisor_id:
         out["supervisorId"] = s.supervisor_id

@@ -19,6 +19,7 @@ from learndir.api.ispring_rest.wire import (
     header_list,
     header_object,
     render,
+    to_json,
     wants_json,
 )
 from learndir.core import profile_fields, roles
@@ -58,13 +59,7 @@ async def token(request: Request) -> Response:
     accept = request.headers.get("accept", "").lower()
     if "xml" in accept and not wants_json(request):
         return render(request, body)
-    return Response(content=_json(body), media_type="application/json")
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"))
+    return Response(content=to_json(body), media_type="application/json")
 
 
 # ---- users ------------------------------------------------------------------------------

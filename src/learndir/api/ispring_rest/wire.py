@@ -9,6 +9,7 @@ import re
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from lxml import etree
@@ -104,6 +105,15 @@ def to_xml(
     return _XML_DECL + etree.tostring(root, encoding="UTF-8")
 
 
+def to_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON. Text that UTF-8 cannot carry (a lone surrogate a client sent as
+    "\\ud800" and that is echoed in an error) is written as a \\u escape instead."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
 def render(
     request: Request,
     value: Any,
@@ -114,7 +124,7 @@ def render(
 ) -> Response:
     if wants_json(request):
         return Response(
-            json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+            to_json(value),
             status_code=status,
             media_type="application/json",
         )
