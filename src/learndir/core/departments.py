@@ -24,8 +24,8 @@ from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
+from learndir.core.paging import page_request, split_page
 from learndir.core.roles import Permission
-from learndir.core.users.queries import check_page_size, decode_page_token, encode_page_token
 from learndir.db.engine import Database
 from learndir.db.schema import departments, user_role_departments, user_roles, users
 
@@ -247,25 +247,23 @@ def page_departments(
     db: Database, actor: Actor, page_size: int | None, page_token: str | None
 ) -> DepartmentsPage:
     """One keyset page of the visible departments in id order."""
-    size = check_page_size(page_size)
-    after = decode_page_token(page_token) if page_token else ""
+    page = page_request(page_size, page_token)
     scope = _visible_scope(actor)
     with db.read() as conn:
-        rows = conn.execute(
-            select(*_COLUMNS)
-            .where(
-                departments.c.account_id == actor.account_id,
-                departments.c.id > after,
-                _scope_condition(scope),
-            )
-            .order_by(departments.c.id)
-            .limit(size + 1)
-        ).all()
-    more = len(rows) > size
-    rows = rows[:size]
-    return DepartmentsPage(
-        [_to_department(r) for r in rows], encode_page_token(rows[-1].id) if more else None
-    )
+        rows, next_token = split_page(
+            page,
+            conn.execute(
+                select(*_COLUMNS)
+                .where(
+                    departments.c.account_id == actor.account_id,
+                    departments.c.id > page.after,
+                    _scope_condition(scope),
+                )
+                .order_by(departments.c.id)
+                .limit(page.limit)
+            ).all(),
+        )
+    return DepartmentsPage([_to_department(r) for r in rows], next_token)
 
 
 def get_department(db: Database, actor: Actor, department_id: str) -> Department:

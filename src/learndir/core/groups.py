@@ -14,8 +14,8 @@ from learndir.core.account_settings import settings_changed
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
+from learndir.core.paging import page_request, split_page
 from learndir.core.roles import Permission
-from learndir.core.users.queries import check_page_size, decode_page_token, encode_page_token
 from learndir.db.engine import Database
 from learndir.db.schema import departments, group_members, groups, users
 
@@ -122,22 +122,19 @@ def page_groups(
     db: Database, actor: Actor, page_size: int | None, page_token: str | None
 ) -> GroupsPage:
     """One keyset page of the account's groups in id order."""
-    size = check_page_size(page_size)
-    after = decode_page_token(page_token) if page_token else ""
+    page = page_request(page_size, page_token)
     _require_not_learner(actor)
     with db.read() as conn:
-        rows = conn.execute(
-            select(groups.c.id, groups.c.name, groups.c.is_smart)
-            .where(groups.c.account_id == actor.account_id, groups.c.id > after)
-            .order_by(groups.c.id)
-            .limit(size + 1)
-        ).all()
-    more = len(rows) > size
-    rows = rows[:size]
-    return GroupsPage(
-        [Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows],
-        encode_page_token(rows[-1].id) if more else None,
-    )
+        rows, next_token = split_page(
+            page,
+            conn.execute(
+                select(groups.c.id, groups.c.name, groups.c.is_smart)
+                .where(groups.c.account_id == actor.account_id, groups.c.id > page.after)
+                .order_by(groups.c.id)
+                .limit(page.limit)
+            ).all(),
+        )
+    return GroupsPage([Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows], next_token)
 
 
 def _find(conn: Connection, account_id: str, group_id: str) -> Group:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -55,6 +56,22 @@ def _page_params(request: Request) -> tuple[int | None, str | None]:
     return size, token
 
 
+PageFetch = Callable[[Actor, int | None, str | None], tuple[list[Any], str | None]]
+
+
+async def _paged(
+    request: Request, key: str, fetch: PageFetch, item_names: dict[str, str]
+) -> Response:
+    """A keyset-paged list: `{key: [...], nextPageToken}` (the token only when more follow)."""
+    items, next_token = await call(
+        request, lambda actor, _: fetch(actor, *_page_params(request)), with_body=False
+    )
+    body: dict[str, Any] = {key: items}
+    if next_token:
+        body["nextPageToken"] = next_token
+    return render(request, body, item_names=item_names)
+
+
 def _optional_text(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
@@ -82,15 +99,11 @@ async def get_departments(request: Request) -> Response:
 async def list_departments(request: Request) -> Response:
     db = db_of(request)
 
-    def work(actor: Actor, _: dict[str, Any]) -> departments.DepartmentsPage:
-        size, token = _page_params(request)
-        return departments.page_departments(db, actor, size, token)
+    def fetch(actor: Actor, size: int | None, token: str | None) -> tuple[list[Any], str | None]:
+        page = departments.page_departments(db, actor, size, token)
+        return [present.department(d) for d in page.departments], page.next_page_token
 
-    page = await call(request, work, with_body=False)
-    body: dict[str, Any] = {"departments": [present.department(d) for d in page.departments]}
-    if page.next_page_token:
-        body["nextPageToken"] = page.next_page_token
-    return render(request, body, item_names=_DEPARTMENT_ITEMS)
+    return await _paged(request, "departments", fetch, _DEPARTMENT_ITEMS)
 
 
 @router.get("/department/{department_id}")
@@ -208,15 +221,11 @@ async def get_groups(request: Request) -> Response:
 async def list_groups(request: Request) -> Response:
     db = db_of(request)
 
-    def work(actor: Actor, _: dict[str, Any]) -> groups.GroupsPage:
-        size, token = _page_params(request)
-        return groups.page_groups(db, actor, size, token)
+    def fetch(actor: Actor, size: int | None, token: str | None) -> tuple[list[Any], str | None]:
+        page = groups.page_groups(db, actor, size, token)
+        return [present.group(g) for g in page.groups], page.next_page_token
 
-    page = await call(request, work, with_body=False)
-    body: dict[str, Any] = {"groups": [present.group(g) for g in page.groups]}
-    if page.next_page_token:
-        body["nextPageToken"] = page.next_page_token
-    return render(request, body, item_names=_GROUP_ITEMS)
+    return await _paged(request, "groups", fetch, _GROUP_ITEMS)
 
 
 @router.post("/group")

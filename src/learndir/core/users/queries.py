@@ -9,8 +9,6 @@ they manage); a user may always read their own profile.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,6 +32,7 @@ from learndir.core.account_settings import AccountSettings, account_settings
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold
 from learndir.core.errors import DomainError, denied, invalid, not_found
+from learndir.core.paging import check_page_size, page_request, split_page
 from learndir.core.profile_fields import ProfileField, check_value, resolve_field
 from learndir.core.roles import Permission, Role, RoleKind
 from learndir.db.engine import Database
@@ -46,8 +45,6 @@ from learndir.db.schema import (
     users,
 )
 
-DEFAULT_PAGE_SIZE = 1000
-MAX_PAGE_SIZE = 1000
 # Far beyond any account, and small enough for every database's OFFSET.
 MAX_PAGE_NUMBER = 1_000_000_000
 # Ids per batch query: well under every database's limit on bound parameters.
@@ -230,21 +227,21 @@ def page_users(
 ) -> UsersPage:
     """One keyset page in id order: a user that exists throughout a page-through is seen
     exactly once, whatever is inserted or deleted meanwhile."""
-    size = check_page_size(page_size)
-    after = decode_page_token(page_token) if page_token else ""
+    page = page_request(page_size, page_token)
     scope = _view_scope(actor)
     with db.read() as conn:
         settings = account_settings(conn, actor.account)
-        rows = conn.execute(
-            _filtered(actor, scope, settings, flt)
-            .where(users.c.id > after)
-            .order_by(users.c.id)
-            .limit(size + 1)
-        ).all()
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, next_token = split_page(
+            page,
+            conn.execute(
+                _filtered(actor, scope, settings, flt)
+                .where(users.c.id > page.after)
+                .order_by(users.c.id)
+                .limit(page.limit)
+            ).all(),
+        )
         views = _views(conn, settings, rows)
-    return UsersPage(views, encode_page_token(rows[-1].id) if more else None)
+    return UsersPage(views, next_token)
 
 
 def numbered_page(
@@ -285,34 +282,6 @@ def find_existing(db: Database, actor: Actor, user_ids: Sequence[str]) -> list[s
                 if scope.covers(row.path):
                     found[row.id] = row.path
     return [i for i in wanted if i in found]
-
-
-# ---- paging parameters ------------------------------------------------------------------
-
-
-def check_page_size(page_size: int | None) -> int:
-    if page_size is None:
-        return DEFAULT_PAGE_SIZE
-    if page_size < 1 or page_size > MAX_PAGE_SIZE:
-        raise invalid("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}, {page_size} given")
-    return page_size
-
-
-def encode_page_token(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode("ascii")).decode("ascii").rstrip("=")
-
-
-def decode_page_token(token: str) -> str:
-    """The last id a previous page ended with; anything else is Wrong parameters."""
-    try:
-        raw = token.strip().encode("ascii")
-        text = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)).decode("ascii")
-    except (UnicodeError, binascii.Error, ValueError):
-        text = ""
-    canonical = as_uuid_text(text)
-    if canonical is None or canonical != text:
-        raise invalid("pageToken", "is not a page token this server issued")
-    return canonical
 
 
 # ---- filtering --------------------------------------------------------------------------
