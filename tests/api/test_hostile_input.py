@@ -410,3 +410,75 @@ def test_json_bombs_are_refused(
     assert_refused_and_unharmed(
         target, "json", before, response, seconds, 400, "Wrong parameters", None
     )
+
+
+# ---- odd but small inputs that once reached an unguarded int() or a recursion ---------------
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + '"x"' + "]" * levels
+
+
+@dataclass(frozen=True)
+class Odd:
+    name: str
+    method: str
+    path: str
+    body: str | None = None
+    content_type: str = "application/json"
+    authenticated: bool = True
+
+
+ODD_INPUTS = [
+    Odd("form_value_then_keys", "POST", "/user", "login=1&login[b]=2",
+        "application/x-www-form-urlencoded", authenticated=False),
+    Odd("form_keys_then_value", "POST", "/user", "login[b]=2&login=1",
+        "application/x-www-form-urlencoded"),
+    Odd("form_superscript_index", "POST", "/user", "roles[\u00b2][roleId]=x",
+        "application/x-www-form-urlencoded"),
+    Odd("query_value_then_keys", "GET", "/users/v2?logins=a&logins[x]=b"),
+    Odd("page_size_superscript", "GET", "/users/v2?pageSize=\u00b2"),
+    Odd("page_size_two_signs", "GET", "/users/v2?pageSize=%2B-5"),
+    Odd("departments_page_size_superscript", "GET", "/departments?pageSize=\u00b2"),
+    Odd("groups_page_size_two_signs", "GET", "/groups?pageSize=-%2B3"),
+    Odd("page_number_superscript", "POST", "/user/list", '{"pageNumber": "\u00b2"}'),
+    Odd("status_superscript", "POST", "/user/{owner}/status", '{"status": "\u00b2"}'),
+    Odd("smart_rule_superscript", "POST", "/group/smart",
+        '{"name": "S", "rules": {"and": [{"or": [{"rule": {"attributeType": "\u00b2",'
+        ' "operator": 1, "value": "x"}}]}]}}'),
+    Odd("work_leave_deep", "POST", "/users/work-leave-status",
+        f'{{"workLeaveStatuses": {_deep(500)}}}'),
+    Odd("find_existing_deep", "POST", "/users/find_existing", f'{{"userIds": {_deep(500)}}}'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("odd", ODD_INPUTS, ids=[o.name for o in ODD_INPUTS])
+def test_odd_inputs_are_wrong_parameters_not_server_errors(target: Target, odd: Odd) -> None:
+    before = target.world.snapshot()
+    headers = {"Content-Type": odd.content_type, "Accept": "application/json"}
+    if odd.authenticated:
+        headers["Authorization"] = f"Bearer {target.token}"
+    path = odd.path.replace("{owner}", target.world.users["owner"])
+    response = target.client.request(
+        odd.method,
+        target.server.base_url + path,
+        content=odd.body.encode() if odd.body is not None else None,
+        headers=headers,
+    )
+    expected = 400 if odd.authenticated else 401
+    assert response.status_code == expected, response.text
+    assert response.json()["code"] == expected
+    assert target.world.snapshot() == before
+
+
+def test_soap_status_in_other_digits_is_a_fault_not_a_server_error(target: Target) -> None:
+    envelope = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"'
+        f' xmlns="{SOAP_NS}"><e:Body><ChangeUserStatusRequest>'
+        f"<token>{target.token}</token><userId>{target.world.users['jane.doe']}</userId>"
+        "<status>\u00b2</status></ChangeUserStatusRequest></e:Body></e:Envelope>"
+    )
+    response, _ = target.post("soap", envelope.encode())
+    assert response.status_code == 400, response.text
+    assert "User status must be 1, 3 or 5" in response.text

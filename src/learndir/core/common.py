@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+# ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 def new_id() -> str:
@@ -20,6 +25,20 @@ def as_uuid_text(value: str) -> str | None:
         return str(uuid.UUID(value.strip()))
     except (ValueError, AttributeError):
         return None
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer given as a number or as its decimal text; None for anything else (booleans,
+    fractions, other digits than 0-9, more than 18 of them)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        return int(value)
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
 
 
 def fold(value: str) -> str:

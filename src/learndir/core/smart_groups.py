@@ -40,7 +40,7 @@ from sqlalchemy.sql.expression import Executable
 
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import AccountInfo
-from learndir.core.common import as_uuid_text
+from learndir.core.common import as_uuid_text, whole_number
 from learndir.core.errors import invalid
 from learndir.core.profile_fields import ProfileField, resolve_field
 from learndir.db.schema import departments, group_members, groups, user_field_values, users
@@ -105,11 +105,7 @@ def _as_list(value: Any, parameter: str) -> list[Any]:
 
 
 def _as_enum(value: Any, enum: type[IntEnum], parameter: str) -> Any:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    number = whole_number(value) if isinstance(value, int | str) else None
     allowed = ", ".join(str(int(m)) for m in enum)
     if number is None or number not in {int(m) for m in enum}:
         raise invalid(parameter, f"must be one of {allowed}, {value!r} given")

@@ -15,6 +15,7 @@ from learndir.api.ispring_rest.wire import is_xml_body, render, wants_json
 from learndir.api.xml import XmlRejected, local_name, parse_xml
 from learndir.core import departments, groups
 from learndir.core.actor import Actor
+from learndir.core.common import whole_number
 from learndir.core.errors import invalid
 
 router = APIRouter()
@@ -48,10 +49,9 @@ def _page_params(request: Request) -> tuple[int | None, str | None]:
     raw_size = request.query_params.get("pageSize")
     size: int | None = None
     if raw_size is not None and raw_size.strip():
-        text = raw_size.strip()
-        if not text.lstrip("+-").isdigit() or len(text) > 19:
+        size = whole_number(raw_size)
+        if size is None:
             raise invalid("pageSize", "must be a whole number")
-        size = int(text)
     token = request.query_params.get("pageToken") or None
     return size, token
 

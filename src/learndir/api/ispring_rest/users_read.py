@@ -18,6 +18,7 @@ from learndir.api.ispring_rest import present
 from learndir.api.ispring_rest.common import call, db_of
 from learndir.api.ispring_rest.wire import header_list, php_nest, render, wants_json
 from learndir.core.actor import Actor
+from learndir.core.common import whole_number
 from learndir.core.errors import invalid
 from learndir.core.users.queries import (
     UserFilter,
@@ -65,17 +66,10 @@ def _texts(value: Any, name: str) -> tuple[str, ...]:
 def _whole(value: Any, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
+    number = whole_number(value)
+    if number is None:
         raise invalid(name, "must be a whole number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit() and len(text) <= 19:
-            return int(text)
-    raise invalid(name, "must be a whole number")
+    return number
 
 
 def _token(value: Any) -> str | None:

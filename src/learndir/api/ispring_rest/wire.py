@@ -183,6 +183,8 @@ def php_nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                     node = node[-1]
                     continue
                 raise invalid(key, "mixes list and keyed form entries")
+            if not isinstance(node, dict) or (last and isinstance(node.get(part), dict | list)):
+                raise invalid(key, "mixes a value and keyed form entries")
             nxt = parts[i + 1] if not last else None
             if last:
                 node[part] = value
@@ -196,7 +198,7 @@ def php_nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def _lists_from_numeric_keys(value: Any) -> Any:
     if isinstance(value, dict):
         converted = {k: _lists_from_numeric_keys(v) for k, v in value.items()}
-        if converted and all(k.isdigit() for k in converted):
+        if converted and all(k.isascii() and k.isdigit() for k in converted):
             return [converted[k] for k in sorted(converted, key=int)]
         return converted
     if isinstance(value, list):
@@ -222,7 +224,7 @@ class _JsonRefused(ValueError):
 def parse_json(raw: bytes | str, parameter: str) -> Any:
     """Strict JSON: no NaN or Infinity, no numbers out of range, bounded nesting."""
     try:
-        return json.loads(raw, parse_float=_finite, parse_constant=_no_constants)
+        data = json.loads(raw, parse_float=_finite, parse_constant=_no_constants)
     except _JsonRefused as exc:
         raise invalid(parameter, str(exc)) from None
     except RecursionError:
@@ -233,6 +235,28 @@ def parse_json(raw: bytes | str, parameter: str) -> Any:
         raise invalid(parameter, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
     except ValueError:  # e.g. an integer with thousands of digits
         raise invalid(parameter, "a number is out of range") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise invalid(parameter, f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+# As deep as XML may nest (api/xml.py): whatever reads the decoded data may then recurse freely.
+MAX_JSON_DEPTH = 64
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest (without recursion: the input may be deep)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                stack.extend((item, level + 1) for item in value)
+    return deepest
 
 
 def is_xml_body(request: Request, body: bytes) -> bool:

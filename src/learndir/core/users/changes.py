@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core import departments as departments_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor, Scope
-from learndir.core.common import as_uuid_text, fold, utcnow
+from learndir.core.common import as_uuid_text, fold, utcnow, whole_number
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
 from learndir.core.passwords import hash_password
@@ -457,11 +457,7 @@ def parse_status(value: object, generation: ApiGeneration = ApiGeneration.TOKEN)
     )
     if value is None or (isinstance(value, str) and not value.strip()):
         raise invalid("status", "is required")
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        number = int(value.strip())
+    number = whole_number(value) if isinstance(value, int | str) else None
     if number is not None and number in allowed:
         return number
     given = value if isinstance(value, str | int) and not isinstance(value, bool) else repr(value)
