@@ -10,6 +10,7 @@ from learndir.core.groups import DetailedGroup, Group
 from learndir.core.profile_fields import ProfileField
 from learndir.core.roles import Role, RoleKind, role_description
 from learndir.core.smart_groups import SmartGroup, rules_to_data
+from learndir.core.users.changes import INACTIVE, TERMINATED
 from learndir.core.users.queries import Subordination, UserView
 
 # The OpenAPI's UserRoleEnum has five values; the other standard roles travel as "custom",
@@ -36,10 +37,6 @@ ROLE_KIND_NAME: dict[RoleKind, str] = {
     RoleKind.LEARNER: "learner",
     RoleKind.CUSTOM: "custom",
 }
-
-INHERIT = {"subordinationType": "inherit"}
-INACTIVE = 3
-TERMINATED = 5
 
 
 def department(d: Department) -> dict[str, Any]:

@@ -81,7 +81,7 @@ _HEADER_LISTS = {
 }
 
 
-def _scalartext_param(name: str, value: Any) -> Any:
+def _scalar_text(name: str, value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -103,10 +103,10 @@ def _fields(value: Any) -> dict[str, Any]:
         for item in value:
             if not isinstance(item, dict) or "name" not in item:
                 raise invalid("fields", "each field needs a name and a value")
-            result[str(item["name"])] = _scalartext_param(str(item["name"]), item.get("value"))
+            result[str(item["name"])] = _scalar_text(str(item["name"]), item.get("value"))
         return result
     if isinstance(value, dict):
-        return {k: _scalartext_param(k, v) for k, v in value.items()}
+        return {k: _scalar_text(k, v) for k, v in value.items()}
     raise invalid("fields", "must be a set of name/value pairs")
 
 

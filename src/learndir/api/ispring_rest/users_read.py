@@ -314,13 +314,12 @@ async def find_existing_users(request: Request) -> Response:
     db = db_of(request)
 
     def work(actor: Actor, data: dict[str, Any]) -> list[str]:
+        raw: Any = None
         if "userIds" in data:
-            raw: Any = data["userIds"]
+            raw = data["userIds"]
         elif "x-user-ids" in request.headers:
             raw = header_list(request.headers["x-user-ids"])
-        else:
-            raise invalid("userIds", "is required (in the body, or the X-User-Ids header)")
-        return find_existing(db, actor, list(_texts(raw, "userIds")))
+        return find_existing(db, actor, None if raw is None else list(_texts(raw, "userIds")))
 
     found = await call(request, work)
     return _respond(request, found, items="id")

@@ -19,6 +19,9 @@ from learndir.api.xml import XmlRejected, element_to_data, local_name, parse_xml
 from learndir.core.actor import Actor
 from learndir.core.errors import DomainError, invalid
 from learndir.core.users.changes import (
+    ACTIVE,
+    INACTIVE,
+    TERMINATED,
     change_password,
     change_status,
     change_subordination,
@@ -115,7 +118,7 @@ def _bulk_status(status: int) -> Callable[[Request], Any]:
     return handler
 
 
-for _path, _status in (("activate", 1), ("deactivate", 3), ("terminate", 5)):
+for _path, _status in (("activate", ACTIVE), ("deactivate", INACTIVE), ("terminate", TERMINATED)):
     router.add_api_route(f"/users/{_path}", _bulk_status(_status), methods=["POST"])
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from lxml import etree
 
 from learndir.api.ispring_rest import present
+from learndir.api.soap.envelope import service_tag
 from learndir.api.soap.requests import (
     PROFILE_PARAMETERS,
     authenticate,
@@ -97,7 +98,10 @@ def list_users(db: Database, request: etree._Element) -> etree._Element:
 
 def find_existing_users(db: Database, request: etree._Element) -> etree._Element:
     actor, _ = authenticate(db, request)
-    found = queries.find_existing(db, actor, list_parameter(request, "userIds"))
+    present_ids = request.find(service_tag("userIds")) is not None
+    found = queries.find_existing(
+        db, actor, list_parameter(request, "userIds") if present_ids else None
+    )
     return result("FindExistingUsersResult", {"userId": found})
 
 

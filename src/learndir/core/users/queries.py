@@ -269,8 +269,10 @@ def numbered_page(
         return NumberedPage(_views(conn, settings, rows), number, total)
 
 
-def find_existing(db: Database, actor: Actor, user_ids: Sequence[str]) -> list[str]:
+def find_existing(db: Database, actor: Actor, user_ids: Sequence[str] | None) -> list[str]:
     """Which of `user_ids` are users the actor may see, in the order given, each once."""
+    if user_ids is None:
+        raise invalid("userIds", "is required")
     scope = _view_scope(actor)
     wanted = _canonical_ids(user_ids, "userIds")
     found: dict[str, str] = {}
