@@ -207,3 +207,48 @@ def test_smart_groups_follow_a_change_of_department(db: Database) -> None:
     assert not member()
     # A new user who matches joins at once (addUser refreshes memberships too).
     assert member(new_user(w, "eng"))
+
+
+def test_a_department_administrator_cannot_take_over_another_administrators_departments(
+    db: Database,
+) -> None:
+    """An administrator of Engineering who sits in Sales: the Sales administrator may not reset
+    their password, change, move, deactivate or delete them (and so act in Engineering)."""
+    from learndir.core import departments as departments_core
+    from learndir.core.users.changes import change_password, delete_user
+
+    w = make_world(db, acme_spec(seatLimit=None))
+    uid = uuid.uuid4().hex[:8]
+    boss = add_user(
+        db,
+        owner_of(w),
+        parse_command(
+            AddUser,
+            {
+                "login": f"eng.boss.{uid}",
+                "departmentId": w.departments["sales-eu"],
+                "role": "department_administrator",
+                "manageableDepartmentIds": [w.departments["eng"]],
+                "fields": {"employee_id": f"B{uid}"},
+            },
+        ),
+    )
+    sales_admin = authenticate_token(db, w.token("sales.admin"))
+    before = w.snapshot()
+    attempts = [
+        lambda: change_password(db, sales_admin, boss, "Hijack-Pass-1"),
+        lambda: update_user(
+            db, sales_admin, boss, parse_command(UpdateUser, {"fields": {"job_title": "x"}})
+        ),
+        lambda: change_status(db, sales_admin, [boss], 3),
+        lambda: departments_core.move_users(db, sales_admin, w.departments["sales-us"], [boss]),
+        lambda: delete_user(db, sales_admin, boss),
+    ]
+    for attempt in attempts:
+        with pytest.raises(DomainError) as caught:
+            attempt()
+        assert caught.value.code is ErrorCode.PERMISSION_DENIED
+        assert "manages departments outside" in (caught.value.reason or "")
+    assert w.snapshot() == before
+    # The owner may.
+    change_status(db, owner_of(w), [boss], 3)

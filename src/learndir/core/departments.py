@@ -20,14 +20,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import smart_groups
-from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
 from learndir.core.paging import page_request, split_page
 from learndir.core.roles import Permission
+from learndir.core.users.targets import authorize_target, edit_scope, load_targets
 from learndir.db.engine import Database
-from learndir.db.schema import departments, user_role_departments, user_roles, users
+from learndir.db.schema import departments, user_role_departments, users
 
 MAX_NAME_LENGTH = 255
 
@@ -522,39 +522,18 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequence[str]) -> None:
     """Moves every user of `user_ids` into the department, all or none. The actor needs
-    EDIT_USERS over each user's current department and over the target."""
+    EDIT_USERS over each user (see users.targets.authorize_target) and over the target."""
     raw_ids = list(dict.fromkeys(u.strip() for u in user_ids if u and u.strip()))
     if not raw_ids:
         raise invalid("userIds", "is required")
-    ids: list[str] = []
-    for raw in raw_ids:
-        canonical = as_uuid_text(raw)
-        if canonical is None:
-            raise _unknown("user", "userIds", raw)
-        ids.append(canonical)
-    ids = list(dict.fromkeys(ids))
-    scope = actor.scope(Permission.EDIT_USERS)
-    if scope.is_empty:
-        raise denied("your roles cannot change users")
+    scope = edit_scope(actor)
     with db.write() as conn:
         target = _find(conn, actor.account_id, department_id, "departmentId")
         _require_covers(scope, target, "departmentId")
-        found: dict[str, tuple[str, str]] = {}
-        for chunk in _chunks(ids):
-            for row in conn.execute(
-                select(users.c.id, users.c.department_id, departments.c.path)
-                .join(departments, departments.c.id == users.c.department_id)
-                .where(users.c.account_id == actor.account_id, users.c.id.in_(chunk))
-            ):
-                found[row.id] = (row.department_id, row.path)
-        for user_id in ids:
-            if user_id not in found:
-                raise _unknown("user", "userIds", user_id)
-            if not scope.covers(found[user_id][1]):
-                raise denied(f"user {user_id} is outside the departments you manage", "userIds")
-        if not scope.account_wide:
-            _require_roles_within(conn, actor, ids)
-        to_move = [u for u in ids if found[u][0] != target.id]
+        moving = load_targets(conn, actor, raw_ids, "userIds")
+        for user in moving:
+            authorize_target(actor, scope, user, "userIds")
+        to_move = [u.id for u in moving if u.department_id != target.id]
         for chunk in _chunks(to_move):
             conn.execute(
                 update(users)
@@ -562,22 +541,3 @@ def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequenc
                 .values(department_id=target.id)
             )
         smart_groups.refresh_memberships(conn, actor.account, to_move)
-
-
-def _require_roles_within(conn: Connection, actor: Actor, user_ids: Sequence[str]) -> None:
-    """A department-limited actor may not change a user whose roles exceed its own."""
-    roles = {r.id: r for r in account_settings(conn, actor.account).roles}
-    own = actor.permissions_within_departments()
-    for chunk in _chunks(user_ids):
-        for row in conn.execute(
-            select(user_roles.c.user_id, user_roles.c.role_id).where(
-                user_roles.c.user_id.in_(chunk)
-            )
-        ):
-            role = roles.get(row.role_id)
-            if role is not None and (role.is_account_wide or not role.permissions <= own):
-                raise denied(
-                    f"user {row.user_id} holds the {role.name} role, which your roles cannot "
-                    "change",
-                    "userIds",
-                )

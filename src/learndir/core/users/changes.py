@@ -10,7 +10,6 @@ changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -20,13 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from learndir.core import departments as departments_repo
 from learndir.core.account_settings import account_settings
-from learndir.core.actor import Actor, Scope
+from learndir.core.actor import Actor
 from learndir.core.common import as_uuid_text, fold, utcnow, whole_number
 from learndir.core.departments import Department
-from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
+from learndir.core.errors import DomainError, ErrorCode, denied, invalid
 from learndir.core.passwords import hash_password
 from learndir.core.profile_fields import ProfileField
-from learndir.core.roles import Permission, Role, RoleKind, role_from_row
+from learndir.core.roles import Role
 from learndir.core.smart_groups import refresh_memberships
 from learndir.core.users.commands import (
     ApiGeneration,
@@ -47,12 +46,17 @@ from learndir.core.users.service import (
     resolve_groups,
     resolve_roles,
 )
+from learndir.core.users.targets import (
+    Target,
+    authorize_target,
+    edit_scope,
+    load_targets,
+)
 from learndir.db.engine import Database
 from learndir.db.schema import (
     accounts,
     departments,
     group_members,
-    roles,
     user_field_values,
     user_role_departments,
     user_roles,
@@ -77,106 +81,6 @@ _BUILTIN_COLUMNS = ("login", "email", "first_name", "last_name", "job_title", "p
 
 
 # ---- who is changed, and may the actor touch them -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """A user about to be changed, with what the permission checks need."""
-
-    id: str
-    department_id: str
-    path: str
-    status: int
-    roles: tuple[Role, ...]
-
-    @property
-    def is_owner(self) -> bool:
-        return any(r.kind is RoleKind.OWNER for r in self.roles)
-
-
-_SELECT_TARGETS = (
-    select(users.c.id, users.c.department_id, users.c.status, departments.c.path)
-    .join(departments, departments.c.id == users.c.department_id)
-    .where(
-        users.c.account_id == bindparam("account_id"),
-        users.c.id.in_(bindparam("ids", expanding=True)),
-    )
-)
-_SELECT_TARGET_ROLES = (
-    select(user_roles.c.user_id, roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions)
-    .join(roles, roles.c.id == user_roles.c.role_id)
-    .where(user_roles.c.user_id.in_(bindparam("ids", expanding=True)))
-)
-
-
-def _unknown_user(parameter: str, raw: str) -> DomainError:
-    error = not_found("user", parameter)
-    error.reason = f"no user {raw!r} in this account"
-    return error
-
-
-def load_targets(
-    conn: Connection, actor: Actor, raw_ids: Sequence[str], parameter: str
-) -> list[Target]:
-    """The users named by `raw_ids`, in order and without repeats; an id that is not a user of
-    the actor's account (whatever else it may be) is "Unknown user", naming it."""
-    wanted: dict[str, str] = {}
-    for raw in raw_ids:
-        canonical = as_uuid_text(raw) if isinstance(raw, str) else None
-        if canonical is None:
-            raise _unknown_user(parameter, str(raw))
-        wanted.setdefault(canonical, raw)
-    if not wanted:
-        return []
-    ids = list(wanted)
-    rows = {
-        r.id: r for r in conn.execute(_SELECT_TARGETS, {"account_id": actor.account_id, "ids": ids})
-    }
-    for canonical, raw in wanted.items():
-        if canonical not in rows:
-            raise _unknown_user(parameter, raw)
-    held: dict[str, list[Role]] = {}
-    for r in conn.execute(_SELECT_TARGET_ROLES, {"ids": ids}):
-        held.setdefault(r.user_id, []).append(role_from_row(r))
-    return [
-        Target(
-            id=i,
-            department_id=rows[i].department_id,
-            path=rows[i].path,
-            status=rows[i].status,
-            roles=tuple(held.get(i, ())),
-        )
-        for i in ids
-    ]
-
-
-def edit_scope(actor: Actor) -> Scope:
-    scope = actor.scope(Permission.EDIT_USERS)
-    if scope.is_empty:
-        raise denied("your roles do not allow changing users")
-    return scope
-
-
-def authorize_target(actor: Actor, scope: Scope, target: Target, parameter: str) -> None:
-    """EDIT_USERS over the user's current department; a department-limited actor may not touch
-    a user holding an account-wide role or rights the actor lacks."""
-    if not scope.covers(target.path):
-        raise denied(f"user {target.id} is outside the departments you manage", parameter)
-    if scope.account_wide:
-        return
-    own = actor.permissions_within_departments()
-    for role in target.roles:
-        if role.is_account_wide:
-            raise denied(
-                f"user {target.id} holds the {role.name} role, which only the account owner "
-                "and account administrators can change",
-                parameter,
-            )
-        if not role.permissions <= own:
-            raise denied(
-                f"user {target.id} holds the {role.name} role, with rights your roles do not have",
-                parameter,
-            )
 
 
 def _editable(
