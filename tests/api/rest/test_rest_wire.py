@@ -279,6 +279,15 @@ class TestBodies:
         assert created["departmentId"] == world.departments["eng"]
         other = http.get(f"/user/{world.users['jane.doe']}", headers=bearer(world, "hr.partner"))
         assert other.status_code == 403
+        # Moved out of where HR Partner may add users, the user is out of its sight too.
+        moved = http.post(
+            f"/user/{created['userId']}",
+            json={"departmentId": world.departments["sales"]},
+            headers={**bearer(world), **JSON},
+        )
+        assert moved.status_code == 200, moved.text
+        again = http.get(f"/user/{created['userId']}", headers=bearer(world, "hr.partner"))
+        assert again.status_code == 403
 
     def test_api_v2_prefix(self, http: httpx.Client, world: World) -> None:
         response = http.post(

@@ -190,8 +190,12 @@ def get_user(db: Database, actor: Actor, user_id: str) -> UserView:
         if row is None:
             raise not_found("user", "userId")
         # Everyone reads their own profile; whoever added a user may read them back (addUser's
-        # X-Return-Object), even with a role that may add users but not view them.
-        if row.id != actor.user_id and row.added_by != actor.user_id:
+        # X-Return-Object) while the user is where the actor may add users, even with a role
+        # that may add users but not view them.
+        added_here = row.added_by == actor.user_id and actor.scope(Permission.ADD_USERS).covers(
+            row.path
+        )
+        if row.id != actor.user_id and not added_here:
             scope = actor.scope(Permission.VIEW_USERS)
             if scope.is_empty:
                 raise denied("your roles do not allow viewing other users", "userId")
@@ -478,6 +482,10 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
             for role_id, depts in held.get(user_id, {}).items()
             if role_id in roles_by_id
         ]
+        if not role_list:
+            # Every user holds a role: this one was deleted after the page was read (on
+            # PostgreSQL each statement sees what is committed when it starts).
+            continue
         if len(role_list) > 1:
             role_list.sort(key=lambda item: item[0].kind is not RoleKind.LEARNER)
         groups = member_of.get(user_id)
