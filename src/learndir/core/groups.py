@@ -208,8 +208,16 @@ def _account_wide_scope(actor: Actor) -> Scope:
 
 
 def _require_all_members_within(conn: Connection, scope: Scope, group: Group) -> None:
+    """Renaming or deleting a group: a department administrator may do it only to a plain group
+    whose every member is inside its departments (a smart group's rules reach the account)."""
     if scope.account_wide:
         return
+    if group.is_smart:
+        raise denied(
+            "a smart group's rules reach the whole account; only the owner and account "
+            "administrators can rename or delete it",
+            "groupId",
+        )
     for user_id, path in _members(conn, group.id):
         if not scope.covers(path):
             raise denied(
