@@ -428,11 +428,15 @@ def change_status_in(
     schedule_columns: dict[str, Any] = {"deactivate_on": None}
     if new == TERMINATED:
         schedule_columns["terminate_on"] = None
-    freed = conn.execute(
-        update(users)
-        .where(users.c.id.in_(ids), users.c.account_id == account_id, users.c.status == ACTIVE)
-        .values(status=new, **schedule_columns)
-    ).rowcount
+    # Lock the rows first (in id order, so concurrent batches cannot deadlock): the seats freed
+    # are counted from statuses no concurrent activation can change before this commits.
+    locked = conn.execute(
+        select(users.c.status)
+        .where(users.c.id.in_(ids), users.c.account_id == account_id)
+        .order_by(users.c.id)
+        .with_for_update()
+    ).all()
+    freed = sum(1 for row in locked if row.status == ACTIVE)
     conn.execute(
         update(users)
         .where(users.c.id.in_(ids), users.c.account_id == account_id)

@@ -79,6 +79,17 @@ def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
     status. Deactivation moves only active users (a terminated user stays terminated);
     termination moves active and inactive ones and also settles a pending deactivation. The
     owner is never moved (scheduling refuses them; a stray date is simply cleared)."""
+    # Lock the due rows first (in id order): the moves below then see statuses that no
+    # concurrent activation or deactivation can change before this commits.
+    conn.execute(
+        select(users.c.id)
+        .where(
+            users.c.account_id == account_id,
+            (users.c.deactivate_on <= day) | (users.c.terminate_on <= day),
+        )
+        .order_by(users.c.id)
+        .with_for_update()
+    ).all()
     changed = 0
     released = 0
     steps: tuple[tuple[Column[date], int, tuple[int, ...], list[Column[date]]], ...] = (
