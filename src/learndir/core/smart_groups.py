@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
@@ -43,7 +43,14 @@ from learndir.core.actor import AccountInfo
 from learndir.core.common import as_uuid_text, whole_number
 from learndir.core.errors import invalid
 from learndir.core.profile_fields import ProfileField, resolve_field
-from learndir.db.schema import departments, group_members, groups, user_field_values, users
+from learndir.db.schema import (
+    accounts,
+    departments,
+    group_members,
+    groups,
+    user_field_values,
+    users,
+)
 
 SMART_MEMBERSHIP = "membership of a smart group follows its rules"
 MAX_RULES = 100
@@ -279,8 +286,25 @@ _SELECT_SMART = select(groups.c.id, groups.c.name, groups.c.rules).where(
 )
 
 
+_SELECT_VERSION = select(accounts.c.settings_version).where(accounts.c.id == bindparam("id"))
+
+
+def current(conn: Connection, account: AccountInfo) -> AccountInfo:
+    """The account with the settings version this transaction sees. The actor's copy was read
+    when it authenticated, before any password hashing: a smart group created or deleted since
+    then must be seen. One primary-key read."""
+    version = int(conn.execute(_SELECT_VERSION, {"id": account.id}).scalar_one())
+    return (
+        account
+        if version == account.settings_version
+        else replace(account, settings_version=version)
+    )
+
+
 def account_smart_groups(conn: Connection, account: AccountInfo) -> tuple[SmartGroup, ...]:
-    """Never call this after changing a smart group in the same transaction: the cache entry
+    """The account's smart groups at `account.settings_version` (pass `current(...)`), cached.
+
+    Never call this after changing a smart group in the same transaction: the cache entry
     of the old settings version would hold the uncommitted change."""
     key = (account.id, account.settings_version)
     cached = _cache.get(key)
@@ -403,9 +427,12 @@ def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequen
     """Recomputes the smart-group memberships of `user_ids` inside the caller's transaction.
 
     Call it after everything about those users (department, fields, manual groups) is written.
-    Costs no query when the account has no smart groups."""
+    Costs one primary-key read when the account has no smart groups."""
+    if not user_ids:
+        return
+    account = current(conn, account)
     smart = account_smart_groups(conn, account)
-    if not smart or not user_ids:
+    if not smart:
         return
     statements = _refresh_statements(conn, account, smart)
     ids = list(dict.fromkeys(user_ids))
@@ -418,7 +445,7 @@ def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequen
 
 def smart_ids_among(conn: Connection, account: AccountInfo, ids: Iterable[str]) -> set[str]:
     """Which of `ids` are smart groups of the account (from the cache, no query)."""
-    smart = {g.id for g in account_smart_groups(conn, account)}
+    smart = {g.id for g in account_smart_groups(conn, current(conn, account))}
     return {i for i in ids if i in smart}
 
 
@@ -428,7 +455,7 @@ def rules_referring_to(
     """The smart groups whose rules name this department or group."""
     return [
         g
-        for g in account_smart_groups(conn, account)
+        for g in account_smart_groups(conn, current(conn, account))
         if any(r.attribute_type is kind and r.value == target_id for ors in g.rules for r in ors)
     ]
 
@@ -436,7 +463,7 @@ def rules_referring_to(
 def recompute_after_department_move(conn: Connection, account: AccountInfo) -> None:
     """A moved subtree changes who is under a department: rebuild the groups whose rules
     follow a department and its nested ones."""
-    for group in account_smart_groups(conn, account):
+    for group in account_smart_groups(conn, current(conn, account)):
         if any(
             r.attribute_type is AttributeType.DEPARTMENT and r.operator is Operator.THIS_AND_NESTED
             for ors in group.rules
