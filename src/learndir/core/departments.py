@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,6 +286,22 @@ def get_department(db: Database, actor: Actor, department_id: str) -> Department
 # ---- changing -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _tree_write(db: Database, account_id: str) -> Iterator[Connection]:
+    """A write transaction that changes (or depends on) the shape of the account's tree. On
+    PostgreSQL it first locks the root department's row, so two moves cannot each see the
+    other's old paths and make a cycle, and a department is not deleted under a move or a
+    create. FOR NO KEY UPDATE: users added meanwhile (whose foreign keys take KEY SHARE on
+    their department) do not wait. SQLite serialises writers anyway."""
+    with db.write() as conn:
+        conn.execute(
+            select(departments.c.id)
+            .where(departments.c.account_id == account_id, departments.c.parent_id.is_(None))
+            .with_for_update(key_share=True)
+        ).all()
+        yield conn
+
+
 def create_department(
     db: Database, actor: Actor, name: str | None, parent_id: str | None, code: str | None
 ) -> str:
@@ -295,7 +312,7 @@ def create_department(
     scope = actor.scope(Permission.MANAGE_DEPARTMENTS)
     if scope.is_empty:
         raise denied("your roles cannot create departments")
-    with db.write() as conn:
+    with _tree_write(db, actor.account_id) as conn:
         parent = get_many(conn, actor.account_id, [as_uuid_text(parent_id) or ""]).get(
             as_uuid_text(parent_id) or ""
         )
@@ -321,7 +338,7 @@ def update_department(
     if name is None and parent_id is None and code is None:
         raise invalid("request", "give name, parentDepartmentId or code")
     scope = _manage_scope(actor)
-    with db.write() as conn:
+    with _tree_write(db, actor.account_id) as conn:
         dept = _find(conn, actor.account_id, department_id, "departmentId")
         _require_covers(scope, dept, "departmentId")
         values: dict[str, Any] = {}
@@ -393,7 +410,7 @@ def move_departments(
     if not wanted:
         raise invalid("departmentIds", "is required")
     scope = _manage_scope(actor)
-    with db.write() as conn:
+    with _tree_write(db, actor.account_id) as conn:
         parent = _find(conn, actor.account_id, parent_id, "parentId")
         moved = False
         for raw in wanted:
@@ -411,7 +428,7 @@ def _count(n: int, word: str) -> str:
 
 def delete_department(db: Database, actor: Actor, department_id: str) -> None:
     scope = _manage_scope(actor)
-    with db.write() as conn:
+    with _tree_write(db, actor.account_id) as conn:
         dept = _find(conn, actor.account_id, department_id, "departmentId")
         if dept.parent_id is None:
             raise invalid("departmentId", "the root department cannot be deleted")
@@ -527,7 +544,7 @@ def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequenc
     if not raw_ids:
         raise invalid("userIds", "is required")
     scope = edit_scope(actor)
-    with db.write() as conn:
+    with _tree_write(db, actor.account_id) as conn:
         target = _find(conn, actor.account_id, department_id, "departmentId")
         _require_covers(scope, target, "departmentId")
         moving = load_targets(conn, actor, raw_ids, "userIds")
