@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, false, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from learndir.core import smart_groups
 from learndir.core.account_settings import settings_changed
@@ -22,11 +22,6 @@ from learndir.db.schema import departments, group_members, groups, users
 MAX_NAME_LENGTH = 255
 _CHUNK = 1000
 
-_SELECT_EXISTING = select(groups.c.id).where(
-    groups.c.account_id == bindparam("account_id"),
-    groups.c.id.in_(bindparam("ids", expanding=True)),
-    groups.c.is_smart.is_(false()),
-)
 _SELECT_KINDS = select(groups.c.id, groups.c.is_smart).where(
     groups.c.account_id == bindparam("account_id"),
     groups.c.id.in_(bindparam("ids", expanding=True)),
@@ -53,16 +48,6 @@ class DetailedGroup:
 class GroupsPage:
     groups: list[Group]
     next_page_token: str | None
-
-
-def existing_ids(conn: Connection, account_id: str, ids: Iterable[str]) -> set[str]:
-    """The groups among `ids` whose members can be set by hand: smart groups are left out, so a
-    caller that reports the missing ones rejects a smart group too."""
-    wanted = set(ids)
-    if not wanted:
-        return set()
-    rows = conn.execute(_SELECT_EXISTING, {"account_id": account_id, "ids": list(wanted)})
-    return {r.id for r in rows}
 
 
 def check_manual_groups(
@@ -137,13 +122,16 @@ def page_groups(
     return GroupsPage([Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows], next_token)
 
 
-def _find(conn: Connection, account_id: str, group_id: str) -> Group:
+def _find(conn: Connection, account_id: str, group_id: str, *, lock: bool = False) -> Group:
+    """The group; with `lock`, its row is locked until the transaction ends (PostgreSQL), so
+    concurrent changes of its members run one after the other instead of colliding."""
     canonical = as_uuid_text(group_id or "") or ""
-    row = conn.execute(
-        select(groups.c.id, groups.c.name, groups.c.is_smart).where(
-            groups.c.account_id == account_id, groups.c.id == canonical
-        )
-    ).first()
+    query = select(groups.c.id, groups.c.name, groups.c.is_smart).where(
+        groups.c.account_id == account_id, groups.c.id == canonical
+    )
+    if lock:
+        query = query.with_for_update(key_share=True)
+    row = conn.execute(query).first()
     if row is None:
         raise DomainError(
             ErrorCode.NOT_FOUND,
@@ -307,7 +295,7 @@ def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[An
     scope = _manage_scope(actor)
     wanted = _canonical_user_ids(user_ids)
     with db.write() as conn:
-        group = _find(conn, actor.account_id, group_id)
+        group = _find(conn, actor.account_id, group_id, lock=True)
         if group.is_smart:
             raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
         _require_users_within(conn, actor.account_id, wanted, scope)

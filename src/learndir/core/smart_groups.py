@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
@@ -441,12 +441,6 @@ def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequen
         conn.execute(statements.delete, chunk)
         for statement in statements.inserts:
             conn.execute(statement, chunk)
-
-
-def smart_ids_among(conn: Connection, account: AccountInfo, ids: Iterable[str]) -> set[str]:
-    """Which of `ids` are smart groups of the account (from the cache, no query)."""
-    smart = {g.id for g in account_smart_groups(conn, current(conn, account))}
-    return {i for i in ids if i in smart}
 
 
 def rules_referring_to(

@@ -30,7 +30,7 @@ from learndir.core.profile_fields import (
     resolve_field,
 )
 from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
-from learndir.core.smart_groups import refresh_memberships, smart_ids_among
+from learndir.core.smart_groups import refresh_memberships
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
 from learndir.db.engine import Database
 from learndir.db.schema import (
@@ -373,14 +373,7 @@ def resolve_groups(
         if canonical is None:
             raise invalid(parameter, f"no group {raw!r} in this account")
         wanted[canonical] = raw
-    found = groups_repo.existing_ids(conn, account.id, wanted)
-    for canonical, raw in wanted.items():
-        if canonical not in found:
-            raise invalid(parameter, f"no group {raw!r} in this account")
-    for canonical in smart_ids_among(conn, account, wanted):
-        raise invalid(
-            parameter, f"group {wanted[canonical]!r} is a smart group: its rules choose its members"
-        )
+    groups_repo.check_manual_groups(conn, account.id, wanted, parameter)
     return list(wanted)
 
 
@@ -528,6 +521,12 @@ def duplicate_from_integrity_error(
     if "unique_key" in text:
         name = next((f.name for f, _ in custom if f.is_unique), "value")
         return _field_taken(name, "the value is taken")
+    if "foreign key" in text.lower():
+        # A department, group or role the request names was deleted by a concurrent request
+        # between the checks and the write (PostgreSQL; SQLite serialises writers).
+        return invalid(
+            "request", "a department, group or role it names was deleted meanwhile; try again"
+        )
     raise exc
 
 
