@@ -91,14 +91,14 @@ def fresh_database(kind: str, postgres_url: str = DEFAULT_POSTGRES_URL) -> Itera
             )
 
 
-def init_account(database_url: str) -> dict[str, str]:
-    """`learndir init` with the benchmark account; returns its ids and API key."""
+def init_account(database_url: str, account_file: Path = ACCOUNT_FILE) -> dict[str, str]:
+    """`learndir init` with a benchmark account; returns its ids and API key."""
     out = subprocess.run(
         [
             str(LEARNDIR),
             "init",
             "--account-file",
-            str(ACCOUNT_FILE),
+            str(account_file),
             "--database-url",
             database_url,
             "--json",

@@ -26,7 +26,6 @@ import re
 import resource
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +39,12 @@ from sqlalchemy import Engine, func, insert, select, text, update
 from harness import (
     BENCH_DIR,
     DEFAULT_POSTGRES_URL,
-    LEARNDIR,
     NOISE_LIMIT,
     CpuMeter,
     Server,
     code_version,
     fresh_database,
+    init_account,
     log,
     machine_summary,
     markdown_table,
@@ -93,26 +92,6 @@ JSON_IDS = re.compile(rb'"userId":"([^"]+)"')
 JSON_NEXT = re.compile(rb'"nextPageToken":"([^"]+)"')
 XML_IDS = re.compile(rb"<userId>([^<]+)</userId>")
 XML_NEXT = re.compile(rb"<nextPageToken>([^<]+)</nextPageToken>")
-
-
-def init_account(database_url: str) -> dict[str, str]:
-    """`learndir init` with the paging account; returns its ids and API key."""
-    out = subprocess.run(
-        [
-            str(LEARNDIR),
-            "init",
-            "--account-file",
-            str(ACCOUNT_FILE),
-            "--database-url",
-            database_url,
-            "--json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result: dict[str, str] = json.loads(out.stdout)
-    return result
 
 
 # ---- seeding -----------------------------------------------------------------------------
@@ -406,7 +385,7 @@ def lookups(server: Server, client: Client, endpoint: str, logins: list[str]) ->
 def measure(args: argparse.Namespace, db: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     with fresh_database(db, args.postgres_url) as url:
-        account = init_account(url)
+        account = init_account(url, ACCOUNT_FILE)
         account_id = account["accountId"]
         engine = nullpool_engine(url)
         log_path = Path(tempfile.mkstemp(prefix=f"learndir-paging-{db}-", suffix=".log")[1])
