@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from learndir.core.errors import MESSAGES, ErrorCode
+from learndir.core.errors import ErrorCode
 from learndir.db.schema import (
     group_members,
     outbox,
@@ -24,27 +24,12 @@ from learndir.db.schema import (
     user_roles,
     users,
 )
+from tests.api.scenarios import Err, assert_error
 from tests.support import Server, World, acme_spec, make_world
-from tests.transports import Auth, Outcome, RestJson, RestXml, Soap
+from tests.transports import Auth, RestJson, RestXml, Soap
 
 OK = "ok"
 E = ErrorCode
-REST_STATUS = {
-    E.INVALID_PARAMETERS: 400,
-    E.UNAUTHENTICATED: 401,
-    E.PERMISSION_DENIED: 403,
-    E.SEAT_LIMIT_EXCEEDED: 403,
-    E.LOGIN_TAKEN: 409,
-    E.EMAIL_TAKEN: 409,
-    E.FIELD_VALUE_TAKEN: 409,
-}
-
-
-@dataclass(frozen=True)
-class Err:
-    code: ErrorCode
-    parameter: str | None = None
-    message: str | None = None
 
 
 Params = Callable[[World, "Ctx"], dict[str, Any]]
@@ -788,19 +773,6 @@ def _expected(row: Row, transport: Any) -> str | Err:
     if legacy and row.expect_legacy is not None:
         return row.expect_legacy
     return row.expect
-
-
-def assert_error(outcome: Outcome, expected: Err, transport: Any) -> None:
-    assert outcome.user_id is None
-    assert outcome.code == expected.code.value, outcome
-    assert outcome.message == (expected.message or MESSAGES[expected.code]), outcome
-    if transport.name != "soap":
-        assert outcome.status == REST_STATUS[expected.code], outcome
-    if expected.parameter is not None:
-        assert outcome.parameter == expected.parameter, outcome
-        assert outcome.reason, outcome
-    if expected.code is E.INVALID_PARAMETERS:
-        assert outcome.parameter and outcome.reason, "Wrong parameters must say which and why"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])

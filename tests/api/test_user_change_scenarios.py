@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from learndir.core.auth import authenticate_token
-from learndir.core.errors import MESSAGES, ErrorCode
+from learndir.core.errors import ErrorCode
 from learndir.core.users.commands import AddUser, parse_command
 from learndir.core.users.service import add_user
 from learndir.db.schema import (
@@ -27,6 +27,7 @@ from learndir.db.schema import (
     user_field_values,
     users,
 )
+from tests.api.scenarios import Err, assert_error
 from tests.api.test_add_user_scenarios import role_kinds
 from tests.support import Server, World, acme_spec, make_world
 from tests.transports import Auth, Outcome, RestJson, RestXml, Soap
@@ -34,24 +35,7 @@ from tests.transports import Auth, Outcome, RestJson, RestXml, Soap
 OK = "ok"
 E = ErrorCode
 IDS = E.INVALID_PARAMETERS
-REST_STATUS = {
-    E.INVALID_PARAMETERS: 400,
-    E.UNAUTHENTICATED: 401,
-    E.PERMISSION_DENIED: 403,
-    E.SEAT_LIMIT_EXCEEDED: 403,
-    E.NOT_FOUND: 404,
-    E.LOGIN_TAKEN: 409,
-    E.EMAIL_TAKEN: 409,
-    E.FIELD_VALUE_TAKEN: 409,
-}
 SOAP_CALLS = {"update": "update_user", "delete": "delete_user", "status": "change_status"}
-
-
-@dataclass(frozen=True)
-class Err:
-    code: ErrorCode
-    parameter: str | None = None
-    message: str | None = None
 
 
 @dataclass
@@ -673,16 +657,6 @@ def _target(w: World, c: Ctx, row: Row) -> str:
         return w.users[row.target]
     owner = authenticate_token(w.db, w.token("owner"))
     return add_user(w.db, owner, parse_command(AddUser, row.target(w, c)))
-
-
-def assert_error(outcome: Outcome, expected: Err, transport: Any) -> None:
-    assert outcome.code == expected.code.value, outcome
-    assert outcome.message == (expected.message or MESSAGES[expected.code]), outcome
-    if transport.name != "soap":
-        assert outcome.status == REST_STATUS[expected.code], outcome
-    if expected.parameter is not None:
-        assert outcome.parameter == expected.parameter, outcome
-        assert outcome.reason, outcome
 
 
 def _call(transport: Any, row: Row, user_id: str, params: Any, auth: Auth) -> Outcome:
