@@ -3,7 +3,7 @@ shapes of created and single-object answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -46,15 +46,20 @@ def authenticate(db: Database, request: Request) -> Actor:
 
 
 async def call(
-    request: Request, work: Callable[[Actor, dict[str, Any]], T], *, with_body: bool = True
+    request: Request,
+    work: Callable[[Actor, dict[str, Any]], T],
+    *,
+    with_body: bool = True,
+    decode: Callable[[Request], Awaitable[dict[str, Any]]] = decode_body,
 ) -> T:
-    """Decodes the body, then authenticates and runs `work` in the thread pool. A body that
-    cannot be decoded is reported only once the caller has been authenticated."""
+    """Decodes the body (with `decode`, for operations whose XML needs more than the generic
+    reading), then authenticates and runs `work` in the thread pool. A body that cannot be
+    decoded is reported only once the caller has been authenticated."""
     data: dict[str, Any] = {}
     body_error: DomainError | None = None
     if with_body:
         try:
-            data = await decode_body(request)
+            data = await decode(request)
         except DomainError as exc:
             body_error = exc
     db = db_of(request)
@@ -95,8 +100,16 @@ def single(request: Request, obj: dict[str, Any]) -> Response:
     return render(request, obj, item_names=present.ITEM_NAMES)
 
 
-def text_param(data: dict[str, Any], key: str, request: Request, header: str) -> str | None:
-    value = data.get(key, request.headers.get(header))
+def empty(status: int = 200) -> Response:
+    """An answer without a body, for calls whose OpenAPI response has no content."""
+    return Response(status_code=status)
+
+
+def text_param(
+    data: dict[str, Any], key: str, request: Request, header: str | None = None
+) -> str | None:
+    """A text parameter from the body, else from its X- header when it has one."""
+    value = data.get(key, request.headers.get(header) if header else None)
     if value is not None and not isinstance(value, str):
         raise invalid(key, "must be a text value")
     return value

@@ -10,13 +10,29 @@ from fastapi.responses import Response
 from lxml import etree
 
 from learndir.api.ispring_rest import present
-from learndir.api.ispring_rest.common import call, created, db_of, return_object, single, text_param
-from learndir.api.ispring_rest.wire import is_xml_body, render, wants_json
-from learndir.api.xml import XmlRejected, local_name, parse_xml
+from learndir.api.ispring_rest.common import (
+    call,
+    created,
+    db_of,
+    empty,
+    return_object,
+    single,
+    text_param,
+)
+from learndir.api.ispring_rest.wire import (
+    decode_body,
+    is_xml_body,
+    read_xml,
+    render,
+    wants_json,
+    xml_parameters,
+)
+from learndir.api.xml import local_name
 from learndir.core import departments, groups
 from learndir.core.actor import Actor
 from learndir.core.common import whole_number
 from learndir.core.errors import invalid
+from learndir.db.engine import Database
 
 router = APIRouter()
 
@@ -25,10 +41,6 @@ router = APIRouter()
 _DEPARTMENT_ITEMS = {"departments": "department"}
 _GROUP_ITEMS = {"groups": "group"}
 _RULE_ITEMS = {"and": "item", "or": "item"}
-
-
-def _empty(status: int) -> Response:
-    return Response(status_code=status)
 
 
 def _ids(data: dict[str, Any], name: str, *, required: bool = True) -> list[str]:
@@ -70,13 +82,6 @@ async def _paged(
     if next_token:
         body["nextPageToken"] = next_token
     return render(request, body, item_names=item_names)
-
-
-def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise invalid(name, "must be a text value")
-    return value
 
 
 # ---- departments ----------------------------------------------------------------------------
@@ -150,13 +155,13 @@ async def update_department(request: Request, department_id: str) -> Response:
             db,
             actor,
             department_id,
-            name=_optional_text(data, "name"),
-            parent_id=_optional_text(data, "parentDepartmentId"),
-            code=_optional_text(data, "code"),
+            name=text_param(data, "name", request),
+            parent_id=text_param(data, "parentDepartmentId", request),
+            code=text_param(data, "code", request),
         )
 
     await call(request, work)
-    return _empty(204)
+    return empty(204)
 
 
 @router.delete("/department/{department_id}")
@@ -167,7 +172,7 @@ async def delete_department(request: Request, department_id: str) -> Response:
         lambda actor, _: departments.delete_department(db, actor, department_id),
         with_body=False,
     )
-    return _empty(204)
+    return empty(204)
 
 
 @router.post("/department/{department_id}/subordination")
@@ -180,7 +185,7 @@ async def department_subordination(request: Request, department_id: str) -> Resp
         )
 
     await call(request, work)
-    return _empty(204)
+    return empty(204)
 
 
 @router.post("/department/{department_id}/user/move")
@@ -190,7 +195,7 @@ async def move_users(request: Request, department_id: str) -> Response:
         request,
         lambda actor, data: departments.move_users(db, actor, department_id, _ids(data, "userIds")),
     )
-    return _empty(204)
+    return empty(204)
 
 
 @router.post("/department/{parent_id}/department/move")
@@ -204,7 +209,7 @@ async def move_departments(request: Request, parent_id: str) -> Response:
         departments.move_departments(db, actor, parent_id, ids)
 
     await call(request, work)
-    return _empty(204)
+    return empty(204)
 
 
 # ---- groups ---------------------------------------------------------------------------------
@@ -228,6 +233,12 @@ async def list_groups(request: Request) -> Response:
     return await _paged(request, "groups", fetch, _GROUP_ITEMS)
 
 
+def _stored_group(db: Database, actor: Actor, group_id: str) -> dict[str, Any]:
+    """A created group as stored (X-Return-Object), read back like any other group."""
+    found = groups.get_group(db, actor, group_id)
+    return present.group(groups.Group(found.id, found.name, is_smart=found.is_smart))
+
+
 @router.post("/group")
 async def post_group(request: Request) -> Response:
     db = db_of(request)
@@ -236,8 +247,8 @@ async def post_group(request: Request) -> Response:
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         name = text_param(data, "name", request, "x-name")
         new_id = groups.create_group(db, actor, name, _ids(data, "userIds", required=False))
-        obj = present.group(groups.Group(new_id, (name or "").strip()))
-        return new_id, obj if want_object else None
+        obj = _stored_group(db, actor, new_id) if want_object else None
+        return new_id, obj
 
     new_id, obj = await call(request, work)
     return created(request, new_id, obj)
@@ -252,29 +263,28 @@ def _rule_nodes(parent: etree._Element, name: str) -> list[etree._Element]:
     return found
 
 
-async def _xml_rules(request: Request) -> dict[str, Any] | None:
-    """Smart group rules of an XML body, read from the tree: the generic XML decoding cannot
-    tell one AND node holding two OR nodes from two AND nodes. None when the body is not XML
-    or has no <rules> (an unreadable body is reported by the usual decoding)."""
-    if not is_xml_body(request, await request.body()):
-        return None
-    try:
-        root = parse_xml(await request.body())
-    except XmlRejected:
-        return None
+async def _smart_group_data(request: Request) -> dict[str, Any]:
+    """The body; in XML the rules are read from the tree, because the generic reading cannot
+    tell one AND node holding two OR nodes from two AND nodes."""
+    body = await request.body()
+    if not is_xml_body(request, body):
+        return await decode_body(request)
+    root = read_xml(body)
+    data = xml_parameters(root)
     holder = next((c for c in root if local_name(c) == "rules"), None)
-    if holder is None:
-        return None
-    ands = []
-    for and_node in _rule_nodes(holder, "and"):
-        ors = []
-        for or_node in _rule_nodes(and_node, "or"):
-            rule = next((c for c in or_node if local_name(c) == "rule"), None)
-            ors.append(
-                {"rule": {local_name(c): c.text or "" for c in rule}} if rule is not None else {}
-            )
-        ands.append({"or": ors})
-    return {"and": ands}
+    if holder is not None:
+        data["rules"] = {
+            "and": [
+                {"or": [_rule(or_node) for or_node in _rule_nodes(and_node, "or")]}
+                for and_node in _rule_nodes(holder, "and")
+            ]
+        }
+    return data
+
+
+def _rule(or_node: etree._Element) -> dict[str, Any]:
+    rule = next((c for c in or_node if local_name(c) == "rule"), None)
+    return {"rule": {local_name(c): c.text or "" for c in rule}} if rule is not None else {}
 
 
 @router.post("/group/smart")
@@ -282,34 +292,27 @@ async def post_smart_group(request: Request) -> Response:
     db = db_of(request)
     want_object = return_object(request)
 
-    xml_rules = await _xml_rules(request)
-
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-        name = _optional_text(data, "name")
-        rules = xml_rules if xml_rules is not None else data.get("rules")
-        new_id = groups.create_smart_group(db, actor, name, rules)
-        obj = present.group(groups.Group(new_id, (name or "").strip(), is_smart=True))
-        return new_id, obj if want_object else None
+        name = text_param(data, "name", request)
+        new_id = groups.create_smart_group(db, actor, name, data.get("rules"))
+        obj = _stored_group(db, actor, new_id) if want_object else None
+        return new_id, obj
 
-    new_id, obj = await call(request, work)
+    new_id, obj = await call(request, work, decode=_smart_group_data)
     return created(request, new_id, obj)
 
 
 @router.post("/group/smart/{group_id}")
 async def update_smart_group(request: Request, group_id: str) -> Response:
     db = db_of(request)
-    xml_rules = await _xml_rules(request)
     await call(
         request,
         lambda actor, data: groups.update_smart_group(
-            db,
-            actor,
-            group_id,
-            _optional_text(data, "name"),
-            xml_rules if xml_rules is not None else data.get("rules"),
+            db, actor, group_id, text_param(data, "name", request), data.get("rules")
         ),
+        decode=_smart_group_data,
     )
-    return _empty(200)
+    return empty(200)
 
 
 @router.get("/group/smart/{group_id}/rules")
@@ -339,16 +342,18 @@ async def update_group(request: Request, group_id: str) -> Response:
     db = db_of(request)
     await call(
         request,
-        lambda actor, data: groups.rename_group(db, actor, group_id, _optional_text(data, "name")),
+        lambda actor, data: groups.rename_group(
+            db, actor, group_id, text_param(data, "name", request)
+        ),
     )
-    return _empty(200)
+    return empty(200)
 
 
 @router.delete("/group/{group_id}")
 async def delete_group(request: Request, group_id: str) -> Response:
     db = db_of(request)
     await call(request, lambda actor, _: groups.delete_group(db, actor, group_id), with_body=False)
-    return _empty(204)
+    return empty(204)
 
 
 @router.post("/group/{group_id}/members")
@@ -358,4 +363,4 @@ async def group_members(request: Request, group_id: str) -> Response:
         request,
         lambda actor, data: groups.set_members(db, actor, group_id, _ids(data, "userIds")),
     )
-    return _empty(200)
+    return empty(200)

@@ -12,12 +12,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from learndir.api.ispring_rest.common import call, db_of, text_param
+from learndir.api.ispring_rest.common import call, db_of, empty, text_param
 from learndir.api.ispring_rest.routes import add_user_data
-from learndir.api.ispring_rest.wire import LIST_KEYS, decode_body, header_list
-from learndir.api.xml import XmlRejected, element_to_data, local_name, parse_xml
+from learndir.api.ispring_rest.wire import (
+    LIST_KEYS,
+    decode_body,
+    header_list,
+    is_xml_body,
+    read_xml,
+)
+from learndir.api.xml import XmlRejected, element_to_data, local_name
 from learndir.core.actor import Actor
-from learndir.core.errors import DomainError, invalid
+from learndir.core.errors import invalid
 from learndir.core.users.changes import (
     ACTIVE,
     INACTIVE,
@@ -41,10 +47,6 @@ from learndir.core.users.commands import (
 from learndir.core.users.schedules import ScheduledChange, cancel_change, schedule_change
 
 router = APIRouter()
-
-
-def _empty(status: int = 200) -> Response:
-    return Response(status_code=status)
 
 
 def _ids(data: dict[str, Any], key: str, request: Request, header: str) -> list[str] | None:
@@ -79,14 +81,14 @@ async def post_update_user(request: Request, user_id: str) -> Response:
         update_user(db, actor, user_id, cmd, ApiGeneration.TOKEN)
 
     await call(request, work)
-    return _empty()
+    return empty()
 
 
 @router.delete("/user/{user_id}")
 async def remove_user(request: Request, user_id: str) -> Response:
     db = db_of(request)
     await call(request, lambda actor, _: delete_user(db, actor, user_id), with_body=False)
-    return _empty(204)
+    return empty(204)
 
 
 # ---- status -----------------------------------------------------------------------------
@@ -101,7 +103,7 @@ async def post_status(request: Request, user_id: str) -> Response:
         change_status(db, actor, [user_id], status, ApiGeneration.TOKEN, parameter="userId")
 
     await call(request, work)
-    return _empty()
+    return empty()
 
 
 def _bulk_status(status: int) -> Callable[[Request], Any]:
@@ -113,7 +115,7 @@ def _bulk_status(status: int) -> Callable[[Request], Any]:
             change_status(db, actor, ids, status, ApiGeneration.TOKEN, parameter="userIds")
 
         await call(request, work)
-        return _empty()
+        return empty()
 
     return handler
 
@@ -133,7 +135,7 @@ async def post_password(request: Request, user_id: str) -> Response:
         change_password(db, actor, user_id, text_param(data, "password", request, "x-password"))
 
     await call(request, work)
-    return _empty()
+    return empty()
 
 
 # ---- scheduled deactivation and termination ---------------------------------------------
@@ -152,7 +154,7 @@ def _schedule_routes(change: ScheduledChange) -> None:
             schedule_change(db, actor, user_id, change, date)
 
         await call(request, work)
-        return _empty()
+        return empty()
 
     async def remove(request: Request, user_id: str) -> Response:
         db = db_of(request)
@@ -161,7 +163,7 @@ def _schedule_routes(change: ScheduledChange) -> None:
             lambda actor, _: cancel_change(db, actor, user_id, change),
             with_body=False,
         )
-        return _empty()
+        return empty()
 
     router.add_api_route(path, post, methods=["POST"])
     router.add_api_route(path, remove, methods=["DELETE"])
@@ -183,7 +185,7 @@ async def post_remove_groups(request: Request, user_id: str) -> Response:
         remove_from_groups(db, actor, user_id, ids)
 
     await call(request, work)
-    return _empty()
+    return empty()
 
 
 @router.post("/user/{user_id}/subordination")
@@ -194,7 +196,7 @@ async def post_subordination(request: Request, user_id: str) -> Response:
         change_subordination(db, actor, user_id, parse_command(ChangeSubordination, data))
 
     await call(request, work)
-    return _empty(204)
+    return empty(204)
 
 
 # ---- work leave -------------------------------------------------------------------------
@@ -221,42 +223,32 @@ def _entries(value: Any) -> list[Any]:
 async def _work_leave_data(request: Request) -> dict[str, Any]:
     """The body; in XML the unwrapped entries repeat <workLeaveStatuses> under <request>."""
     body = await request.body()
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if "xml" in ctype or (not ctype and body.lstrip()[:1] == b"<"):
+    if not is_xml_body(request, body):
+        return await decode_body(request)
+    entries = []
+    for child in read_xml(body):
+        name = local_name(child)
+        if name != "workLeaveStatuses":
+            raise invalid(name, "unknown parameter")
         try:
-            root = parse_xml(body)
-            data: dict[str, Any] = {"workLeaveStatuses": []}
-            for child in root:
-                name = local_name(child)
-                if name != "workLeaveStatuses":
-                    raise invalid(name, "unknown parameter")
-                data["workLeaveStatuses"].append(element_to_data(child, LIST_KEYS))
+            entries.append(element_to_data(child, LIST_KEYS))
         except XmlRejected as exc:
             raise invalid("request", str(exc)) from None
-        return data
-    return await decode_body(request)
+    return {"workLeaveStatuses": entries}
 
 
 @router.post("/users/work-leave-status")
 async def post_work_leave(request: Request) -> Response:
     db = db_of(request)
-    body_error: DomainError | None = None
-    data: dict[str, Any] = {}
-    try:
-        data = await _work_leave_data(request)
-    except DomainError as exc:
-        body_error = exc
 
-    def work(actor: Actor, _: dict[str, Any]) -> None:
-        if body_error is not None:
-            raise body_error
+    def work(actor: Actor, data: dict[str, Any]) -> None:
         if "workLeaveStatuses" in data:
             data["workLeaveStatuses"] = _entries(data["workLeaveStatuses"])
         cmd = parse_command(UpdateWorkLeaves, data)
         set_work_leaves(db, actor, cmd.work_leave_statuses)
 
-    await call(request, work, with_body=False)
-    return _empty()
+    await call(request, work, decode=_work_leave_data)
+    return empty()
 
 
 @router.post("/users/work-leave-status/delete")
@@ -267,4 +259,4 @@ async def post_work_leave_delete(request: Request) -> Response:
         clear_work_leaves(db, actor, _ids(data, "userIds", request, "x-user-ids"))
 
     await call(request, work)
-    return _empty()
+    return empty()

@@ -259,6 +259,27 @@ def _depth(data: Any) -> int:
     return deepest
 
 
+def read_xml(body: bytes) -> etree._Element:
+    """A request body parsed by the hardened parser; a refused document is Wrong parameters."""
+    try:
+        return parse_xml(body)
+    except XmlRejected as exc:
+        raise invalid("request", str(exc)) from None
+
+
+def xml_parameters(root: etree._Element) -> dict[str, Any]:
+    """The parameters under a request's root element, as plain data."""
+    try:
+        data = element_to_data(root, LIST_KEYS)
+    except XmlRejected as exc:
+        raise invalid("request", str(exc)) from None
+    if isinstance(data, str) and not data.strip():
+        return {}
+    if not isinstance(data, dict):
+        raise invalid("request", "the XML body must hold named parameters")
+    return data
+
+
 def is_xml_body(request: Request, body: bytes) -> bool:
     """Whether decode_body reads this body as XML."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -283,16 +304,7 @@ async def decode_body(request: Request) -> dict[str, Any]:
             raise invalid("request", "the JSON body must be an object")
         return cast(dict[str, Any], data)
     if is_xml_body(request, body):
-        try:
-            root = parse_xml(body)
-            data = element_to_data(root, LIST_KEYS)
-        except XmlRejected as exc:
-            raise invalid("request", str(exc)) from None
-        if isinstance(data, str) and not data.strip():
-            return {}
-        if not isinstance(data, dict):
-            raise invalid("request", "the XML body must hold named parameters")
-        return data
+        return xml_parameters(read_xml(body))
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
     except (ValueError, UnicodeDecodeError):
