@@ -122,8 +122,9 @@ def has_roles(**expected: list[str]) -> Check:
     return check
 
 
-def invitations(*expected: tuple[str, str]) -> Check:
-    """(channel, recipient) rows of the outbox; recipient 'EMAIL'/'LOGIN' mean the ctx's."""
+def invitations(*expected: tuple[str, str], text: str | None = None) -> Check:
+    """(channel, recipient) rows of the outbox; recipient 'EMAIL'/'LOGIN' mean the ctx's; with
+    `text`, every message is that text."""
 
     def check(w: World, user_id: str, c: Ctx) -> None:
         with w.db.read() as conn:
@@ -137,6 +138,8 @@ def invitations(*expected: tuple[str, str]) -> Check:
             (ch, mapping.get(to, to)) for ch, to in expected
         )
         assert all(r.message for r in rows)
+        if text is not None:
+            assert [r.message for r in rows] == [text] * len(rows)
 
     return check
 
@@ -543,8 +546,21 @@ ROWS: list[Row] = [
         Err(IDS, "invitationMessage"),
         auth="credentials",
         expect_legacy=OK,
-        check_legacy=invitations(("email", "EMAIL")),
+        check_legacy=invitations(("email", "EMAIL"), text="You have been invited to Acme."),
+        transports=("soap",),
     ),
+    # REST's NewUser does not require invitationMessage: the account's default text is sent.
+    *[
+        Row(
+            f"invite-email-default-text-on-rest-{auth}",
+            lambda w, c: base(w, c, email=c.email, sendLoginEmail=True),
+            OK,
+            auth=auth,
+            check=invitations(("email", "EMAIL"), text="You have been invited to Acme."),
+            transports=("rest-xml", "rest-json"),
+        )
+        for auth in ("token", "credentials")
+    ],
     Row(
         "invite-to-login-that-is-an-email",
         lambda w, c: base(

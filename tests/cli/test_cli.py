@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import select
 
+from learndir.db.engine import Database
+from learndir.db.schema import outbox
 from tests.support import ROOT, acme_spec, start_server, stop_server
 
 
@@ -68,6 +71,81 @@ def test_init_prints_ids_and_a_working_api_key(database_url: str, tmp_path: Path
         assert response.status_code == 201, response.text
     finally:
         stop_server(server)
+
+
+def test_init_keeps_the_owner_profile_and_the_invitation_text(
+    database_url: str, tmp_path: Path
+) -> None:
+    owner = {
+        "login": "boss",
+        "email": "boss@acme.test",
+        "password": "Boss-Pass-1",
+        "fields": {
+            "first_name": "Bea",
+            "last_name": "Boss",
+            "job_title": "CEO",
+            "employee_id": "E-0",
+            "country": "Germany",
+        },
+    }
+    text = "Welcome to Acme's academy: sign in with the login below."
+    spec = write_spec(tmp_path, acme_spec(owner=owner, invitationMessage=text, users=[]))
+    result = learndir("init", "--account-file", str(spec), "--database-url", database_url, "--json")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    server = start_server(database_url, tmp_path)
+    try:
+        headers = {
+            "X-Auth-Account-Url": created["accountUrl"],
+            "X-Auth-Email": "boss",
+            "X-Auth-Password": "Boss-Pass-1",
+            "Accept": "application/json",
+        }
+        profile = httpx.get(
+            f"{server.base_url}/user/{created['ownerUserId']}", headers=headers
+        ).json()
+        assert profile["fields"] == [
+            {"name": "LOGIN", "value": "boss"},
+            {"name": "EMAIL", "value": "boss@acme.test"},
+            {"name": "FIRST_NAME", "value": "Bea"},
+            {"name": "LAST_NAME", "value": "Boss"},
+            {"name": "JOB_TITLE", "value": "CEO"},
+            {"name": "EMPLOYEE_ID", "value": "E-0"},
+            {"name": "COUNTRY", "value": "DE"},
+        ]
+        # The owner's unique value is taken like anyone's.
+        taken = httpx.post(
+            f"{server.base_url}/user",
+            headers=headers,
+            json={
+                "departmentId": created["rootDepartmentId"],
+                "fields": {"login": "dup", "employee_id": "e-0"},
+            },
+        )
+        assert taken.status_code == 409, taken.text
+        invited = httpx.post(
+            f"{server.base_url}/user",
+            headers=headers,
+            json={
+                "departmentId": created["rootDepartmentId"],
+                "fields": {"login": "newbie", "email": "newbie@acme.test", "employee_id": "E-9"},
+                "sendLoginEmail": True,
+            },
+        )
+        assert invited.status_code == 201, invited.text
+    finally:
+        stop_server(server)
+    db = Database(database_url)
+    try:
+        with db.read() as conn:
+            messages = conn.execute(
+                select(outbox.c.recipient, outbox.c.message).where(
+                    outbox.c.account_id == created["accountId"]
+                )
+            ).all()
+    finally:
+        db.dispose()
+    assert [tuple(m) for m in messages] == [("newbie@acme.test", text)]
 
 
 def test_init_twice_is_a_clear_error(database_url: str, tmp_path: Path) -> None:
@@ -141,6 +219,14 @@ def test_api_key_create(database_url: str, tmp_path: Path) -> None:
         ({"profileFields": [{"name": "x", "type": "colour"}]}, "colour"),
         ({"seatLimit": 2}, "seatLimit"),
         ({"owner": {"login": "o", "password": "short"}}, "password"),
+        # Keys learndir does not know are errors that name them, never ignored.
+        ({"seatlimit": 5}, "seatlimit: unknown key"),
+        ({"owner": {"login": "o", "nickname": "Boss"}}, "owner.nickname: unknown key"),
+        ({"departments": [{"name": "X", "kode": "x"}]}, "departments.0.kode: unknown key"),
+        ({"invitationMessage": ""}, "invitationMessage"),
+        # The owner's profile values are checked like anyone's.
+        ({"owner": {"login": "o", "fields": {"birthday": "someday"}}}, "fields.birthday"),
+        ({"owner": {"login": "o", "fields": {"shoe_size": "42"}}}, "fields.shoe_size"),
     ],
 )
 def test_invalid_account_file_creates_nothing(

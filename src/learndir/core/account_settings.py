@@ -1,4 +1,4 @@
-"""An account's profile fields and roles, cached per process.
+"""An account's profile fields, roles and default invitation text, cached per process.
 
 They are read by every addUser and change only when the account's settings do, which bumps
 `accounts.settings_version`. The actor's row already carries that version, so the cache is
@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from learndir.core.actor import AccountInfo
 from learndir.core.profile_fields import ProfileField, account_fields
@@ -24,6 +24,8 @@ _MAX_ENTRIES = 1024
 class AccountSettings:
     fields: tuple[ProfileField, ...]
     roles: tuple[Role, ...]
+    # The invitation's text when addUser asks for an e-mail without an invitationMessage.
+    invitation_message: str
 
 
 _cache: dict[tuple[str, int], AccountSettings] = {}
@@ -38,6 +40,9 @@ def account_settings(conn: Connection, account: AccountInfo) -> AccountSettings:
     settings = AccountSettings(
         fields=tuple(account_fields(conn, account.id)),
         roles=tuple(account_roles(conn, account.id)),
+        invitation_message=conn.execute(
+            select(accounts.c.invitation_message).where(accounts.c.id == account.id)
+        ).scalar_one(),
     )
     with _lock:
         if len(_cache) >= _MAX_ENTRIES:
@@ -47,7 +52,8 @@ def account_settings(conn: Connection, account: AccountInfo) -> AccountSettings:
 
 
 def settings_changed(conn: Connection, account_id: str) -> None:
-    """Call in the transaction that changes an account's profile fields or roles."""
+    """Call in the transaction that changes an account's profile fields, roles or invitation
+    text."""
     conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)

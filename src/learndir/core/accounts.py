@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
@@ -19,11 +19,19 @@ from learndir.core.common import fold, new_id, utcnow
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.passwords import hash_password
-from learndir.core.roles import Permission, RoleKind
+from learndir.core.profile_fields import account_fields
+from learndir.core.roles import Permission, RoleKind, account_roles
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
-from learndir.core.users.service import add_user_in, check_password
+from learndir.core.users.service import (
+    UserPlan,
+    add_user_in,
+    check_password,
+    checked_profile,
+    insert_user,
+    merge_profile_values,
+)
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, user_roles, users
+from learndir.db.schema import accounts, users
 
 
 class _Spec(BaseModel):
@@ -83,6 +91,8 @@ class AccountSpec(_Spec):
     password_policy: PasswordPolicySpec = Field(
         default_factory=lambda: PasswordPolicySpec.model_validate({}), alias="passwordPolicy"
     )
+    # The invitation's text when addUser sends one without an invitationMessage.
+    invitation_message: str | None = Field(None, alias="invitationMessage", min_length=1)
     owner: OwnerSpec
     departments: list[DepartmentSpec] = Field(default_factory=list)
     groups: list[GroupSpec] = Field(default_factory=list)
@@ -97,7 +107,37 @@ class AccountSpec(_Spec):
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"]) or "account file"
+            if error["type"] == "extra_forbidden":
+                raise invalid(where, "unknown key: learndir has no such setting") from None
             raise invalid(where, str(error["msg"])) from None
+
+
+def _insert_owner(
+    conn: Connection,
+    account_id: str,
+    root: Department,
+    owner: OwnerSpec,
+    password_hash: str | None,
+) -> str:
+    """The owner, with profile values checked like addUser's (format, uniqueness); required
+    fields are not demanded of the owner, who exists before the account's rules apply."""
+    where = f"owner.{owner.login}"
+    owner_role = next(r for r in account_roles(conn, account_id) if r.kind is RoleKind.OWNER)
+    try:
+        values = merge_profile_values(dict(owner.fields), owner.login, owner.email)
+        profile = checked_profile(account_fields(conn, account_id), values, require=False)
+    except DomainError as exc:
+        exc.parameter = f"{where}.{exc.parameter}" if exc.parameter else where
+        raise
+    plan = UserPlan(
+        login=profile.login,
+        email=profile.email,
+        department=root,
+        builtin=profile.builtin,
+        custom=profile.custom,
+        roles=[(owner_role, [])],
+    )
+    return insert_user(conn, account_id, None, plan, password_hash)
 
 
 @dataclass(frozen=True)
@@ -149,8 +189,11 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 url_key=account_url_key(spec.url),
                 name=spec.name,
                 seat_limit=spec.seat_limit,
-                active_users=0,
+                active_users=1,  # the owner, inserted below
                 password_min_length=spec.password_policy.min_length,
+                invitation_message=(
+                    spec.invitation_message or f"You have been invited to {spec.name}."
+                ),
                 created_at=utcnow(),
             )
         )
@@ -170,7 +213,7 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 add_departments(dept, child.departments)
 
         add_departments(root, spec.departments)
-        role_ids = roles_repo.create_standard_roles(conn, account_id)
+        roles_repo.create_standard_roles(conn, account_id)
         custom_roles: dict[str, str] = {}
         for role_spec in spec.custom_roles:
             try:
@@ -195,25 +238,7 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 field_spec.unique,
             )
 
-        owner_id = new_id()
-        owner = spec.owner
-        conn.execute(
-            insert(users).values(
-                id=owner_id,
-                account_id=account_id,
-                department_id=root_id,
-                login=owner.login.strip(),
-                login_key=fold(owner.login),
-                email=owner.email,
-                email_key=fold(owner.email) if owner.email else None,
-                password_hash=hashes.get(0),
-                status=1,
-                added_at=utcnow(),
-                added_by=None,
-            )
-        )
-        conn.execute(insert(user_roles).values(user_id=owner_id, role_id=role_ids[RoleKind.OWNER]))
-        conn.execute(update(accounts).where(accounts.c.id == account_id).values(active_users=1))
+        owner_id = _insert_owner(conn, account_id, root, spec.owner, hashes.get(0))
         if spec.seat_limit is not None and spec.seat_limit < 1 + len(spec.users):
             raise DomainError(
                 ErrorCode.SEAT_LIMIT_EXCEEDED,
@@ -233,7 +258,7 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 return root
             raise invalid(parameter, f"no department with code or name {ref!r}")
 
-        user_ids = {owner.login: owner_id}
+        user_ids = {spec.owner.login: owner_id}
         for i, user in enumerate(spec.users, start=1):
             where = f"users.{user.login}"
             dept = department(user.department, f"{where}.department") if user.department else root

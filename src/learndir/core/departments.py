@@ -303,8 +303,15 @@ def _tree_write(db: Database, account_id: str) -> Iterator[Connection]:
 
 
 def create_department(
-    db: Database, actor: Actor, name: str | None, parent_id: str | None, code: str | None
+    db: Database,
+    actor: Actor,
+    name: str | None,
+    parent_id: str | None,
+    code: str | None,
+    subordination: Any = None,
+    co_subordination: Any = None,
 ) -> str:
+    """A new department under `parent_id`, with its supervisors when they are given."""
     if not name or not name.strip():
         raise invalid("name", "is required")
     if not parent_id:
@@ -322,7 +329,11 @@ def create_department(
             raise denied(
                 "the parent department is outside the departments you manage", "parentDepartmentId"
             )
-        return insert_department(conn, actor.account_id, parent, name, code)
+        new_id = insert_department(conn, actor.account_id, parent, name, code)
+        values = _subordination_update(conn, actor.account_id, subordination, co_subordination)
+        if values:
+            conn.execute(update(departments).where(departments.c.id == new_id).values(values))
+        return new_id
 
 
 def update_department(
@@ -333,15 +344,21 @@ def update_department(
     name: str | None = None,
     parent_id: str | None = None,
     code: str | None = None,
+    subordination: Any = None,
+    co_subordination: Any = None,
 ) -> None:
-    """Renames, re-codes (an empty code removes it) and moves (`parent_id`) a department."""
-    if name is None and parent_id is None and code is None:
-        raise invalid("request", "give name, parentDepartmentId or code")
+    """Renames, re-codes (an empty code removes it), moves (`parent_id`) a department and sets
+    its supervisors, in one transaction."""
+    given = (name, parent_id, code, subordination, co_subordination)
+    if all(value is None for value in given):
+        raise invalid(
+            "request", "give name, parentDepartmentId, code, subordination or coSubordination"
+        )
     scope = _manage_scope(actor)
     with _tree_write(db, actor.account_id) as conn:
         dept = _find(conn, actor.account_id, department_id, "departmentId")
         _require_covers(scope, dept, "departmentId")
-        values: dict[str, Any] = {}
+        values = _subordination_update(conn, actor.account_id, subordination, co_subordination)
         if name is not None:
             values["name"] = _check_name(name)
         if code is not None:
@@ -515,18 +532,24 @@ def set_subordination(
     with db.write() as conn:
         dept = _find(conn, actor.account_id, department_id, "departmentId")
         _require_covers(scope, dept, "departmentId")
-        values: dict[str, Any] = {}
-        if subordination is not None:
-            kind, supervisor = subordination_values(
-                conn, actor.account_id, subordination, "subordination"
-            )
-            values.update(subordination_type=kind, supervisor_id=supervisor)
-        if co_subordination is not None:
-            kind, supervisor = subordination_values(
-                conn, actor.account_id, co_subordination, "coSubordination"
-            )
-            values.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+        values = _subordination_update(conn, actor.account_id, subordination, co_subordination)
         conn.execute(update(departments).where(departments.c.id == dept.id).values(values))
+
+
+def _subordination_update(
+    conn: Connection, account_id: str, subordination: Any, co_subordination: Any
+) -> dict[str, Any]:
+    """The department columns for the supervisors given (None: left as they are)."""
+    values: dict[str, Any] = {}
+    if subordination is not None:
+        kind, supervisor = subordination_values(conn, account_id, subordination, "subordination")
+        values.update(subordination_type=kind, supervisor_id=supervisor)
+    if co_subordination is not None:
+        kind, supervisor = subordination_values(
+            conn, account_id, co_subordination, "coSubordination"
+        )
+        values.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+    return values
 
 
 # ---- moving users ---------------------------------------------------------------------------

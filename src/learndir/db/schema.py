@@ -50,6 +50,8 @@ accounts = Table(
     Column("password_min_length", Integer, nullable=False, server_default="8"),
     # Bumped whenever the account's profile fields or roles change: caches key on it.
     Column("settings_version", Integer, nullable=False, server_default="1"),
+    # The invitation e-mail's text when addUser asks for one without an invitationMessage.
+    Column("invitation_message", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

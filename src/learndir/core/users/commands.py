@@ -12,10 +12,14 @@ from learndir.core.errors import DomainError, invalid
 
 
 class ApiGeneration(StrEnum):
-    """The two generations of addUser differ in defaults (see seeds 002 and 000)."""
+    """The two generations of addUser differ in defaults (seeds 002 and 000); REST follows the
+    newer one except where the OpenAPI document is more lenient."""
 
     CREDENTIALS = "credentials"  # accountUrl/email/password: sendLoginEmail defaults to true
-    TOKEN = "token"  # token and REST: sendLoginEmail defaults to false
+    TOKEN = "token"  # SOAP with a token: sendLoginEmail defaults to false, then needs a message
+    # REST: as TOKEN, but sendLoginEmail alone is accepted (NewUser does not require
+    # invitationMessage): the account's default invitation text is sent.
+    REST = "rest"
 
 
 class RoleItem(BaseModel):

@@ -436,6 +436,8 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
     if not rows:
         return []
     field_names = {f.id: f.name for f in settings.fields}
+    # Custom values in the account's field order, whatever order the database returns them in.
+    custom_order = [f.name for f in settings.fields if not f.is_builtin]
     roles_by_id = {r.id: r for r in settings.roles}
     values: dict[str, dict[str, str]] = {}
     held: dict[str, dict[str, list[str]]] = {}
@@ -476,6 +478,8 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
         }
         custom = values.get(user_id)
         if custom:
+            if len(custom) > 1:
+                custom = {name: custom[name] for name in custom_order if name in custom}
             fields.update(custom)
         role_list = [
             (roles_by_id[role_id], sorted(depts))

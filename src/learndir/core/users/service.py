@@ -82,7 +82,7 @@ class _Invitation:
 
 
 @dataclass
-class _Plan:
+class UserPlan:
     """A request whose parameters have all been checked: what will be written."""
 
     login: str
@@ -140,7 +140,7 @@ def add_user_in(
     _authorize(actor, scope, plan, "roles" if cmd.roles else "role")
     _check_duplicates(conn, actor.account_id, plan)
     try:
-        user_id = _insert(conn, actor, plan, password_hash)
+        user_id = insert_user(conn, actor.account_id, actor.user_id, plan, password_hash)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
     # Smart groups follow profile values and departments: the new user joins those that match.
@@ -157,7 +157,7 @@ def add_user_in(
     return user_id
 
 
-def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> _Plan:
+def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> UserPlan:
     account_id = actor.account_id
     values = merge_profile_values(cmd.fields, cmd.login, cmd.email)
     if not values.get("login"):
@@ -166,14 +166,7 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
         raise invalid("departmentId", "is required")
 
     settings = account_settings(conn, actor.account)
-    fields = settings.fields
-    checked = check_profile_values(fields, values)
-    for profile_field in fields:
-        if not profile_field.is_required or profile_field.type == "country":
-            continue
-        present = checked.get(profile_field.name.casefold())
-        if present is None or not present[1]:
-            raise required_field_missing(profile_field)
+    profile = checked_profile(settings.fields, values)
 
     wanted_departments = [cmd.department_id, *(cmd.manageable_department_ids or [])]
     for item in cmd.roles or []:
@@ -185,34 +178,35 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
     if department is None:
         raise invalid("departmentId", f"no department {cmd.department_id!r} in this account")
 
-    login = checked.pop("login")[1]
-    email_entry = checked.pop("email", None)
-    email = email_entry[1] if email_entry and email_entry[1] else None
-    plan = _Plan(login=login, email=email, department=department)
-    for key, (profile_field, value) in checked.items():
-        if profile_field.is_builtin:
-            plan.builtin[key] = value
-        elif value:
-            plan.custom.append((profile_field, value))
-
+    plan = UserPlan(
+        login=profile.login,
+        email=profile.email,
+        department=department,
+        builtin=profile.builtin,
+        custom=profile.custom,
+    )
     plan.roles = resolve_roles(settings.roles, cmd, generation, known)
     plan.group_ids = resolve_groups(conn, actor.account, cmd.groups or [])
-    plan.invitations = _invitations(actor, cmd, generation, plan)
+    plan.invitations = _invitations(cmd, generation, plan, settings.invitation_message)
     return plan
 
 
 def merge_profile_values(
     fields: Mapping[str, str | None], login: str | None, email: str | None
 ) -> dict[str, str]:
-    """login and e-mail may come top-level or inside `fields`; names are case-insensitive."""
+    """login and e-mail may come top-level or inside `fields`; names are case-insensitive.
+    Values are keyed by the name the client gave (so an error names what it sent), login and
+    email by those names."""
     values: dict[str, str] = {}
+    seen: set[str] = set()
     for name, raw in fields.items():
         key = name.strip().casefold()
         if not key:
             raise invalid("fields", "a profile field has no name")
-        if key in values:
+        if key in seen:
             raise invalid(f"fields.{name}", "given more than once")
-        values[key] = raw or ""
+        seen.add(key)
+        values[key if key in _TOP_LEVEL else name.strip()] = raw or ""
     for key, top in (("login", login), ("email", email)):
         if top is None:
             continue
@@ -222,6 +216,49 @@ def merge_profile_values(
         if top.strip() or key not in values:
             values[key] = top
     return values
+
+
+_TOP_LEVEL = frozenset({"login", "email"})
+
+
+@dataclass
+class Profile:
+    """A new user's checked profile values."""
+
+    login: str
+    email: str | None
+    # Built-in fields stored in the users row (first_name, ...), by name.
+    builtin: dict[str, str]
+    # Custom fields with a value.
+    custom: list[tuple[ProfileField, str]]
+
+
+def checked_profile(
+    fields: Sequence[ProfileField], values: Mapping[str, str], *, require: bool = True
+) -> Profile:
+    """`values` (from merge_profile_values, with a login) checked against the account's fields;
+    with `require`, every required field but those of the country type must have a value."""
+    checked = check_profile_values(fields, values)
+    if require:
+        for profile_field in fields:
+            if not profile_field.is_required or profile_field.type == "country":
+                continue
+            given = checked.get(profile_field.name.casefold())
+            if given is None or not given[1]:
+                raise required_field_missing(profile_field)
+    email_entry = checked.pop("email", None)
+    profile = Profile(
+        login=checked.pop("login")[1],
+        email=email_entry[1] if email_entry and email_entry[1] else None,
+        builtin={},
+        custom=[],
+    )
+    for key, (profile_field, value) in checked.items():
+        if profile_field.is_builtin:
+            profile.builtin[key] = value
+        elif value:
+            profile.custom.append((profile_field, value))
+    return profile
 
 
 def check_profile_values(
@@ -378,8 +415,10 @@ def resolve_groups(
 
 
 def _invitations(
-    actor: Actor, cmd: AddUser, generation: ApiGeneration, plan: _Plan
+    cmd: AddUser, generation: ApiGeneration, plan: UserPlan, default_message: str
 ) -> list[_Invitation]:
+    """The older generation invites by default and the newer one on request; only the newer
+    SOAP generation demands the message's text, elsewhere the account's default is sent."""
     result = []
     explicit = cmd.send_login_email is True
     wanted = (
@@ -400,17 +439,7 @@ def _invitations(
                     "nor a login that is an e-mail) to invite",
                 )
         else:
-            result.append(
-                _Invitation(
-                    "email",
-                    recipient,
-                    message
-                    or (
-                        f"You have been invited to {actor.account.name}. Sign in at "
-                        f"{actor.account.url} with the login {plan.login}."
-                    ),
-                )
-            )
+            result.append(_Invitation("email", recipient, message or default_message))
     if cmd.send_login_sms:
         message = (cmd.invitation_sms_message or "").strip()
         if not message:
@@ -422,7 +451,7 @@ def _invitations(
     return result
 
 
-def _authorize(actor: Actor, scope: Scope, plan: _Plan, role_parameter: str) -> None:
+def _authorize(actor: Actor, scope: Scope, plan: UserPlan, role_parameter: str) -> None:
     if not scope.covers(plan.department.path):
         raise denied("the department is outside the departments you manage", "departmentId")
     authorize_roles(actor, scope, plan.roles, role_parameter)
@@ -455,7 +484,7 @@ def authorize_roles(
                 )
 
 
-def _check_duplicates(conn: Connection, account_id: str, plan: _Plan) -> None:
+def _check_duplicates(conn: Connection, account_id: str, plan: UserPlan) -> None:
     check_unique_values(conn, account_id, plan.login, plan.email, plan.custom)
 
 
@@ -530,23 +559,31 @@ def duplicate_from_integrity_error(
     raise exc
 
 
-def _insert(conn: Connection, actor: Actor, plan: _Plan, password_hash: str | None) -> str:
+def insert_user(
+    conn: Connection,
+    account_id: str,
+    added_by: str | None,
+    plan: UserPlan,
+    password_hash: str | None,
+    status: int = ACTIVE,
+) -> str:
+    """Writes a checked plan: the user, profile values, roles, groups and invitations."""
     user_id = new_id()
     now = utcnow()
     conn.execute(
         _INSERT_USER,
         {
             "id": user_id,
-            "account_id": actor.account_id,
+            "account_id": account_id,
             "department_id": plan.department.id,
             "login": plan.login,
             "login_key": fold(plan.login),
             "email": plan.email,
             "email_key": fold(plan.email) if plan.email else None,
             "password_hash": password_hash,
-            "status": ACTIVE,
+            "status": status,
             "added_at": now,
-            "added_by": actor.user_id,
+            "added_by": added_by,
             **{c: plan.builtin.get(c) or None for c in _BUILTIN_COLUMNS},
         },
     )
@@ -579,7 +616,7 @@ def _insert(conn: Connection, actor: Actor, plan: _Plan, password_hash: str | No
             [
                 {
                     "id": new_id(),
-                    "account_id": actor.account_id,
+                    "account_id": account_id,
                     "user_id": user_id,
                     "channel": inv.channel,
                     "recipient": inv.recipient,
