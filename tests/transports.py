@@ -109,7 +109,11 @@ def _xml_user(element: etree._Element) -> dict[str, Any]:
                 }
                 for role in child
             ]
-        elif tag in ("fields", "subordination", "coSubordination", "workLeaveStatus"):
+        elif tag == "fields":
+            out[tag] = [
+                {"name": f.findtext("name"), "value": f.findtext("value") or ""} for f in child
+            ]
+        elif tag in ("subordination", "coSubordination", "workLeaveStatus"):
             out[tag] = {c.tag: c.text or "" for c in child}
         elif tag == "status":
             out[tag] = int(child.text or "0")
@@ -120,7 +124,9 @@ def _xml_user(element: etree._Element) -> dict[str, Any]:
 
 def _xml_read(kind: str, doc: etree._Element) -> Any:
     if kind == "profile":
-        return _xml_user(doc)
+        (profile,) = doc  # <response><userProfile>...</userProfile></response>
+        assert profile.tag == "userProfile"
+        return _xml_user(profile)
     if kind == "list":
         return [_xml_user(u) for u in doc]
     if kind == "ids":
@@ -148,8 +154,6 @@ class _UserReads:
             data = outcome.data
             if isinstance(data, etree._Element):
                 outcome.data = _xml_read(kind, data)
-            elif kind == "profile":
-                outcome.data = data["response"]
         elif outcome.status == 200 and kind in ("list", "ids"):
             outcome.data = []
         return outcome
@@ -398,19 +402,26 @@ def _soap_params(params: dict[str, Any]) -> dict[str, Any]:
         elif key == "fields":
             call[key] = {"field": [{"name": k, "value": v} for k, v in value.items()]}
         elif key == "roles":
-            call[key] = {"_value_1": [_soap_role(r) for r in value]}
+            call[key] = _soap_roles(value)
         else:
             call[key] = value
     return call
 
 
-def _soap_role(role: Any) -> dict[str, Any]:
-    if not isinstance(role, dict):
-        return {"id": role}
-    item: dict[str, Any] = {"roleId": role["roleId"]}
-    if "manageableDepartmentIds" in role:
-        item["manageableDepartmentIds"] = {"id": role["manageableDepartmentIds"]}
-    return {"userRole": item}
+def _soap_roles(roles: list[Any]) -> dict[str, Any]:
+    """Roles by name, as a WSDL client fills them: ids under `id`, roles with their managed
+    departments under `userRole`."""
+    ids: list[Any] = []
+    items: list[dict[str, Any]] = []
+    for role in roles:
+        if not isinstance(role, dict):
+            ids.append(role)
+            continue
+        item: dict[str, Any] = {"roleId": role["roleId"]}
+        if "manageableDepartmentIds" in role:
+            item["manageableDepartmentIds"] = {"id": role["manageableDepartmentIds"]}
+        items.append(item)
+    return {"id": ids, "userRole": items}
 
 
 def _soap_ids(value: Any) -> list[Any]:
@@ -431,8 +442,10 @@ def _soap_datetime(value: Any) -> str:
 
 def _soap_profile(profile: Any) -> dict[str, Any]:
     """A UserProfile read by zeep as the same dict the REST JSON answer holds."""
-    values = {f.name: f.value or "" for f in (profile.fields.field if profile.fields else [])}
-    fields = {"login": values.get("LOGIN", ""), "email": values.get("EMAIL", ""), **values}
+    fields = [
+        {"name": f.name, "value": f.value or ""}
+        for f in (profile.fields.field if profile.fields else [])
+    ]
     out: dict[str, Any] = {
         "userId": profile.userId,
         "role": profile.role,
@@ -568,3 +581,8 @@ class Soap:
         params = {"userId": user_id, "status": None if status is None else str(status)}
         fault, _ = self._call("ChangeUserStatus", auth, params)
         return fault or Outcome(200)
+
+
+def field_map(profile: dict[str, Any]) -> dict[str, str]:
+    """A profile's name/value list as a map, as clients read it (names upper case)."""
+    return {f["name"]: f["value"] for f in profile["fields"]}

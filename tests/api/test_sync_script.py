@@ -64,8 +64,8 @@ class SyncReport:
 
 
 def _field(profile: dict[str, Any], name: str) -> str:
-    fields = profile["fields"]
-    return str(fields.get(name.upper()) or fields.get(name) or "")
+    """A profile value as the published scripts read it: the item of `fields` named so."""
+    return next((f["value"] for f in profile["fields"] if f["name"] == name.upper()), "")
 
 
 def _ok(outcome: Outcome, *statuses: int) -> Outcome:
@@ -111,10 +111,7 @@ class SyncScript:
 
     def departments(self) -> dict[str, str]:
         data = _ok(self.t.request("GET", "/department", self.auth)).data
-        if isinstance(data, dict):
-            items = data["departments"]
-        else:
-            items = [{c.tag: c.text for c in d} for d in data]
+        items = data if isinstance(data, list) else [{c.tag: c.text for c in d} for d in data]
         return {d["code"]: d["departmentId"] for d in items if d.get("code")}
 
     def groups(self) -> dict[str, str]:

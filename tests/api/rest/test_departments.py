@@ -76,7 +76,7 @@ def get_department(t: Transport, world: World, dept_id: str) -> dict[str, Any]:
     outcome = t.request("GET", f"/department/{dept_id}", auth(world))
     assert outcome.status == 200, outcome
     if isinstance(t, RestJson):
-        return dict(outcome.data["response"])
+        return dict(outcome.data)
     doc: etree._Element = outcome.data
 
     def value(e: etree._Element) -> Any:

@@ -18,6 +18,7 @@ from lxml import etree
 
 from learndir.core.auth import create_api_key
 from tests.support import Server, World, start_server, stop_server
+from tests.transports import field_map
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ class TestBodies:
         )
         assert response.status_code == 201, response.text
         user = http.get(f"/user/{response.json()}", headers={**bearer(world), **JSON}).json()
-        assert {r["roleType"] for r in user["response"]["userRoles"]} == {
+        assert {r["roleType"] for r in user["userRoles"]} == {
             "learner",
             "department_administrator",
         }
@@ -223,7 +224,7 @@ class TestBodies:
         )
         assert response.status_code == 201, response.text
         user = http.get(f"/user/{response.json()}", headers={**bearer(world), **JSON}).json()
-        assert sorted(user["response"]["groups"]) == sorted(
+        assert sorted(user["groups"]) == sorted(
             [world.groups["Newcomers"], world.groups["Managers"]]
         )
 
@@ -338,17 +339,17 @@ class TestReads:
         assert xml.tag == "response" and len(xml.findall("role")) == len(roles)
 
     def test_departments_and_code_filter(self, http: httpx.Client, world: World) -> None:
-        all_ = http.get("/department", headers={**bearer(world), **JSON}).json()["departments"]
+        all_ = http.get("/department", headers={**bearer(world), **JSON}).json()
         assert world.departments["sales-eu"] in {d["departmentId"] for d in all_}
         sales = http.get(
             "/department", params={"code": "SALES"}, headers={**bearer(world), **JSON}
-        ).json()["departments"]
+        ).json()
         assert [d["departmentId"] for d in sales] == [world.departments["sales"]]
 
     def test_department_by_id_and_unknown(self, http: httpx.Client, world: World) -> None:
         one = http.get(
             f"/department/{world.departments['sales-eu']}", headers={**bearer(world), **JSON}
-        ).json()["response"]
+        ).json()
         assert one["parentDepartmentId"] == world.departments["sales"]
         missing = http.get(f"/department/{uuid.uuid4()}", headers={**bearer(world), **JSON})
         assert missing.status_code == 404
@@ -357,7 +358,7 @@ class TestReads:
         self, http: httpx.Client, world: World
     ) -> None:
         seen = http.get("/department", headers={**bearer(world, "sales.admin"), **JSON}).json()
-        ids = {d["departmentId"] for d in seen["departments"]}
+        ids = {d["departmentId"] for d in seen}
         assert ids == {
             world.departments["sales"],
             world.departments["sales-eu"],
@@ -409,9 +410,9 @@ class TestReads:
     def test_user_profile(self, http: httpx.Client, world: World) -> None:
         user = http.get(
             f"/user/{world.users['jane.doe']}", headers={**bearer(world), **JSON}
-        ).json()["response"]
-        assert user["fields"]["LOGIN"] == "jane.doe"
-        assert user["fields"]["EMPLOYEE_ID"] == "E-4"
+        ).json()
+        assert field_map(user)["LOGIN"] == "jane.doe"
+        assert field_map(user)["EMPLOYEE_ID"] == "E-4"
         assert user["role"] == "learner" and user["status"] == 1
         assert user["departmentId"] == world.departments["sales-eu"]
 

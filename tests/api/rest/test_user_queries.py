@@ -20,7 +20,7 @@ from learndir.core.users.queries import UserFilter, get_user, list_users
 from learndir.core.users.service import add_user
 from learndir.db.schema import users
 from tests.support import Server, World, acme_spec, make_world
-from tests.transports import Auth, Outcome, RestJson, RestXml
+from tests.transports import Auth, Outcome, RestJson, RestXml, field_map
 
 Transport = RestJson | RestXml
 
@@ -60,9 +60,8 @@ class Directory:
 
     def logins(self, profiles: list[dict[str, Any]]) -> list[str]:
         """Logins of `profiles`, leaving out the newcomers the concurrent-insert test adds."""
-        return [
-            p["fields"]["login"] for p in profiles if not p["fields"]["login"].startswith("new-")
-        ]
+        logins = [field_map(p)["LOGIN"] for p in profiles]
+        return [login for login in logins if not login.startswith("new-")]
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +140,11 @@ class TestProfile:
             "startDate": "2030-01-01",
             "endDate": "2030-01-10",
         }
-        assert v2["fields"]["login"] == v2["fields"]["LOGIN"] == "gone"
-        assert v2["fields"]["email"] == "" and "EMAIL" not in v2["fields"]
+        # LOGIN and EMAIL come first, EMAIL empty when there is none.
+        assert v2["fields"][:2] == [
+            {"name": "LOGIN", "value": "gone"},
+            {"name": "EMAIL", "value": ""},
+        ]
         assert v2["addedDate"].endswith("Z") and len(v2["addedDate"]) == 20
         assert v2["lastLoginDate"] == ""
 
@@ -161,8 +163,9 @@ class TestProfile:
         ]
         eu0 = ok(rest.get_user(d.ids["eu0"], d.auth()))
         assert eu0["groups"] == [d.world.groups["Managers"]]
-        assert eu0["fields"]["COUNTRY"] == "DE" and eu0["fields"]["BIRTHDAY"] == "1980-01-15"
-        assert eu0["fields"]["email"] == eu0["fields"]["EMAIL"] == "eu0@acme.test"
+        fields = field_map(eu0)
+        assert fields["COUNTRY"] == "DE" and fields["BIRTHDAY"] == "1980-01-15"
+        assert fields["EMAIL"] == "eu0@acme.test"
 
     def test_unknown_malformed_and_foreign_ids_are_404(
         self, rest: Transport, d: Directory, world: World
@@ -192,9 +195,9 @@ class TestList:
         v1 = ok(rest.list_users({}, d.auth()))
         assert set(d.logins(v1)) == EVERYONE
         assert len({p["userId"] for p in v1}) == len(v1)
-        by_login = {p["fields"]["login"]: p for p in v1}
+        by_login = {field_map(p)["LOGIN"]: p for p in v1}
         assert by_login["gone"]["status"] == 3
-        v2 = {p["fields"]["login"]: p for p in ok(rest.list_users({}, d.auth(), v2=True))}
+        v2 = {field_map(p)["LOGIN"]: p for p in ok(rest.list_users({}, d.auth(), v2=True))}
         assert v2["gone"]["status"] == 5
 
     @pytest.mark.parametrize(
@@ -507,7 +510,7 @@ class TestCore:
     def test_fast_xml_writer_matches_the_element_tree(self, d: Directory) -> None:
         owner = authenticate_token(d.world.db, d.world.token("owner"))
         profiles = [present.user(u, v2=True) for u in list_users(d.world.db, owner, UserFilter())]
-        profiles[0]["fields"]["NOTE"] = "a < b & c > d\r\n\u00e9"
+        profiles[0]["fields"].append({"name": "NOTE", "value": "a < b & c > d\r\n\u00e9"})
         body = {"userProfiles": profiles, "nextPageToken": "abc"}
         names = {**present.ITEM_NAMES, "userProfiles": "userProfile"}
         assert xml_document(body) == to_xml(body, item_names=names)

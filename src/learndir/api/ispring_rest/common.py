@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from learndir.api.execution import body_may_carry_password, call_core
 from learndir.api.ispring_rest import present
-from learndir.api.ispring_rest.wire import decode_body, render, wants_json
+from learndir.api.ispring_rest.wire import decode_body, render
 from learndir.core.actor import Actor
 from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.errors import DomainError, ErrorCode, invalid
@@ -82,22 +82,17 @@ def return_object(request: Request) -> bool:
     return request.headers.get("x-return-object", "").strip().lower() in ("true", "1", "yes")
 
 
-def created(
-    request: Request,
-    new_id: str,
-    obj: dict[str, Any] | None = None,
-    item_names: dict[str, str] | None = None,
-) -> Response:
+def created(request: Request, new_id: str, obj: dict[str, Any] | None = None) -> Response:
+    """201 with the new id (`<response>id</response>`, a JSON string), or with the object."""
     if obj is not None:
-        return render(request, obj, 201, item_names=item_names)
+        return single(request, obj, 201)
     return render(request, new_id, 201)
 
 
-def single(request: Request, obj: dict[str, Any]) -> Response:
-    """GET of one object: `{"response": {...}}` in JSON, the object's fields under <response>."""
-    if wants_json(request):
-        return render(request, {"response": obj})
-    return render(request, obj, item_names=present.ITEM_NAMES)
+def single(request: Request, obj: dict[str, Any], status: int = 200) -> Response:
+    """One object: its fields directly under <response>, the bare object in JSON (the OpenAPI
+    wraps it in `response`, but the published clients read the object itself)."""
+    return render(request, obj, status, item_names=present.ITEM_NAMES)
 
 
 def empty(status: int = 200) -> Response:

@@ -24,7 +24,6 @@ from learndir.api.ispring_rest.wire import (
     is_xml_body,
     read_xml,
     render,
-    wants_json,
     xml_parameters,
 )
 from learndir.api.xml import local_name
@@ -94,10 +93,9 @@ async def get_departments(request: Request) -> Response:
     found = await call(
         request, lambda actor, _: departments.list_departments(db, actor, code), with_body=False
     )
-    items = [present.department(d) for d in found]
-    if wants_json(request):
-        return render(request, {"departments": items})
-    return render(request, items, items="department")
+    # A bare list, in JSON too (the OpenAPI wraps it in `departments`, but the published
+    # clients read the list itself, as GET /group answers).
+    return render(request, [present.department(d) for d in found], items="department")
 
 
 @router.get("/departments")
@@ -134,6 +132,8 @@ async def post_department(request: Request) -> Response:
             text_param(data, "name", request, "x-name"),
             text_param(data, "parentDepartmentId", request, "x-parent-department-id"),
             text_param(data, "code", request, "x-code"),
+            data.get("subordination"),
+            data.get("coSubordination"),
         )
         obj = (
             present.department(departments.get_department(db, actor, new_id))
@@ -158,6 +158,8 @@ async def update_department(request: Request, department_id: str) -> Response:
             name=text_param(data, "name", request),
             parent_id=text_param(data, "parentDepartmentId", request),
             code=text_param(data, "code", request),
+            subordination=data.get("subordination"),
+            co_subordination=data.get("coSubordination"),
         )
 
     await call(request, work)

@@ -91,9 +91,8 @@ def profile_field(f: ProfileField) -> dict[str, Any]:
         "isUnique": int(f.is_unique),
         "isRequired": int(f.is_required),
         "orderPriority": f.order_priority,
-        # The OpenAPI types `values` as UserProfileFields, which requires login and email; no
-        # field has a list of values here, so those two keys are sent empty.
-        "values": {"login": "", "email": ""},
+        # A field's list of allowed values: no field type here has one.
+        "values": [],
     }
 
 
@@ -118,14 +117,21 @@ def _subordination(s: Subordination) -> dict[str, Any]:
     return out
 
 
-def user_fields(values: dict[str, str]) -> dict[str, str]:
-    """The schema's UserProfileFields requires lower-case `login` and `email` (e-mail empty when
-    there is none); iSpring's answers name every field in upper case (LOGIN, EMAIL, FIRST_NAME,
-    custom names): both are given, so clients of either form find what they read."""
-    out = {"login": values.get("login", ""), "email": values.get("email", "")}
+def user_fields(values: dict[str, str]) -> list[dict[str, str]]:
+    """The profile as iSpring writes it and every published client reads it: a list of
+    name/value pairs under upper-case names (LOGIN, EMAIL, FIRST_NAME, custom fields by their
+    name), LOGIN and EMAIL always first (EMAIL empty when there is none), then what is set."""
+    out = [
+        {"name": "LOGIN", "value": values.get("login", "")},
+        {"name": "EMAIL", "value": values.get("email", "")},
+    ]
     for name, value in values.items():
-        out[name.upper()] = value
+        if name not in _LISTED_FIRST:
+            out.append({"name": name.upper(), "value": value})
     return out
+
+
+_LISTED_FIRST = frozenset({"login", "email"})
 
 
 def user(u: UserView, *, v2: bool = False) -> dict[str, Any]:
@@ -162,6 +168,8 @@ def user(u: UserView, *, v2: bool = False) -> dict[str, Any]:
 
 
 ITEM_NAMES = {
+    "fields": "field",
+    "values": "value",
     "manageableDepartmentIds": "id",
     "groups": "id",
     "userIds": "id",

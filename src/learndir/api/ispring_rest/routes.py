@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from learndir.api.execution import call_core
 from learndir.api.ispring_rest import present
 from learndir.api.ispring_rest.common import call, created, db_of, return_object
+from learndir.api.ispring_rest.users_read import profile_response
 from learndir.api.ispring_rest.wire import (
     decode_body,
     header_list,
@@ -142,6 +143,9 @@ def add_user_data(data: dict[str, Any], request: Request) -> dict[str, Any]:
     if "x-fields" in headers:
         merged["fields"] = header_object(headers["x-fields"])
     merged.update(data)
+    # The user to change is the one the path names; clients syncing from another system send
+    # their own id for the user as `userId` (an HR system's number), which is not ours.
+    merged.pop("userId", None)
     merged["fields"] = _fields(merged.get("fields"))
     if "groupIds" in merged:
         group_ids = merged.pop("groupIds")
@@ -168,11 +172,13 @@ async def post_user(request: Request) -> Response:
 
     def work(actor: Actor, data: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         cmd = parse_command(AddUser, add_user_data(data, request))
-        user_id = add_user(db, actor, cmd, ApiGeneration.TOKEN)
+        user_id = add_user(db, actor, cmd, ApiGeneration.REST)
         return user_id, present.user(get_user(db, actor, user_id)) if want_object else None
 
     user_id, obj = await call(request, work)
-    return created(request, user_id, obj, present.ITEM_NAMES)
+    if obj is not None:
+        return profile_response(request, obj, 201)
+    return created(request, user_id)
 
 
 @router.get("/user/profile/fields")
@@ -181,7 +187,12 @@ async def get_profile_fields(request: Request) -> Response:
     found = await call(
         request, lambda actor, _: profile_fields.list_fields(db, actor), with_body=False
     )
-    return render(request, [present.profile_field(f) for f in found], items="userFieldInfo")
+    return render(
+        request,
+        [present.profile_field(f) for f in found],
+        items="userFieldInfo",
+        item_names=present.ITEM_NAMES,
+    )
 
 
 # ---- roles ---------------------------------------------------------

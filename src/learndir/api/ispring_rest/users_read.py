@@ -218,11 +218,17 @@ def _profiles(found: list[UserView], v2: bool) -> list[dict[str, Any]]:
     return [present.user(u, v2=v2) for u in found]
 
 
-def _profile(request: Request, found: UserView, v2: bool) -> Response:
-    obj = present.user(found, v2=v2)
+def profile_response(request: Request, obj: dict[str, Any], status: int = 200) -> Response:
+    """One user: in XML `<response><userProfile>...</userProfile></response>` (the User schema's
+    XML name, as the lists write it), in JSON the bare object (the OpenAPI wraps it in
+    `response`, but the published clients read the object itself)."""
     if wants_json(request):
-        return render(request, {"response": obj})
-    return Response(xml_document(obj), media_type=_XML_MEDIA)
+        return render(request, obj, status)
+    return Response(xml_document({"userProfile": obj}), status, media_type=_XML_MEDIA)
+
+
+def _profile(request: Request, found: UserView, v2: bool) -> Response:
+    return profile_response(request, present.user(found, v2=v2))
 
 
 # ---- lists ------------------------------------------------------------------------------
@@ -293,11 +299,21 @@ async def paged_users_list(request: Request) -> Response:
 
     def work(actor: Actor, data: dict[str, Any]) -> tuple[list[UserView], int, int]:
         params = _query(request)
+        # `page` is what the published sync scripts send; the OpenAPI calls it pageNumber.
+        number = next(
+            (
+                source[key]
+                for source in (data, params)
+                for key in ("pageNumber", "page")
+                if source.get(key) not in (None, "")
+            ),
+            None,
+        )
         page = numbered_page(
             db,
             actor,
             _filter(data, extended=True),
-            _whole(data.get("pageNumber", params.get("pageNumber")), "pageNumber"),
+            _whole(number, "pageNumber"),
             _whole(data.get("pageSize", params.get("pageSize")), "pageSize"),
         )
         return page.users, page.page_number, page.total

@@ -78,7 +78,7 @@ async def post_update_user(request: Request, user_id: str) -> Response:
 
     def work(actor: Actor, data: dict[str, Any]) -> None:
         cmd = parse_command(UpdateUser, add_user_data(data, request))
-        update_user(db, actor, user_id, cmd, ApiGeneration.TOKEN)
+        update_user(db, actor, user_id, cmd, ApiGeneration.REST)
 
     await call(request, work)
     return empty()
@@ -100,7 +100,7 @@ async def post_status(request: Request, user_id: str) -> Response:
 
     def work(actor: Actor, data: dict[str, Any]) -> None:
         status = data.get("status", request.headers.get("x-status"))
-        change_status(db, actor, [user_id], status, ApiGeneration.TOKEN, parameter="userId")
+        change_status(db, actor, [user_id], status, ApiGeneration.REST, parameter="userId")
 
     await call(request, work)
     return empty()
@@ -112,7 +112,7 @@ def _bulk_status(status: int) -> Callable[[Request], Any]:
 
         def work(actor: Actor, data: dict[str, Any]) -> None:
             ids = _ids(data, "userIds", request, "x-user-ids")
-            change_status(db, actor, ids, status, ApiGeneration.TOKEN, parameter="userIds")
+            change_status(db, actor, ids, status, ApiGeneration.REST, parameter="userIds")
 
         await call(request, work)
         return empty()

@@ -46,13 +46,9 @@ class Operation:
 
 
 def user_profile(view: UserView, generation: ApiGeneration) -> dict[str, Any]:
-    """The REST API's User, profile values as name/value items under upper-case names. The
-    older generation knows statuses 1 and 3 only and reads 5 as 3, as REST v1 does."""
-    profile = present.user(view, v2=generation is ApiGeneration.TOKEN)
-    profile["fields"] = [
-        {"name": name.upper(), "value": value} for name, value in view.fields.items()
-    ]
-    return profile
+    """The REST API's User. The older generation knows statuses 1 and 3 only and reads 5 as 3,
+    as REST v1 does."""
+    return present.user(view, v2=generation is ApiGeneration.TOKEN)
 
 
 def _filter(request: etree._Element) -> UserFilter:
