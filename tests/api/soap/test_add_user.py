@@ -173,15 +173,13 @@ class TestAddUserValid:
             login=unique("roles"),
             departmentId=world.departments["sales"],
             roles={
-                "_value_1": [
-                    {"id": world.roles["learner"]},
+                "id": [world.roles["learner"]],
+                "userRole": [
                     {
-                        "userRole": {
-                            "roleId": world.roles["HR Partner"],
-                            "manageableDepartmentIds": {"id": [world.departments["sales"]]},
-                        }
-                    },
-                ]
+                        "roleId": world.roles["HR Partner"],
+                        "manageableDepartmentIds": {"id": [world.departments["sales"]]},
+                    }
+                ],
             },
             fields={"field": [{"name": "employee_id", "value": unique("E")}]},
         )

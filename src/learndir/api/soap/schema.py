@@ -135,7 +135,16 @@ def normalise_request(
     result = etree.Element(service_tag(name), nsmap=SERVICE_NSMAP)
     _copy_children(element, result, [], keep_empty)
     result.text = element.text
+    for parameter, order in _ANY_ORDER.items():
+        for holder in result.iterchildren(service_tag(parameter)):
+            holder[:] = sorted(holder, key=lambda item: order.get(local_name(item), len(order)))
     return result
+
+
+# List parameters whose kinds of item the schema declares one after the other (so that WSDL
+# clients can fill each kind by name) but which callers may send interleaved; their order does
+# not matter, so they are sorted into the declared order before validation.
+_ANY_ORDER = {"roles": {"id": 0, "userRole": 1}}
 
 
 def unknown_leaves_into_fields(request: etree._Element) -> None:
