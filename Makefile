@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format bench clean
+.PHONY: install browser run test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## Debian's chromium for the browser tests (Playwright's own browser download needs the
+## Internet); installed once, when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## Run the service on SQLite with the demo account; prints how to call it.
 run: install
 	$(BIN)/learndir demo --account-file examples/demo.yaml
 
 ## The whole test suite, on SQLite and PostgreSQL.
-test: install
+test: install browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install

@@ -21,6 +21,9 @@ from tests.support import (
     stop_server,
 )
 
+# A real headless browser for page tests (fixtures `browser` and `offline_page`).
+pytest_plugins = ["tests.browser"]
+
 BACKENDS = ["sqlite", "postgres"]
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from learndir.api import docs
 from learndir.api.ispring_rest import directory, users_read, users_write
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
@@ -162,6 +163,32 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+class ApiPrefixes:
+    """Serves every route under the prefixes real clients put before the vendor's paths:
+    `/api/v2` (the vendor's own) and `/index.php/api/v2` (clients built on the account URL),
+    each alone or both. The prefix becomes the root path: routing sees the bare path, while
+    the request's URL (and the links made from it) keep what the client called."""
+
+    PREFIXES = ("/index.php", "/api/v2")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            rest = path[len(root) :] if root and path.startswith(root) else path
+            added = ""
+            for prefix in self.PREFIXES:
+                if rest.startswith(prefix + "/"):
+                    added += prefix
+                    rest = rest[len(prefix) :]
+            if added:
+                scope = {**scope, "root_path": root + added}
+        await self.app(scope, receive, send)
+
+
 def _tune_garbage_collector() -> None:
     """What start-up made (modules, the app, SQLAlchemy's statement caches) lives as long as the
     process: freeze it out of the collector's reach, or every full collection walks it again.
@@ -223,7 +250,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Order matters: fixed paths (/user/v2, /user/list) before /user/{userId}.
     for router in (rest.router, users_read.router, users_write.router, directory.router):
         app.include_router(router)
-        app.include_router(router, prefix="/api/v2")
     app.include_router(soap.router)
+    docs.install(app)
+    app.add_middleware(ApiPrefixes)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     return app

@@ -264,5 +264,7 @@ learndir demo account {account_url} (database {db})
 
 4. Look things up: GET {base}/department, {base}/group, {base}/role, {base}/user/profile/fields
 
+Interactive API documentation: {base}/docs (the OpenAPI document: {base}/openapi.json)
+
 Serving on {base} (Ctrl+C to stop)
 """
