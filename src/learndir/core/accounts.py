@@ -129,14 +129,8 @@ def _insert_owner(
     except DomainError as exc:
         exc.parameter = f"{where}.{exc.parameter}" if exc.parameter else where
         raise
-    plan = UserPlan(
-        login=profile.login,
-        email=profile.email,
-        department=root,
-        builtin=profile.builtin,
-        custom=profile.custom,
-        roles=[(owner_role, [])],
-    )
+    plan = UserPlan.of(profile, root)
+    plan.roles = [(owner_role, [])]
     return insert_user(conn, account_id, None, plan, password_hash)
 
 

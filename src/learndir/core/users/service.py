@@ -94,6 +94,16 @@ class UserPlan:
     group_ids: list[str] = field(default_factory=list)
     invitations: list[_Invitation] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, profile: Profile, department: Department) -> UserPlan:
+        return cls(
+            login=profile.login,
+            email=profile.email,
+            department=department,
+            builtin=profile.builtin,
+            custom=profile.custom,
+        )
+
 
 def add_user(
     db: Database, actor: Actor, cmd: AddUser, generation: ApiGeneration = ApiGeneration.TOKEN
@@ -178,13 +188,7 @@ def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneratio
     if department is None:
         raise invalid("departmentId", f"no department {cmd.department_id!r} in this account")
 
-    plan = UserPlan(
-        login=profile.login,
-        email=profile.email,
-        department=department,
-        builtin=profile.builtin,
-        custom=profile.custom,
-    )
+    plan = UserPlan.of(profile, department)
     plan.roles = resolve_roles(settings.roles, cmd, generation, known)
     plan.group_ids = resolve_groups(conn, actor.account, cmd.groups or [])
     plan.invitations = _invitations(cmd, generation, plan, settings.invitation_message)
