@@ -357,7 +357,9 @@ def lookups(server: Server, client: Client, endpoint: str, logins: list[str]) ->
                 continue
             data = json.loads(body)
             found = data["userProfiles"] if isinstance(data, dict) else data
-            logins_found = [u["fields"].get("login") or u["fields"].get("LOGIN") for u in found]
+            logins_found = [
+                next(f["value"] for f in u["fields"] if f["name"] == "LOGIN") for u in found
+            ]
             if logins_found != [login]:
                 problems.append(f"{login}: got {logins_found[:3]}")
         elapsed = time.perf_counter() - started
