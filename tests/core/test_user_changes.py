@@ -23,7 +23,7 @@ from learndir.core.users.commands import AddUser, ApiGeneration, UpdateUser, par
 from learndir.core.users.schedules import apply_due_changes
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, group_members, users
+from learndir.db.schema import account_seats, group_members, users
 from tests.support import World, acme_spec, make_world
 
 
@@ -50,7 +50,7 @@ def status_and_seats(w: World, ids: list[str]) -> tuple[list[int], int, int]:
             conn.execute(select(users.c.id, users.c.status).where(users.c.id.in_(ids))).all()
         )
         counter = conn.execute(
-            select(accounts.c.active_users).where(accounts.c.id == w.account_id)
+            select(account_seats.c.active_users).where(account_seats.c.account_id == w.account_id)
         ).scalar_one()
     return [found[i] for i in ids], int(counter), w.snapshot()["active_users"]
 
@@ -99,9 +99,9 @@ def test_schedules_apply_once_whatever_the_number_of_schedulers(db: Database) ->
         # A stray date on the owner (the API refuses to set one) is cleared, never applied.
         conn.execute(update(users).where(users.c.id == owner_id).values(deactivate_on=today))
         conn.execute(
-            update(accounts)
-            .where(accounts.c.id == w.account_id)
-            .values(active_users=accounts.c.active_users - 2)
+            update(account_seats)
+            .where(account_seats.c.account_id == w.account_id)
+            .values(active_users=account_seats.c.active_users - 2)
         )
     _, seats_before, _ = status_and_seats(w, leaving)
     engines = [Database(db.url) for _ in range(4)]

@@ -31,7 +31,7 @@ from learndir.core.users.service import (
     merge_profile_values,
 )
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, users
+from learndir.db.schema import account_seats, accounts, users
 
 
 class _Spec(BaseModel):
@@ -182,13 +182,18 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 url=spec.url.strip().rstrip("/"),
                 url_key=account_url_key(spec.url),
                 name=spec.name,
-                seat_limit=spec.seat_limit,
-                active_users=1,  # the owner, inserted below
                 password_min_length=spec.password_policy.min_length,
                 invitation_message=(
                     spec.invitation_message or f"You have been invited to {spec.name}."
                 ),
                 created_at=utcnow(),
+            )
+        )
+        conn.execute(
+            insert(account_seats).values(
+                account_id=account_id,
+                seat_limit=spec.seat_limit,
+                active_users=1,  # the owner, inserted below
             )
         )
         root_id = departments_repo.insert_department(conn, account_id, None, spec.name, None)
@@ -292,8 +297,8 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 exc.parameter = f"{where}.{exc.parameter}" if exc.parameter else where
                 raise
         conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id)
+            update(account_seats)
+            .where(account_seats.c.account_id == account_id)
             .values(
                 active_users=select(func.count())
                 .select_from(users)

@@ -25,6 +25,7 @@ from learndir.core.roles import role_from_row
 from learndir.db.engine import Database
 from learndir.db.schema import (
     access_tokens,
+    account_seats,
     accounts,
     api_keys,
     departments,
@@ -79,7 +80,7 @@ _ACTOR_COLUMNS = (
     accounts.c.id.label("account_id"),
     accounts.c.url,
     accounts.c.name,
-    accounts.c.seat_limit,
+    account_seats.c.seat_limit,
     accounts.c.password_min_length,
     accounts.c.settings_version,
 )
@@ -87,6 +88,7 @@ _ACTOR_COLUMNS = (
 _SELECT_ACTOR = (
     select(*_ACTOR_COLUMNS)
     .join(accounts, accounts.c.id == users.c.account_id)
+    .join(account_seats, account_seats.c.account_id == accounts.c.id)
     .where(users.c.id == bindparam("user_id"))
 )
 _SELECT_TOKEN_ACTOR = (
@@ -94,6 +96,7 @@ _SELECT_TOKEN_ACTOR = (
     .select_from(access_tokens)
     .join(users, users.c.id == access_tokens.c.user_id)
     .join(accounts, accounts.c.id == users.c.account_id)
+    .join(account_seats, account_seats.c.account_id == accounts.c.id)
     .where(access_tokens.c.token_hash == bindparam("token_hash"))
 )
 _SELECT_GRANTS = (

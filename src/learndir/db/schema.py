@@ -42,17 +42,25 @@ accounts = Table(
     # Host and path, lower-cased, without scheme or trailing slash: what callers are matched on.
     Column("url_key", String(255), nullable=False, unique=True),
     Column("name", String(255), nullable=False),
-    Column("seat_limit", Integer, nullable=True),
-    # Users with status active, kept while the account has a seat limit: updated in the same
-    # transaction as every change of status, so the limit is one conditional UPDATE that
-    # serialises concurrent adds on the account row. Whoever sets a limit recounts it first.
-    Column("active_users", Integer, nullable=False, server_default="0"),
     Column("password_min_length", Integer, nullable=False, server_default="8"),
     # Bumped whenever the account's profile fields or roles change: caches key on it.
     Column("settings_version", Integer, nullable=False, server_default="1"),
     # The invitation e-mail's text when addUser asks for one without an invitationMessage.
     Column("invitation_message", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The seat limit and the number of active users, kept while the account has a limit: updated in
+# the same transaction as every change of status, so the limit is one conditional UPDATE that
+# serialises concurrent adds on this row. No foreign key points here: inserting a user share-
+# locks the accounts row (its foreign key), which must not be the row every add updates.
+# Whoever sets a limit recounts the active users first.
+account_seats = Table(
+    "account_seats",
+    metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("seat_limit", Integer, nullable=True),
+    Column("active_users", Integer, nullable=False, server_default="0"),
 )
 
 departments = Table(

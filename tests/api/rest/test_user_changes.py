@@ -24,7 +24,7 @@ from learndir.core.users.commands import AddUser, parse_command
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.migrate import upgrade_database
-from learndir.db.schema import accounts, group_members, users
+from learndir.db.schema import account_seats, group_members, users
 from tests.support import (
     Server,
     World,
@@ -74,7 +74,9 @@ def seat_counter(w: World) -> int:
     with w.db.read() as conn:
         return int(
             conn.execute(
-                select(accounts.c.active_users).where(accounts.c.id == w.account_id)
+                select(account_seats.c.active_users).where(
+                    account_seats.c.account_id == w.account_id
+                )
             ).scalar_one()
         )
 
@@ -181,8 +183,8 @@ def seat_world(db: Database, free: int, inactive: int) -> tuple[World, list[str]
     with w.db.write() as conn:
         conn.execute(update(users).where(users.c.id.in_(ids)).values(status=3))
         conn.execute(
-            update(accounts)
-            .where(accounts.c.id == w.account_id)
+            update(account_seats)
+            .where(account_seats.c.account_id == w.account_id)
             .values(seat_limit=5 + free, active_users=5)
         )
     return w, ids

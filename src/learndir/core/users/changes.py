@@ -54,7 +54,7 @@ from learndir.core.users.targets import (
 )
 from learndir.db.engine import Database
 from learndir.db.schema import (
-    accounts,
+    account_seats,
     departments,
     group_members,
     user_field_values,
@@ -325,33 +325,36 @@ def delete_user(db: Database, actor: Actor, user_id: str) -> None:
             .returning(users.c.status)
         ).first()
         if gone is not None and gone.status == ACTIVE:
-            _release_seats(conn, actor.account_id, 1)
+            release_seats(conn, actor.account_id, 1)
 
 
 # ---- status -----------------------------------------------------------------------------
 
 _TAKE_SEATS = (
-    update(accounts)
+    update(account_seats)
     .where(
-        accounts.c.id == bindparam("account_id"),
+        account_seats.c.account_id == bindparam("seats_of"),
         or_(
-            accounts.c.seat_limit.is_(None),
-            accounts.c.active_users + bindparam("n") <= accounts.c.seat_limit,
+            account_seats.c.seat_limit.is_(None),
+            account_seats.c.active_users + bindparam("n") <= account_seats.c.seat_limit,
         ),
     )
-    .values(active_users=accounts.c.active_users + bindparam("n"))
+    .values(active_users=account_seats.c.active_users + bindparam("n"))
 )
 _RELEASE_SEATS = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("account_id"), accounts.c.seat_limit.is_not(None))
-    .values(active_users=accounts.c.active_users - bindparam("n"))
+    update(account_seats)
+    .where(
+        account_seats.c.account_id == bindparam("seats_of"),
+        account_seats.c.seat_limit.is_not(None),
+    )
+    .values(active_users=account_seats.c.active_users - bindparam("n"))
 )
 
 
-def _release_seats(conn: Connection, account_id: str, n: int) -> None:
-    """The counter is kept only while the account has a seat limit (see accounts.active_users)."""
+def release_seats(conn: Connection, account_id: str, n: int) -> None:
+    """The counter is kept only while the account has a seat limit (see account_seats)."""
     if n:
-        conn.execute(_RELEASE_SEATS, {"account_id": account_id, "n": n})
+        conn.execute(_RELEASE_SEATS, {"seats_of": account_id, "n": n})
 
 
 def parse_status(value: object, generation: ApiGeneration = ApiGeneration.TOKEN) -> int:
@@ -417,7 +420,7 @@ def change_status_in(
             .values(status=ACTIVE)
         ).rowcount
         if taken and actor.account.seat_limit is not None:
-            result = conn.execute(_TAKE_SEATS, {"account_id": account_id, "n": taken})
+            result = conn.execute(_TAKE_SEATS, {"seats_of": account_id, "n": taken})
             if result.rowcount != 1:
                 raise DomainError(
                     ErrorCode.SEAT_LIMIT_EXCEEDED,
@@ -442,7 +445,7 @@ def change_status_in(
         .where(users.c.id.in_(ids), users.c.account_id == account_id)
         .values(status=new, **schedule_columns)
     )
-    _release_seats(conn, account_id, freed)
+    release_seats(conn, account_id, freed)
 
 
 # ---- password ---------------------------------------------------------------------------

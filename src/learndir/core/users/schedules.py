@@ -19,9 +19,16 @@ from sqlalchemy import Column, Connection, and_, select, update
 from learndir.core.actor import Actor
 from learndir.core.common import utcnow
 from learndir.core.errors import denied, invalid
-from learndir.core.users.changes import ACTIVE, INACTIVE, TERMINATED, editable_user, parse_date
+from learndir.core.users.changes import (
+    ACTIVE,
+    INACTIVE,
+    TERMINATED,
+    editable_user,
+    parse_date,
+    release_seats,
+)
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, roles, user_roles, users
+from learndir.db.schema import roles, user_roles, users
 
 log = logging.getLogger("learndir.scheduler")
 
@@ -114,12 +121,7 @@ def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
             if current == ACTIVE:
                 released += moved
         conn.execute(update(users).where(due).values(cleared))
-    if released:
-        conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id, accounts.c.seat_limit.is_not(None))
-            .values(active_users=accounts.c.active_users - released)
-        )
+    release_seats(conn, account_id, released)
     return changed
 
 

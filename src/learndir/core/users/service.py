@@ -34,7 +34,7 @@ from learndir.core.smart_groups import refresh_memberships
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
 from learndir.db.engine import Database
 from learndir.db.schema import (
-    accounts,
+    account_seats,
     group_members,
     outbox,
     user_field_values,
@@ -51,12 +51,15 @@ _BUILTIN_COLUMNS = ("first_name", "last_name", "job_title", "phone")
 # Statements built once: addUser is the hot path, and reusing a statement lets SQLAlchemy skip
 # rebuilding it and its cache key on every call.
 _TAKE_SEAT = (
-    update(accounts)
+    update(account_seats)
     .where(
-        accounts.c.id == bindparam("account_id"),
-        or_(accounts.c.seat_limit.is_(None), accounts.c.active_users < accounts.c.seat_limit),
+        account_seats.c.account_id == bindparam("seats_of"),
+        or_(
+            account_seats.c.seat_limit.is_(None),
+            account_seats.c.active_users < account_seats.c.seat_limit,
+        ),
     )
-    .values(active_users=accounts.c.active_users + 1)
+    .values(active_users=account_seats.c.active_users + 1)
 )
 _SELECT_TAKEN = select(users.c.id, users.c.login_key, users.c.email_key).where(
     users.c.account_id == bindparam("account_id"),
@@ -159,7 +162,7 @@ def add_user_in(
         # No limit, no counter: taking the account row's lock would make every add of the
         # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).
         return user_id
-    taken = conn.execute(_TAKE_SEAT, {"account_id": actor.account_id})
+    taken = conn.execute(_TAKE_SEAT, {"seats_of": actor.account_id})
     if taken.rowcount != 1:
         raise DomainError(
             ErrorCode.SEAT_LIMIT_EXCEEDED, "every user account of the subscription is in use"
