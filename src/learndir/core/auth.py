@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select
 
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.passwords import verify_password
 from learndir.core.roles import role_from_row
+from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
     access_tokens,
@@ -158,18 +159,22 @@ def create_api_key_for_user(conn: Connection, user_id: str) -> ApiKey:
     return key
 
 
+_SELECT_ACCOUNT_BY_URL = select(accounts.c.id).where(accounts.c.url_key == bindparam("url_key"))
+
+
 def find_user_id(conn: Connection, account_url: str, login_or_email: str) -> str | None:
+    """The user of the account whose login, else whose e-mail, is `login_or_email`."""
+    account_id = conn.execute(
+        _SELECT_ACCOUNT_BY_URL, {"url_key": account_url_key(account_url)}
+    ).scalar()
+    if account_id is None:
+        return None
     key = fold(login_or_email)
-    row = conn.execute(
-        select(users.c.id)
-        .join(accounts, accounts.c.id == users.c.account_id)
-        .where(
-            accounts.c.url_key == account_url_key(account_url),
-            or_(users.c.login_key == key, users.c.email_key == key),
-        )
-        .order_by(users.c.login_key != key)  # a login match wins over an e-mail match
-    ).first()
-    return row.id if row else None
+    for column in ("login_key", "email_key"):  # a login match wins over an e-mail match
+        found = users_by_key(conn, account_id, column, [key])
+        if found:
+            return found[0]
+    return None
 
 
 def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:

@@ -79,9 +79,11 @@ _COLUMNS = (
     departments.c.co_supervisor_id,
 )
 # Built once: statements on the hot path are reused so SQLAlchemy skips rebuilding them.
-_SELECT_MANY = select(*_COLUMNS).where(
-    departments.c.account_id == bindparam("account_id"),
-    departments.c.id.in_(bindparam("ids", expanding=True)),
+# By id alone: only the primary key fits, whatever the planner's statistics say (with the
+# account too, a planner without statistics may pick the (account_id, path) index and read the
+# account's whole tree). The account is checked on the rows found.
+_SELECT_MANY = select(*_COLUMNS, departments.c.account_id).where(
+    departments.c.id.in_(bindparam("ids", expanding=True))
 )
 
 
@@ -90,8 +92,8 @@ def get_many(conn: Connection, account_id: str, ids: Iterable[str]) -> dict[str,
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    rows = conn.execute(_SELECT_MANY, {"account_id": account_id, "ids": list(wanted)})
-    return {r.id: _to_department(r) for r in rows}
+    rows = conn.execute(_SELECT_MANY, {"ids": list(wanted)})
+    return {r.id: _to_department(r) for r in rows if r.account_id == account_id}
 
 
 def root(conn: Connection, account_id: str) -> Department:

@@ -35,6 +35,7 @@ from learndir.core.errors import DomainError, denied, invalid, not_found
 from learndir.core.paging import check_page_size, page_request, split_page
 from learndir.core.profile_fields import ProfileField, check_value, resolve_field
 from learndir.core.roles import Permission, Role, RoleKind
+from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
     departments,
@@ -210,7 +211,7 @@ def list_users(db: Database, actor: Actor, flt: UserFilter) -> list[UserView]:
     result: list[UserView] = []
     with db.read() as conn:
         settings = account_settings(conn, actor.account)
-        base = _filtered(actor, scope, settings, flt)
+        base = _filtered(conn, actor, scope, settings, flt)
         after = ""
         while True:
             rows = conn.execute(
@@ -238,7 +239,7 @@ def page_users(
         rows, next_token = split_page(
             page,
             conn.execute(
-                _filtered(actor, scope, settings, flt)
+                _filtered(conn, actor, scope, settings, flt)
                 .where(users.c.id > page.after)
                 .order_by(users.c.id)
                 .limit(page.limit)
@@ -263,7 +264,7 @@ def numbered_page(
     scope = _view_scope(actor)
     with db.read() as conn:
         settings = account_settings(conn, actor.account)
-        base = _filtered(actor, scope, settings, flt)
+        base = _filtered(conn, actor, scope, settings, flt)
         total = int(
             conn.execute(
                 select(func.count()).select_from(base.with_only_columns(users.c.id).subquery())
@@ -316,9 +317,11 @@ def _canonical_ids(raw_ids: Iterable[str], parameter: str) -> list[str]:
 
 
 def _filtered(
-    actor: Actor, scope: Scope, settings: AccountSettings, flt: UserFilter
+    conn: Connection, actor: Actor, scope: Scope, settings: AccountSettings, flt: UserFilter
 ) -> Select[Any]:
-    """The actor's visible users of the account matching `flt`, unordered and unlimited."""
+    """The actor's visible users of the account matching `flt`, unordered and unlimited.
+    Logins and e-mails are first turned into ids on their own unique indexes (see
+    users.keys), so a lookup by login reads a handful of rows, never the account's."""
     conditions: list[ColumnElement[bool]] = [users.c.account_id == actor.account_id]
     if not scope.account_wide:
         conditions.append(
@@ -341,10 +344,10 @@ def _filtered(
         )
     if flt.user_ids:
         conditions.append(users.c.id.in_(_canonical_ids(flt.user_ids, "userIds")))
-    if flt.logins:
-        conditions.append(users.c.login_key.in_({fold(v) for v in flt.logins}))
-    if flt.emails:
-        conditions.append(users.c.email_key.in_({fold(v) for v in flt.emails}))
+    for column, values in (("login_key", flt.logins), ("email_key", flt.emails)):
+        if values:
+            found = users_by_key(conn, actor.account_id, column, (fold(v) for v in values))
+            conditions.append(users.c.id.in_(found) if found else false())
     for i, (name, values) in enumerate(flt.profile_fields):
         conditions.append(_field_condition(settings, name, values, f"profileFields[{i}].name"))
     for i, (name, start, end) in enumerate(flt.date_ranges):

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Insert, Table, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import departments as departments_repo
@@ -32,6 +33,7 @@ from learndir.core.profile_fields import (
 from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
 from learndir.core.smart_groups import refresh_memberships
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
+from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
     account_seats,
@@ -61,16 +63,27 @@ _TAKE_SEAT = (
     )
     .values(active_users=account_seats.c.active_users + 1)
 )
-_SELECT_TAKEN = select(users.c.id, users.c.login_key, users.c.email_key).where(
-    users.c.account_id == bindparam("account_id"),
-    or_(users.c.login_key == bindparam("login_key"), users.c.email_key == bindparam("email_key")),
-)
-_SELECT_FIELD_VALUE_TAKEN = select(user_field_values.c.user_id).where(
+_SELECT_FIELD_VALUE_HOLDER = select(user_field_values.c.user_id).where(
     user_field_values.c.field_id == bindparam("field_id"),
     user_field_values.c.unique_key == bindparam("unique_key"),
 )
-_INSERT_USER = insert(users)
-_INSERT_FIELD_VALUE = insert(user_field_values)
+
+
+def _insert_or_nothing(table: Table) -> dict[str, Insert]:
+    """INSERT ... ON CONFLICT DO NOTHING, by dialect: a unique value already held leaves the row
+    out (rowcount 0) instead of raising, which on PostgreSQL would abort the transaction. The
+    unique indexes decide; who holds the value is looked up only then."""
+    return {
+        name: insert_of(table)
+        .on_conflict_do_nothing()
+        # SQLAlchemy reports an INSERT's row count only when asked.
+        .execution_options(preserve_rowcount=True)
+        for name, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
+
+
+_INSERT_USER = _insert_or_nothing(users)
+_INSERT_FIELD_VALUES = _insert_or_nothing(user_field_values)
 _INSERT_USER_ROLE = insert(user_roles)
 _INSERT_MANAGED = insert(user_role_departments)
 _INSERT_MEMBER = insert(group_members)
@@ -151,7 +164,6 @@ def add_user_in(
     scope = scope or _add_scope(actor)
     plan = _plan(conn, actor, cmd, generation)
     _authorize(actor, scope, plan, "roles" if cmd.roles else "role")
-    _check_duplicates(conn, actor.account_id, plan)
     try:
         user_id = insert_user(conn, actor.account_id, actor.user_id, plan, password_hash)
     except IntegrityError as exc:
@@ -491,10 +503,6 @@ def authorize_roles(
                 )
 
 
-def _check_duplicates(conn: Connection, account_id: str, plan: UserPlan) -> None:
-    check_unique_values(conn, account_id, plan.login, plan.email, plan.custom)
-
-
 def check_unique_values(
     conn: Connection,
     account_id: str,
@@ -503,27 +511,42 @@ def check_unique_values(
     custom: Sequence[tuple[ProfileField, str]],
     user_id: str | None = None,
 ) -> None:
-    """409 when another user (not `user_id`) holds the login, e-mail or a unique field value."""
-    login_key = fold(login) if login else None
-    email_key = fold(email) if email else None
-    if login_key or email_key:
-        rows = conn.execute(
-            _SELECT_TAKEN,
-            {"account_id": account_id, "login_key": login_key, "email_key": email_key},
-        ).all()
-        rows = [r for r in rows if r.id != user_id]
-        if login_key and any(r.login_key == login_key for r in rows):
-            raise login_taken(login)
-        if rows:
-            raise email_taken(email)
+    """409 when another user (not `user_id`) holds the login, e-mail or a unique field value;
+    each value looked up on its own unique index."""
+    for value, column, taken in (
+        (login, "login_key", login_taken(login)),
+        (email, "email_key", email_taken(email)),
+    ):
+        if value and any(
+            h != user_id for h in users_by_key(conn, account_id, column, [fold(value)])
+        ):
+            raise taken
     for profile_field, value in custom:
         if not profile_field.is_unique or not value:
             continue
-        taken = conn.execute(
-            _SELECT_FIELD_VALUE_TAKEN, {"field_id": profile_field.id, "unique_key": fold(value)}
-        ).first()
-        if taken and taken.user_id != user_id:
+        holder = conn.execute(
+            _SELECT_FIELD_VALUE_HOLDER, {"field_id": profile_field.id, "unique_key": fold(value)}
+        ).scalar()
+        if holder is not None and holder != user_id:
             raise _field_taken(profile_field.name, f"value {value!r} is taken")
+
+
+def _duplicate(
+    conn: Connection,
+    account_id: str,
+    login: str | None,
+    email: str | None,
+    custom: Sequence[tuple[ProfileField, str]],
+) -> DomainError:
+    """The 409 for an insert that a unique index refused. When nobody holds the value any more
+    (its holder was deleted since), the insert lost a race all the same."""
+    try:
+        check_unique_values(conn, account_id, login, email, custom)
+    except DomainError as exc:
+        return exc
+    if custom:
+        return _field_taken(next(f.name for f, _ in custom if f.is_unique), "the value is taken")
+    return login_taken(login)
 
 
 def login_taken(login: str | None) -> DomainError:
@@ -577,8 +600,8 @@ def insert_user(
     """Writes a checked plan: the user, profile values, roles, groups and invitations."""
     user_id = new_id()
     now = utcnow()
-    conn.execute(
-        _INSERT_USER,
+    inserted = conn.execute(
+        _INSERT_USER[conn.dialect.name],
         {
             "id": user_id,
             "account_id": account_id,
@@ -594,19 +617,22 @@ def insert_user(
             **{c: plan.builtin.get(c) or None for c in _BUILTIN_COLUMNS},
         },
     )
+    if inserted.rowcount != 1:
+        raise _duplicate(conn, account_id, plan.login, plan.email, [])
     if plan.custom:
-        conn.execute(
-            _INSERT_FIELD_VALUE,
-            [
-                {
-                    "user_id": user_id,
-                    "field_id": f.id,
-                    "value": value,
-                    "unique_key": fold(value) if f.is_unique else None,
-                }
-                for f, value in plan.custom
-            ],
-        )
+        rows = [
+            {
+                "user_id": user_id,
+                "field_id": f.id,
+                "value": value,
+                "unique_key": fold(value) if f.is_unique else None,
+            }
+            for f, value in plan.custom
+        ]
+        # One statement for every value, so its row count tells whether all went in.
+        statement = _INSERT_FIELD_VALUES[conn.dialect.name].values(rows)
+        if conn.execute(statement).rowcount != len(rows):
+            raise _duplicate(conn, account_id, None, None, plan.custom)
     conn.execute(_INSERT_USER_ROLE, [{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles])
     managed = [
         {"user_id": user_id, "role_id": r.id, "department_id": d.id}

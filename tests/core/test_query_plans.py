@@ -1,0 +1,223 @@
+"""addUser's statements are answered by the indexes that fit them, on tables whose statistics
+were never gathered (the state of every fresh or fast-growing account): no plan may depend on
+the planner's guesses. The statements are the ones a real addUser sends (captured while it
+runs), explained with their own parameters."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, insert, select, text
+
+from learndir.core.auth import authenticate_token
+from learndir.core.errors import DomainError, ErrorCode
+from learndir.core.users.commands import AddUser
+from learndir.core.users.service import add_user
+from learndir.db.engine import Database
+from learndir.db.migrate import upgrade_database
+from learndir.db.schema import user_field_values, users
+from tests.support import World, acme_spec, fresh_postgres_database, make_world, postgres_available
+
+EXISTING_USERS = 3000
+# The indexes an addUser statement on these tables may use: primary keys and unique indexes.
+ALLOWED = {
+    "users": {"pk_users", "uq_users_login_key_account_id", "uq_users_email_key_account_id"},
+    "user_field_values": {"pk_user_field_values", "uq_user_field_values_field_id_unique_key"},
+    "departments": {"pk_departments"},
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def never_analysed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """An acme account with thousands of users, on a database whose statistics were never
+    gathered (autovacuum is off on PostgreSQL, and nothing here runs ANALYZE)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('plans')) / 'plans.db'}"
+        yield from _world(url)
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    with fresh_postgres_database("learndir_plans") as url:
+        yield from _world(url)
+
+
+def _world(url: str) -> Iterator[World]:
+    upgrade_database(url)
+    db = Database(url)
+    try:
+        world = make_world(db, acme_spec(seatLimit=None))
+        _bulk_users(world, EXISTING_USERS)
+        with db.read() as conn:
+            if not db.is_sqlite:
+                analysed = conn.execute(
+                    text("SELECT count(*) FROM pg_stats WHERE tablename = 'users'")
+                ).scalar_one()
+                assert analysed == 0, "the users table has statistics"
+            else:
+                has_stat = conn.execute(
+                    text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                ).scalar_one()
+                assert has_stat == 0
+        yield world
+    finally:
+        db.dispose()
+
+
+def _bulk_users(world: World, n: int) -> None:
+    """Users straight into the tables, with a unique custom value each."""
+    with world.db.read() as conn:
+        field_id = conn.execute(
+            text(
+                "SELECT id FROM profile_fields WHERE account_id = :a AND name_key = 'employee_id'"
+            ),
+            {"a": world.account_id},
+        ).scalar_one()
+        added_at = conn.execute(select(func.max(users.c.added_at))).scalar_one()
+    rows = [
+        {
+            "id": f"00000000-0000-4000-8000-{i:012d}",
+            "account_id": world.account_id,
+            "department_id": world.root_id,
+            "login": f"bulk{i}",
+            "login_key": f"bulk{i}",
+            "email": f"bulk{i}@acme.test",
+            "email_key": f"bulk{i}@acme.test",
+            "status": 1,
+            "added_at": added_at,
+        }
+        for i in range(n)
+    ]
+    with world.db.write() as conn:
+        conn.execute(insert(users), rows)
+        conn.execute(
+            insert(user_field_values),
+            [
+                {"user_id": r["id"], "field_id": field_id, "value": f"B{i}", "unique_key": f"b{i}"}
+                for i, r in enumerate(rows)
+            ],
+        )
+
+
+def _captured(db: Database, call: Any) -> list[tuple[str, Any]]:
+    """The statements `call` sends, with their parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return seen
+
+
+def _plans(db: Database, statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(statement, its plan) for every statement that reads or writes rows."""
+    explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+    result = []
+    with db.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        for statement, parameters in statements:
+            if not re.match(r"\s*(SELECT|UPDATE|DELETE|INSERT)\b", statement, re.IGNORECASE):
+                continue
+            cursor = raw.cursor()
+            cursor.execute(explain + statement, parameters)
+            plan = "\n".join(" ".join(str(c) for c in row) for row in cursor.fetchall())
+            cursor.close()
+            result.append((statement, plan))
+        raw.rollback()
+    return result
+
+
+def _problems(db: Database, plan: str) -> list[str]:
+    found = []
+    if db.is_sqlite:
+        for table in ALLOWED:
+            if re.search(rf"\bSCAN {table}\b", plan):
+                found.append(f"full scan of {table}")
+        # Primary keys and unique constraints are SQLite's automatic indexes; the others are
+        # learndir's ix_ indexes, led by account_id.
+        for table, index in re.findall(r"SEARCH (\w+) USING (?:COVERING )?INDEX (\w+)", plan):
+            if table in ALLOWED and not index.startswith("sqlite_autoindex_"):
+                found.append(f"{table} searched with {index}")
+        return found
+    for table in re.findall(r"Seq Scan on (\w+)", plan):
+        if table in ALLOWED:
+            found.append(f"sequential scan of {table}")
+    for index, table in re.findall(r"Index (?:Only )?Scan using (\w+) on (\w+)", plan):
+        if table in ALLOWED and index not in ALLOWED[table]:
+            found.append(f"{table} read with {index}")
+    return found
+
+
+def _add(world: World, **taken: str) -> Any:
+    """An addUser of a new person, or with the values in `taken` that others hold."""
+    actor = authenticate_token(world.db, world.token("owner"))
+    new = uuid.uuid4().hex[:8]
+    cmd = AddUser(
+        login=taken.get("login", f"plan.{new}"),
+        email=taken.get("email", f"plan.{new}@acme.test"),
+        department_id=world.root_id,
+        fields={"employee_id": taken.get("employee_id", f"P-{new}"), "country": "DE"},
+    )
+    return lambda: add_user(world.db, actor, cmd)
+
+
+def test_add_user_statements_use_the_unique_indexes(never_analysed: World) -> None:
+    world = never_analysed
+    statements = _captured(world.db, _add(world))
+    plans = _plans(world.db, statements)
+    assert any("INSERT INTO users" in s for s, _ in plans)
+    for statement, plan in plans:
+        assert not _problems(world.db, plan), (statement, plan)
+
+
+@pytest.mark.parametrize(
+    ("taken", "code", "index"),
+    [
+        # The unique index by name on PostgreSQL, by what it searches on SQLite.
+        (
+            {"login": "BULK7"},
+            ErrorCode.LOGIN_TAKEN,
+            ("uq_users_login_key_account_id", "(login_key=?)"),
+        ),
+        (
+            {"email": "Bulk8@acme.test"},
+            ErrorCode.EMAIL_TAKEN,
+            ("uq_users_email_key_account_id", "(email_key=?)"),
+        ),
+        (
+            {"employee_id": "b9"},
+            ErrorCode.FIELD_VALUE_TAKEN,
+            ("uq_user_field_values_field_id_unique_key", "(field_id=? AND unique_key=?)"),
+        ),
+    ],
+)
+def test_duplicates_are_found_by_their_own_index(
+    never_analysed: World, taken: dict[str, str], code: ErrorCode, index: tuple[str, str]
+) -> None:
+    world = never_analysed
+    before = world.snapshot()
+
+    def refused() -> None:
+        with pytest.raises(DomainError) as caught:
+            _add(world, **taken)()
+        assert caught.value.code is code
+
+    plans = _plans(world.db, _captured(world.db, refused))
+    assert world.snapshot() == before
+    used = index[1] if world.db.is_sqlite else index[0]
+    lookups = [p for s, p in plans if s.lstrip().upper().startswith("SELECT") and used in p]
+    assert lookups, [p for _, p in plans]
+    for statement, plan in plans:
+        assert not _problems(world.db, plan), (statement, plan)
