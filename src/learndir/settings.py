@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     token_lifetime_seconds: int = 1800
     log_level: str = "INFO"
+    # Requests one server process runs at once in its thread pool (database calls on
+    # PostgreSQL, password hashing); the PostgreSQL pool keeps as many connections open.
+    threads: int = 16
     # How often the service carries out scheduled deactivations and terminations (also once at
     # start); 0 or less turns the scheduler off in this process.
     scheduler_interval_seconds: float = 30.0

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -201,11 +202,14 @@ def _tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, pool_size=settings.threads)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _tune_garbage_collector()
+        # One pooled connection per thread: no request waits for a connection, none is opened
+        # and closed again under load.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         scheduler = None
         if settings.scheduler_interval_seconds > 0:
             scheduler = Scheduler(database, settings.scheduler_interval_seconds)

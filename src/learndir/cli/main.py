@@ -144,6 +144,13 @@ def api_key_create(
         typer.echo(f"clientId: {key.client_id}\nclientSecret: {key.client_secret}")
 
 
+def default_workers() -> int:
+    """One server process per core this process may run on: a request's database calls run in
+    its process (see api/execution.py), so one process per core keeps every core busy
+    (measured on 2 cores: docs/benchmarks.md)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 def _run_server(url: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -183,10 +190,13 @@ def serve(
     database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8080,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Server processes; default one per CPU core."),
+    ] = None,
 ) -> None:
     """Serve the SOAP and REST APIs."""
-    _run_server(_database_url(database_url), host, port, workers)
+    _run_server(_database_url(database_url), host, port, workers or default_workers())
 
 
 @app.command()

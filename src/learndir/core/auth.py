@@ -11,17 +11,18 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select
+from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, select
 
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.passwords import verify_password
-from learndir.core.roles import role_from_row
+from learndir.core.roles import Role, role_from_values
 from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
@@ -84,51 +85,62 @@ _ACTOR_COLUMNS = (
     account_seats.c.seat_limit,
     accounts.c.password_min_length,
     accounts.c.settings_version,
+    # One row per role held and department it manages: the user, the account and the grants in
+    # one round trip.
+    roles.c.id.label("role_id"),
+    roles.c.kind.label("role_kind"),
+    roles.c.name.label("role_name"),
+    roles.c.permissions.label("role_permissions"),
+    departments.c.path.label("managed_path"),
 )
+
+
+def _with_grants(query: Select[Any]) -> Select[Any]:
+    return (
+        query.join(accounts, accounts.c.id == users.c.account_id)
+        .join(account_seats, account_seats.c.account_id == accounts.c.id)
+        .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+        .outerjoin(roles, roles.c.id == user_roles.c.role_id)
+        .outerjoin(
+            user_role_departments,
+            and_(
+                user_role_departments.c.user_id == user_roles.c.user_id,
+                user_role_departments.c.role_id == user_roles.c.role_id,
+            ),
+        )
+        .outerjoin(departments, departments.c.id == user_role_departments.c.department_id)
+    )
+
+
 # Built once and reused: authentication runs on every request.
-_SELECT_ACTOR = (
-    select(*_ACTOR_COLUMNS)
-    .join(accounts, accounts.c.id == users.c.account_id)
-    .join(account_seats, account_seats.c.account_id == accounts.c.id)
-    .where(users.c.id == bindparam("user_id"))
-)
-_SELECT_TOKEN_ACTOR = (
+_SELECT_ACTOR = _with_grants(select(*_ACTOR_COLUMNS)).where(users.c.id == bindparam("user_id"))
+_SELECT_TOKEN_ACTOR = _with_grants(
     select(access_tokens.c.expires_at, *_ACTOR_COLUMNS)
     .select_from(access_tokens)
     .join(users, users.c.id == access_tokens.c.user_id)
-    .join(accounts, accounts.c.id == users.c.account_id)
-    .join(account_seats, account_seats.c.account_id == accounts.c.id)
-    .where(access_tokens.c.token_hash == bindparam("token_hash"))
-)
-_SELECT_GRANTS = (
-    select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions, departments.c.path)
-    .select_from(user_roles)
-    .join(roles, roles.c.id == user_roles.c.role_id)
-    .outerjoin(
-        user_role_departments,
-        and_(
-            user_role_departments.c.user_id == user_roles.c.user_id,
-            user_role_departments.c.role_id == user_roles.c.role_id,
-        ),
-    )
-    .outerjoin(departments, departments.c.id == user_role_departments.c.department_id)
-    .where(user_roles.c.user_id == bindparam("user_id"))
-)
+).where(access_tokens.c.token_hash == bindparam("token_hash"))
 
 
-def _actor(conn: Connection, row: Any) -> Actor | None:
-    """The Actor for a row of _ACTOR_COLUMNS, or None when the user is not active."""
-    if row is None or row.status != ACTIVE:
+def _actor(rows: Sequence[Any]) -> Actor | None:
+    """The Actor for the rows of _ACTOR_COLUMNS (one per grant), or None when there are none
+    or the user is not active."""
+    if not rows or rows[0].status != ACTIVE:
         return None
-    roles_by_id: dict[str, Any] = {}
+    row = rows[0]
+    held: dict[str, Role] = {}
     paths: dict[str, list[str]] = {}
-    for grant in conn.execute(_SELECT_GRANTS, {"user_id": row.id}):
-        roles_by_id.setdefault(grant.id, grant)
-        if grant.path is not None:
-            paths.setdefault(grant.id, []).append(grant.path)
+    for grant in rows:
+        if grant.role_id is None:
+            continue
+        if grant.role_id not in held:
+            held[grant.role_id] = role_from_values(
+                grant.role_id, grant.role_kind, grant.role_name, grant.role_permissions
+            )
+        if grant.managed_path is not None:
+            paths.setdefault(grant.role_id, []).append(grant.managed_path)
     grants = tuple(
-        Grant(role=role_from_row(r), department_paths=tuple(paths.get(role_id, ())))
-        for role_id, r in roles_by_id.items()
+        Grant(role=role, department_paths=tuple(paths.get(role_id, ())))
+        for role_id, role in held.items()
     )
     account = AccountInfo(
         id=row.account_id,
@@ -143,7 +155,7 @@ def _actor(conn: Connection, row: Any) -> Actor | None:
 
 def load_actor(conn: Connection, user_id: str) -> Actor | None:
     """The user as an Actor, or None when the user is gone or not active."""
-    return _actor(conn, conn.execute(_SELECT_ACTOR, {"user_id": user_id}).first())
+    return _actor(conn.execute(_SELECT_ACTOR, {"user_id": user_id}).all())
 
 
 def create_api_key_for_user(conn: Connection, user_id: str) -> ApiKey:
@@ -229,12 +241,12 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
     if not token or not token.strip():
         raise _unauthenticated("no access token given")
     with db.read() as conn:
-        row = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).first()
-        if row is None:
-            raise _unauthenticated("unknown access token")
-        if _as_utc(row.expires_at) <= utcnow():
-            raise _unauthenticated("the access token has expired; request a new one")
-        actor = _actor(conn, row)
+        rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).all()
+    if not rows:
+        raise _unauthenticated("unknown access token")
+    if _as_utc(rows[0].expires_at) <= utcnow():
+        raise _unauthenticated("the access token has expired; request a new one")
+    actor = _actor(rows)
     if actor is None:
         raise _unauthenticated("the token's user is not active")
     return actor

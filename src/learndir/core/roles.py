@@ -132,12 +132,16 @@ def parse_permissions(names: list[str]) -> frozenset[Permission]:
 
 def role_from_row(row: Any) -> Role:
     """A Role from a row with the roles table's id, kind, name and permissions."""
-    kind = RoleKind(row.kind)
+    return role_from_values(row.id, row.kind, row.name, row.permissions)
+
+
+def role_from_values(role_id: str, kind_name: str, name: str, permissions: str) -> Role:
+    kind = RoleKind(kind_name)
     if kind is RoleKind.CUSTOM:
-        perms = frozenset(Permission(p) for p in row.permissions.split())
+        perms = frozenset(Permission(p) for p in permissions.split())
     else:
         perms = STANDARD_ROLES[kind][2]
-    return Role(id=row.id, kind=kind, name=row.name, permissions=perms)
+    return Role(id=role_id, kind=kind, name=name, permissions=perms)
 
 
 _SELECT_ACCOUNT_ROLES = select(roles.c.id, roles.c.kind, roles.c.name, roles.c.permissions).where(

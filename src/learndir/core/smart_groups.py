@@ -423,14 +423,22 @@ def _refresh_statements(
     return result
 
 
-def refresh_memberships(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> None:
+def refresh_memberships(
+    conn: Connection,
+    account: AccountInfo,
+    user_ids: Sequence[str],
+    *,
+    account_is_current: bool = False,
+) -> None:
     """Recomputes the smart-group memberships of `user_ids` inside the caller's transaction.
 
     Call it after everything about those users (department, fields, manual groups) is written.
-    Costs one primary-key read when the account has no smart groups."""
+    Costs one primary-key read when the account has no smart groups, none when the caller
+    read the account's settings version in this transaction already (`account_is_current`)."""
     if not user_ids:
         return
-    account = current(conn, account)
+    if not account_is_current:
+        account = current(conn, account)
     smart = account_smart_groups(conn, account)
     if not smart:
         return

@@ -4,6 +4,12 @@ One transaction per request or command: `Database.write()` yields a connection i
 transaction that commits when the block ends and rolls back on any error, so a rejected request
 changes nothing. Repositories execute statements on that connection and never commit.
 
+A request runs in `Database.run()`: every read() and write() inside it shares one connection,
+and a request that changes something is one transaction from authentication to the last write
+(on SQLite, unless it hashes a password: that must not hold the writers' lock). No PostgreSQL
+connection is pinged on checkout; one found dead before anything was committed makes the
+request run again, once, on a fresh connection.
+
 SQLite writers take the database lock at the start of the transaction (BEGIN IMMEDIATE). Inside
 one process they queue on a lock first, and across processes on an advisory file lock, so
 concurrent writers wait in line instead of sleeping in SQLite's busy handler.
@@ -13,15 +19,35 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class _Unit:
+    """The connection one request runs on (PostgreSQL)."""
+
+    db: Database
+    conn: Connection
+    writes: bool
+    committing: bool = False
+
+
+_unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
 
 
 def normalize_database_url(url: str) -> str:
@@ -43,11 +69,14 @@ class Database:
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database or "")
         else:
+            # As many connections as threads that use them, kept open: opening one costs
+            # PostgreSQL milliseconds of CPU. A few more for background threads (the scheduler)
+            # are opened when needed. No ping on checkout: see run().
             self.engine = create_engine(
                 self.url,
                 pool_size=pool_size,
-                max_overflow=pool_size * 2,
-                pool_pre_ping=True,
+                max_overflow=4,
+                pool_pre_ping=False,
                 hide_parameters=True,
             )
 
@@ -87,7 +116,9 @@ class Database:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get("learndir_write")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode else "BEGIN")
+            # Straight to the driver: SQLAlchemy keeps no state about this statement.
+            raw: Any = conn.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE" if mode else "BEGIN")
 
         return engine
 
@@ -109,16 +140,98 @@ class Database:
             finally:
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
+    def run(self, work: Callable[[], T], *, writes: bool, hashes: bool = False) -> T:
+        """`work` as one request's unit of work: its reads and writes share one connection, and
+        with `writes` one transaction, committed when `work` returns and rolled back if it
+        raises. On PostgreSQL a connection that turns out dead before the commit began runs
+        `work` again, once, on a fresh one (the dead transaction changed nothing). On SQLite a
+        request that `hashes` a password runs without one: its own write() takes the writers'
+        lock only after the hash."""
+        if _unit.get() is not None or (self.is_sqlite and hashes):
+            return work()
+        for attempt in (1, 2):
+            unit: _Unit | None = None
+            try:
+                with self._unit_of_work(writes) as unit:
+                    return work()
+            except DBAPIError as exc:
+                committing = unit is not None and unit.committing
+                if attempt == 2 or not exc.connection_invalidated or committing:
+                    raise
+                logger.warning("a pooled database connection was dead; running the request again")
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _unit_of_work(self, writes: bool) -> Iterator[_Unit]:
+        if self.is_sqlite:
+            with self._sqlite_write() if writes else self._sqlite_read() as conn:
+                unit = _Unit(self, conn, writes)
+                token = _unit.set(unit)
+                try:
+                    yield unit
+                finally:
+                    _unit.reset(token)
+            return
+        with self.engine.connect() as conn:
+            if not writes:
+                # Reads run statement by statement: no BEGIN and ROLLBACK round trips.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            unit = _Unit(self, conn, writes)
+            token = _unit.set(unit)
+            try:
+                if not writes:
+                    yield unit
+                    return
+                transaction = conn.begin()
+                try:
+                    yield unit
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                unit.committing = True
+                transaction.commit()
+            finally:
+                _unit.reset(token)
+
+    def _current_unit(self) -> _Unit | None:
+        unit = _unit.get()
+        return unit if unit is not None and unit.db is self else None
+
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction: commits on success, rolls back on any exception."""
-        if self.is_sqlite and self._checkpointer is None:
+        """A read-write transaction: commits on success, rolls back on any exception. Inside a
+        request that writes (run()), the request's own transaction."""
+        unit = self._current_unit()
+        if unit is not None and unit.writes:
+            yield unit.conn
+            return
+        if self.is_sqlite:
+            with self._sqlite_write() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _sqlite_write(self) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE, after this process's and the other processes' writers (see
+        _sqlite_writer_turn)."""
+        if self._checkpointer is None:
             self._start_checkpointer()
-        turn = self._sqlite_writer_turn() if self.is_sqlite else contextlib.nullcontext()
-        with turn, self.engine.connect() as conn:
+        with self._sqlite_writer_turn(), self.engine.connect() as conn:
             conn = conn.execution_options(learndir_write=True)
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def _sqlite_read(self) -> Iterator[Connection]:
+        """A read transaction, always rolled back: every statement sees one snapshot."""
+        with self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                yield conn
+            finally:
+                trans.rollback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -126,16 +239,17 @@ class Database:
         statement sees one snapshot. On PostgreSQL each statement runs on its own (autocommit):
         under READ COMMITTED a transaction gives no common snapshot anyway, and skipping BEGIN
         and ROLLBACK saves two round trips per read (a lookup by login, in-process: 4.9 -> 3.0
-        ms)."""
-        with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                return
-            trans = conn.begin()
-            try:
+        ms). Inside a request (run()), the request's own connection."""
+        unit = self._current_unit()
+        if unit is not None:
+            yield unit.conn
+            return
+        if self.is_sqlite:
+            with self._sqlite_read() as conn:
                 yield conn
-            finally:
-                trans.rollback()
+            return
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

@@ -51,10 +51,12 @@ async def call(
     *,
     with_body: bool = True,
     decode: Callable[[Request], Awaitable[dict[str, Any]]] = decode_body,
+    reads_only: bool = False,
 ) -> T:
     """Decodes the body (with `decode`, for operations whose XML needs more than the generic
-    reading), then authenticates and runs `work` in the thread pool. A body that cannot be
-    decoded is reported only once the caller has been authenticated."""
+    reading), then authenticates and runs `work` as one unit of work (see Database.run). A
+    body that cannot be decoded is reported only once the caller has been authenticated.
+    A GET, or a POST that only reads (`reads_only`), takes no write transaction."""
     data: dict[str, Any] = {}
     body_error: DomainError | None = None
     if with_body:
@@ -70,12 +72,13 @@ async def call(
             raise body_error
         return work(actor, data)
 
+    writes = request.method != "GET" and not reads_only
     may_hash = (
         "x-auth-password" in request.headers
         or "x-password" in request.headers
         or (with_body and body_may_carry_password(await request.body()))
     )
-    return await call_core(request, run, may_hash=may_hash)
+    return await call_core(lambda: db.run(run, writes=writes, hashes=may_hash), may_hash=may_hash)
 
 
 def return_object(request: Request) -> bool:

@@ -56,7 +56,7 @@ async def token(request: Request) -> Response:
             "token_type": "bearer",
         }
 
-    body = await call_core(request, run, may_hash=False)
+    body = await call_core(lambda: db.run(run, writes=True), may_hash=False)
     accept = request.headers.get("accept", "").lower()
     if "xml" in accept and not wants_json(request):
         return render(request, body)

@@ -269,7 +269,7 @@ async def _page(request: Request, v2: bool, filters_in_body: bool) -> Response:
         )
         return page.users, page.next_page_token
 
-    found, token = await call(request, work, with_body=filters_in_body)
+    found, token = await call(request, work, with_body=filters_in_body, reads_only=True)
     body: dict[str, Any] = {"userProfiles": _profiles(found, v2)}
     if token is not None:
         body["nextPageToken"] = token
@@ -318,7 +318,7 @@ async def paged_users_list(request: Request) -> Response:
         )
         return page.users, page.page_number, page.total
 
-    found, number, total = await call(request, work)
+    found, number, total = await call(request, work, reads_only=True)
     return _respond(
         request,
         {"pageNumber": number, "totalUsersNumber": total, "userProfiles": _profiles(found, False)},
@@ -337,7 +337,7 @@ async def find_existing_users(request: Request) -> Response:
             raw = header_list(request.headers["x-user-ids"])
         return find_existing(db, actor, None if raw is None else list(_texts(raw, "userIds")))
 
-    found = await call(request, work)
+    found = await call(request, work, reads_only=True)
     return _respond(request, found, items="id")
 
 

@@ -35,6 +35,8 @@ class Operation:
     """One row of the operation table, keyed by the request element's name."""
 
     run: Callable[[Database, etree._Element], etree._Element]
+    # Whether it changes anything: the request is then one transaction, authentication included.
+    writes: bool = False
     # Undeclared leaf parameters are profile field values (addUser's seed allows them).
     unknown_leaves_are_fields: bool = False
     # List parameters that an empty element sets to the empty list (elsewhere an empty
@@ -174,18 +176,19 @@ def get_departments(db: Database, request: etree._Element) -> etree._Element:
 
 
 OPERATIONS: dict[str, Operation] = {
-    "AddUserRequest": Operation(add_user, unknown_leaves_are_fields=True),
+    "AddUserRequest": Operation(add_user, writes=True, unknown_leaves_are_fields=True),
     "GetUserProfileRequest": Operation(get_user_profile),
     "GetUsersRequest": Operation(get_users),
     "ListUsersRequest": Operation(list_users),
     "FindExistingUsersRequest": Operation(find_existing_users),
     "UpdateUserProfileRequest": Operation(
         update_user_profile,
+        writes=True,
         unknown_leaves_are_fields=True,
         empty_lists=frozenset({"groups", "manageableDepartmentIds"}),
     ),
-    "DeleteUserRequest": Operation(delete_user),
-    "ChangeUserStatusRequest": Operation(change_user_status),
+    "DeleteUserRequest": Operation(delete_user, writes=True),
+    "ChangeUserStatusRequest": Operation(change_user_status, writes=True),
     "GetUserProfileFieldsRequest": Operation(get_user_profile_fields),
     "GetGroupsRequest": Operation(get_groups),
     "GetDepartmentsRequest": Operation(get_departments),

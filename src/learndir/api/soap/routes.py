@@ -65,13 +65,13 @@ def soap_get(request: Request) -> Response:
 async def soap_post(request: Request) -> Response:
     body = await request.body()
     db = request.app.state.db
-    return await call_core(
-        request, lambda: answer(db, body), may_hash=body_may_carry_password(body)
-    )
+    hashes = body_may_carry_password(body)
+    return await call_core(lambda: answer(db, body, hashes), may_hash=hashes)
 
 
-def answer(db: Database, body: bytes) -> Response:
-    """The response to one SOAP request body, success or Fault."""
+def answer(db: Database, body: bytes, hashes: bool = False) -> Response:
+    """The response to one SOAP request body, success or Fault (`hashes`: it may hash or verify
+    a password)."""
     operation_name = "?"
     try:
         element = operation_element(body)
@@ -84,7 +84,8 @@ def answer(db: Database, body: bytes) -> Response:
         if operation.unknown_leaves_are_fields:
             unknown_leaves_into_fields(request)
         validate(request)
-        return soap_response(operation.run(db, request))
+        result = db.run(lambda: operation.run(db, request), writes=operation.writes, hashes=hashes)
+        return soap_response(result)
     except DomainError as exc:
         return domain_fault_response(exc)
     except XmlRejected as exc:

@@ -109,6 +109,8 @@ class UserPlan:
     roles: list[tuple[Role, list[Department]]] = field(default_factory=list)
     group_ids: list[str] = field(default_factory=list)
     invitations: list[_Invitation] = field(default_factory=list)
+    # The account at the settings version the plan was checked against.
+    account: AccountInfo | None = None
 
     @classmethod
     def of(cls, profile: Profile, department: Department) -> UserPlan:
@@ -166,10 +168,11 @@ def add_user_in(
     _authorize(actor, scope, plan, "roles" if cmd.roles else "role")
     try:
         user_id = insert_user(conn, actor.account_id, actor.user_id, plan, password_hash)
+        # Smart groups follow profile values and departments: the new user joins those that
+        # match.
+        refresh_memberships(conn, plan.account or actor.account, [user_id], account_is_current=True)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
-    # Smart groups follow profile values and departments: the new user joins those that match.
-    refresh_memberships(conn, actor.account, [user_id])
     if actor.account.seat_limit is None:
         # No limit, no counter: taking the account row's lock would make every add of the
         # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).
@@ -183,29 +186,30 @@ def add_user_in(
 
 
 def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> UserPlan:
-    account_id = actor.account_id
     values = merge_profile_values(cmd.fields, cmd.login, cmd.email)
     if not values.get("login"):
         raise invalid("login", "is required")
     if not cmd.department_id or not cmd.department_id.strip():
         raise invalid("departmentId", "is required")
 
-    settings = account_settings(conn, actor.account)
-    profile = checked_profile(settings.fields, values)
-
     wanted_departments = [cmd.department_id, *(cmd.manageable_department_ids or [])]
     for item in cmd.roles or []:
         wanted_departments.extend(item.manageable_department_ids or [])
-    known = departments_repo.get_many(
-        conn, account_id, [as_uuid_text(d) or "" for d in wanted_departments]
+    # The account's settings as this transaction sees them: profile fields, roles or smart
+    # groups changed since the actor authenticated (while its password was hashed) count.
+    known, account = departments_repo.get_many_and_account(
+        conn, actor.account, [as_uuid_text(d) or "" for d in wanted_departments]
     )
+    settings = account_settings(conn, account)
+    profile = checked_profile(settings.fields, values)
     department = known.get(as_uuid_text(cmd.department_id) or "")
     if department is None:
         raise invalid("departmentId", f"no department {cmd.department_id!r} in this account")
 
     plan = UserPlan.of(profile, department)
+    plan.account = account
     plan.roles = resolve_roles(settings.roles, cmd, generation, known)
-    plan.group_ids = resolve_groups(conn, actor.account, cmd.groups or [])
+    plan.group_ids = resolve_groups(conn, account, cmd.groups or [])
     plan.invitations = _invitations(cmd, generation, plan, settings.invitation_message)
     return plan
 
