@@ -250,11 +250,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "reachable"})
 
+    # Routes are tried in order: SOAP's one path first (a SOAP request would otherwise be
+    # matched against every REST route before its own), then REST, whose fixed paths
+    # (/user/v2, /user/list) must come before /user/{userId}.
+    app.include_router(soap.router)
     app.include_router(rest.token_router)
-    # Order matters: fixed paths (/user/v2, /user/list) before /user/{userId}.
     for router in (rest.router, users_read.router, users_write.router, directory.router):
         app.include_router(router)
-    app.include_router(soap.router)
     docs.install(app)
     app.add_middleware(ApiPrefixes)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
