@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import func, select, text
 
+from learndir.cli.main import default_workers
 from learndir.core.passwords import hash_password
 from learndir.db.engine import nullpool_engine
 from learndir.db.schema import users
@@ -165,7 +166,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     database_url: str
-    workers: int
+    # None: `learndir serve` without --workers, its default (one process per core).
+    workers: int | None
     log_path: Path
     log_level: str = "INFO"
     port: int = field(default_factory=free_port)
@@ -184,6 +186,7 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         env = {**os.environ, "LEARNDIR_LOG_LEVEL": self.log_level}
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -193,8 +196,7 @@ class Server:
                     self.database_url,
                     "--port",
                     str(self.port),
-                    "--workers",
-                    str(self.workers),
+                    *workers,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -215,10 +217,11 @@ class Server:
         raise RuntimeError(f"the server did not come up; see {self.log_path}")
 
     def _all_workers_up(self) -> bool:
-        if self.workers == 1:
+        workers = self.workers or default_workers()
+        if workers == 1:
             return True
         text = self.log_path.read_text(errors="replace")
-        return text.count("Application startup complete") >= self.workers
+        return text.count("Application startup complete") >= workers
 
     def pids(self) -> list[int]:
         """The server process and all its descendants (uvicorn's worker processes)."""
@@ -263,7 +266,7 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, workers: int, log_path: Path, log_level: str = "INFO"
+    database_url: str, workers: int | None, log_path: Path, log_level: str = "INFO"
 ) -> Iterator[Server]:
     server = Server(database_url, workers, log_path, log_level)
     try:
