@@ -38,9 +38,10 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-## addUser load benchmark (see bench/README.md for the full matrix).
+## The speed targets on both databases (see bench/README.md for the other benchmarks).
 bench: install
-	$(BIN)/python bench/run_adduser.py
+	$(BIN)/python bench/targets.py --db sqlite --repeat 3
+	$(BIN)/python bench/targets.py --db postgres --repeat 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache learndir-demo.db*

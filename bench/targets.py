@@ -14,15 +14,20 @@ on the same cores as the server):
     .venv/bin/python bench/targets.py --db sqlite
     .venv/bin/python bench/targets.py --db postgres --repeat 3 --write-docs
 
-With --repeat N every throughput figure is the median of N runs (this virtual machine's speed
-drifts from one minute to the next). --write-docs replaces this database's section of
-docs/benchmarks.md (between its markers) with the results, the machine, the command and the date.
+With --repeat N every throughput figure is the median of N runs. This virtual machine's speed
+drifts from one minute to the next, so what is compared is measured round-robin: plain,
+seat-limited and SOAP runs take turns on one server, and the servers of 1 to 4 processes (and
+the default) all run at once, idle but for the one under load, taking turns too. --write-docs
+replaces this database's section of docs/benchmarks.md (between its markers) with the results,
+the machine, the command and the date.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import sys
 import tempfile
 import time
@@ -69,14 +74,24 @@ class Figures:
     details: list[list[str]]
 
 
-def _median_run(runs: int, measure: Callable[[], LoadResult]) -> tuple[LoadResult, list[float]]:
-    """The run with the median users/s of `runs`, and every run's users/s."""
-    results = [measure() for _ in range(runs)]
-    for result in results:
-        if not result.valid:
-            raise SystemExit(f"invalid run: {result.problems()}")
-    ordered = sorted(results, key=lambda r: r.users_per_s)
-    return ordered[len(ordered) // 2], [r.users_per_s for r in results]
+Measured = tuple[LoadResult, list[float]]
+
+
+def _round_robin(runs: int, measures: dict[str, Callable[[], LoadResult]]) -> dict[str, Measured]:
+    """Each measure `runs` times, taking turns; for each, the run with the median users/s and
+    every run's users/s."""
+    results: dict[str, list[LoadResult]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():
+            result = measure()
+            if not result.valid:
+                raise SystemExit(f"invalid run ({name}): {result.problems()}")
+            results[name].append(result)
+    found: dict[str, Measured] = {}
+    for name, runs_of in results.items():
+        ordered = sorted(runs_of, key=lambda r: r.users_per_s)
+        found[name] = (ordered[len(ordered) // 2], [r.users_per_s for r in runs_of])
+    return found
 
 
 def _spread(rates: list[float]) -> str:
@@ -122,11 +137,6 @@ class Bench:
         for transport in ("rest-json", "soap"):
             self.load(server, counter, account, clients=8, transport=transport, duration=2)
 
-    def throughput(
-        self, server: Server, counter: UserCounter, account: dict[str, str], **load: Any
-    ) -> tuple[LoadResult, list[float]]:
-        return _median_run(self.args.repeat, lambda: self.load(server, counter, account, **load))
-
     def run(self) -> Figures:
         rows: list[list[str]] = []
         details: list[list[str]] = []
@@ -151,29 +161,44 @@ class Bench:
             counter = UserCounter(url, account["accountId"])
             limited_counter = UserCounter(url, limited["accountId"])
             try:
-                # Two processes: throughput, seat limit, one client, SOAP.
+                # Two processes: throughput, seat limit and SOAP taking turns; one client.
                 with self.server(url, 2) as server:
                     self.warm(server, counter, account)
-                    plain, plain_rates = self.throughput(server, counter, account)
-                    detail("REST JSON, 2 processes, 32 clients", plain, plain_rates)
                     self.warm(server, limited_counter, limited)
-                    seats, seat_rates = self.throughput(server, limited_counter, limited)
-                    detail("the same, seat-limited account", seats, seat_rates)
-                    single, _ = _median_run(
-                        1, lambda: self.load(server, counter, account, clients=1)
+                    two = _round_robin(
+                        self.args.repeat,
+                        {
+                            "plain": lambda: self.load(server, counter, account),
+                            "seats": lambda: self.load(server, limited_counter, limited),
+                            "soap": lambda: self.load(server, counter, account, transport="soap"),
+                        },
                     )
+                    plain, seats, soap = (two[k][0] for k in ("plain", "seats", "soap"))
+                    detail("REST JSON, 2 processes, 32 clients", *two["plain"])
+                    detail("the same, seat-limited account", *two["seats"])
+                    detail("SOAP, 2 processes, 32 clients", *two["soap"])
+                    single = self.load(server, counter, account, clients=1)
                     detail("REST JSON, 2 processes, 1 client", single)
-                    soap, soap_rates = self.throughput(server, counter, account, transport="soap")
-                    detail("SOAP, 2 processes, 32 clients", soap, soap_rates)
                     held = self.seat_burst(url, server, limited, limited_counter)
-                # Process counts: learndir serve's default against 1 to 4.
-                by_workers: dict[str, tuple[LoadResult, list[float]]] = {}
-                for workers in (None, 1, 2, 3, 4):
-                    label = "default" if workers is None else str(workers)
-                    with self.server(url, workers) as server:
+                # Process counts: learndir serve's default against 1 to 4, all running.
+                with contextlib.ExitStack() as stack:
+                    servers = {
+                        ("default" if w is None else str(w)): stack.enter_context(
+                            self.server(url, w)
+                        )
+                        for w in (None, 1, 2, 3, 4)
+                    }
+                    for server in servers.values():
                         self.warm(server, counter, account)
-                        by_workers[label] = self.throughput(server, counter, account)
-                        detail(f"REST JSON, {label} process(es), 32 clients", *by_workers[label])
+                    by_workers = _round_robin(
+                        self.args.repeat,
+                        {
+                            label: functools.partial(self.load, server, counter, account)
+                            for label, server in servers.items()
+                        },
+                    )
+                for label, measured in by_workers.items():
+                    detail(f"REST JSON, {label} process(es), 32 clients", *measured)
                 scale = self.scale(url)
                 for size, (result, _) in scale.items():
                     detail(f"REST JSON, 2 processes, 1 client, {size:,} users", result)
@@ -254,12 +279,12 @@ class Bench:
             )
         return f"a burst of {result.responses} into {BURST_SEATS} free seats: {result.ok} admitted"
 
-    def scale(self, url: str) -> dict[int, tuple[LoadResult, list[float]]]:
+    def scale(self, url: str) -> dict[int, Measured]:
         """An account of its own, grown from 1,000 to 200,000 users."""
         account = _account(url, "scale")
         counter = UserCounter(url, account["accountId"])
         engine = nullpool_engine(url)
-        found: dict[int, tuple[LoadResult, list[float]]] = {}
+        found: dict[int, Measured] = {}
         try:
             with self.server(url, 2) as server:
                 for size in (1_000, 200_000):
@@ -267,11 +292,11 @@ class Bench:
                     added = seed_users(engine, account["accountId"], size)
                     log(f"  seeded {added} users in {time.monotonic() - started:.1f} s")
                     self.warm(server, counter, account)
-                    found[size] = _median_run(
-                        1,
-                        lambda: self.load(
+                    found[size] = (
+                        result := self.load(
                             server, counter, account, clients=1, max_responses=self.args.sequential
                         ),
+                        [result.users_per_s],
                     )
         finally:
             engine.dispose()
