@@ -78,6 +78,9 @@ class Database:
                 max_overflow=4,
                 pool_pre_ping=False,
                 hide_parameters=True,
+                # Requests wait for PostgreSQL in their process's event loop: an unreachable
+                # server must fail them, not hold the process indefinitely.
+                connect_args={"connect_timeout": 10},
             )
 
     def _sqlite_engine(self, path: str) -> Engine:
