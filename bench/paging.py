@@ -55,7 +55,7 @@ from harness import (
 from learndir.core.common import fold, new_id, utcnow
 from learndir.db.engine import nullpool_engine
 from learndir.db.schema import (
-    accounts,
+    account_seats,
     departments,
     group_members,
     groups,
@@ -195,9 +195,9 @@ def seed_users(engine: Engine, account_id: str, target: int) -> int:
             conn.execute(insert(user_field_values), value_rows)
             conn.execute(insert(group_members), member_rows)
             conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id)
-                .values(active_users=accounts.c.active_users + size)
+                update(account_seats)
+                .where(account_seats.c.account_id == account_id)
+                .values(active_users=account_seats.c.active_users + size)
             )
         added += size
     if engine.dialect.name == "postgresql":
