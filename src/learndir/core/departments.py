@@ -104,23 +104,31 @@ def get_many_and_account(
     fields, roles and smart groups may have changed since the actor authenticated), in one
     round trip: addUser's hot path."""
     rows = conn.execute(
-        _SELECT_MANY_WITH_VERSION, {"ids": list({i for i in ids if i}), "account_id": account.id}
+        _SELECT_MANY_WITH_VERSION, {"ids": _wanted(ids), "account_id": account.id}
     ).all()
     if not rows:
         return {}, smart_groups.current(conn, account)
     version = int(rows[0].settings_version)
     if version != account.settings_version:
         account = replace(account, settings_version=version)
-    return {r.id: _to_department(r) for r in rows if r.account_id == account.id}, account
+    return _of_account(rows, account.id), account
+
+
+def _wanted(ids: Iterable[str]) -> list[str]:
+    return list({i for i in ids if i})
+
+
+def _of_account(rows: Iterable[Any], account_id: str) -> dict[str, Department]:
+    """The rows' departments that belong to the account, by id."""
+    return {r.id: _to_department(r) for r in rows if r.account_id == account_id}
 
 
 def get_many(conn: Connection, account_id: str, ids: Iterable[str]) -> dict[str, Department]:
     """The departments of the account among `ids`; ids of other accounts are simply absent."""
-    wanted = {i for i in ids if i}
+    wanted = _wanted(ids)
     if not wanted:
         return {}
-    rows = conn.execute(_SELECT_MANY, {"ids": list(wanted)})
-    return {r.id: _to_department(r) for r in rows if r.account_id == account_id}
+    return _of_account(conn.execute(_SELECT_MANY, {"ids": wanted}), account_id)
 
 
 def root(conn: Connection, account_id: str) -> Department:
