@@ -21,8 +21,9 @@ from tests.support import (
     stop_server,
 )
 
-# A real headless browser for page tests (fixtures `browser` and `offline_page`).
-pytest_plugins = ["tests.browser"]
+# A real headless browser for page tests (fixtures `browser` and `offline_page`); a real SMTP
+# server and HTTP receiver (`smtp_server`, `http_receiver`).
+pytest_plugins = ["tests.browser", "tests.receivers"]
 
 BACKENDS = ["sqlite", "postgres"]
 

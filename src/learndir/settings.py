@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +23,23 @@ class Settings(BaseSettings):
     # How often the service carries out scheduled deactivations and terminations (also once at
     # start); 0 or less turns the scheduler off in this process.
     scheduler_interval_seconds: float = 30.0
+
+    # Where links in messages point (the set-password page): the address users reach.
+    public_url: str = "http://127.0.0.1:8080"
+    # E-mail over SMTP. Without a host, messages wait in the outbox and say why.
+    smtp_host: str | None = None
+    # Default: 465 for tls, 587 for starttls, 25 for none.
+    smtp_port: int | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # none | starttls | tls. Default: tls on port 465, starttls on 587, none otherwise.
+    smtp_security: Literal["none", "starttls", "tls"] | None = None
+    mail_from: str = "learndir@localhost"
+    # SMS through a Twilio-compatible API: POST {sms_url}/2010-04-01/Accounts/{sid}/Messages.json
+    sms_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ constraint and index names are identical on both databases.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -47,6 +48,8 @@ accounts = Table(
     Column("settings_version", Integer, nullable=False, server_default="1"),
     # The invitation e-mail's text when addUser asks for one without an invitationMessage.
     Column("invitation_message", Text, nullable=False),
+    # How long a set-password link stays valid after its message is sent.
+    Column("invitation_lifetime_days", Integer, nullable=False, server_default="7"),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -231,7 +234,9 @@ access_tokens = Table(
     Index(None, "expires_at"),
 )
 
-# Durable record of each invitation asked for; a delivery worker (SMTP, SMS) drains it.
+# One row per invitation message (e-mail or SMS), written in the transaction that asks for it
+# and drained by the delivery worker. The row is also the invitation: its set-password token is
+# minted when the message is sent (only the hash is kept) and consumed on acceptance.
 outbox = Table(
     "outbox",
     metadata,
@@ -241,9 +246,104 @@ outbox = Table(
     Column("channel", String(16), nullable=False),
     Column("recipient", String(320), nullable=False),
     Column("message", Text, nullable=False),
+    # pending -> sending (claimed) -> sent | failed; revoked before it was sent.
     Column("status", String(16), nullable=False, server_default="pending"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
-    Index(None, "status", "created_at"),
+    # The message carries a set-password link (no password was given).
+    Column("password_link", Boolean, nullable=False, server_default=false()),
+    # SHA-256 of the set-password token, minted when the message is sent.
+    Column("token_hash", String(64), nullable=True, unique=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    # Voided: revoked by an administrator, superseded by a resend, or another link was used.
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    # A claim is a lease: a worker that dies mid-send leaves the row to be claimed again.
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    # What the provider answered on acceptance (SMTP reply, the SMS gateway's message sid).
+    Column("provider_id", String(255), nullable=True),
+    Index(None, "status", "next_attempt_at"),
     Index(None, "user_id"),
+)
+
+# Webhook subscribers (the vendor's /webhook API) and, per subscriber, its delivery state:
+# events are delivered in order, so retries and the lease are per subscriber, not per event.
+webhook_subscribers = Table(
+    "webhook_subscribers",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("name_key", String(255), nullable=False),
+    Column("callback_url", String(255), nullable=False),
+    # The signing secret: HMAC and the vendor's hash need it itself, so it cannot be a hash.
+    Column("secret", String(255), nullable=True),
+    Column("confirmed", Boolean, nullable=False, server_default=false()),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("code_hash", String(64), nullable=True),
+    Column("code_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("account_id", "name_key"),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("webhook_subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("event_type", String(64), primary_key=True),
+    # JSON list of {name, value} filters (the vendor's params; userIds).
+    Column("params", Text, nullable=True),
+)
+
+# What happened, written in the transaction of the change; kept after delivery.
+events = Table(
+    "events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id"), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    # JSON, the event's data as documented in the README.
+    Column("payload", Text, nullable=False),
+    Index(None, "account_id", "occurred_at"),
+)
+
+# One row per event and subscriber that wants it; the id orders a subscriber's deliveries.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("webhook_subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    # pending -> sent | failed (kept; an administrator can replay it).
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index(None, "subscriber_id", "status", "id"),
+    Index(None, "event_id"),
 )

@@ -660,6 +660,8 @@ def insert_user(
                     "message": inv.message,
                     "status": "pending",
                     "created_at": now,
+                    "next_attempt_at": now,
+                    "password_link": password_hash is None,
                 }
                 for inv in plan.invitations
             ],

@@ -1,0 +1,1 @@
+"""Invitations: the set-password tokens carried by invitation messages (rows of `outbox`)."""
