@@ -607,8 +607,23 @@ ROWS: list[Row] = [
             fields={"employee_id": c.employee_id, "phone": "+49 30 1234567"},
         ),
         OK,
-        check=invitations(("sms", "+49 30 1234567")),
+        # The profile keeps the number as given; the SMS goes to its E.164 form.
+        check=invitations(("sms", "+49301234567")),
     ),
+    *[
+        Row(
+            f"invite-sms-phone-{name}",
+            lambda w, c, phone=phone: base(
+                w,
+                c,
+                sendLoginSMS=True,
+                invitationSMSMessage="Hi",
+                fields={"employee_id": c.employee_id, "phone": phone},
+            ),
+            Err(IDS, "phone"),
+        )
+        for name, phone in (("without-country-code", "030 1234567"), ("not-valid", "+49 12"))
+    ],
     Row(
         "invite-sms-message-required",
         lambda w, c: base(
