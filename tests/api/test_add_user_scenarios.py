@@ -612,7 +612,7 @@ ROWS: list[Row] = [
     ),
     *[
         Row(
-            f"invite-sms-phone-{name}",
+            f"invite-sms-phone-{name}-{auth}",
             lambda w, c, phone=phone: base(
                 w,
                 c,
@@ -621,9 +621,24 @@ ROWS: list[Row] = [
                 fields={"employee_id": c.employee_id, "phone": phone},
             ),
             Err(IDS, "phone"),
+            auth=auth,
         )
         for name, phone in (("without-country-code", "030 1234567"), ("not-valid", "+49 12"))
+        for auth in ("token", "credentials")
     ],
+    Row(
+        "invite-sms-older-generation",
+        lambda w, c: base(
+            w,
+            c,
+            sendLoginSMS=True,
+            invitationSMSMessage="Hi",
+            fields={"employee_id": c.employee_id, "phone": "0049 30 1234567"},
+        ),
+        OK,
+        auth="credentials",
+        check=invitations(("sms", "+49301234567")),
+    ),
     Row(
         "invite-sms-message-required",
         lambda w, c: base(
