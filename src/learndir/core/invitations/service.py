@@ -10,7 +10,7 @@ but its link no longer works.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -364,11 +364,4 @@ def accept(db: Database, raw: str, password: str) -> InvitationLink:
         if changed != 1:
             raise link_error(LinkState.REVOKED)
         _void(conn, user_id, now, keep=outbox_id)
-    return InvitationLink(
-        state=LinkState.USED,
-        account_name=current.account_name,
-        account_url=current.account_url,
-        login=current.login,
-        password_min_length=current.password_min_length,
-        expires_at=current.expires_at,
-    )
+    return replace(current, state=LinkState.USED)
