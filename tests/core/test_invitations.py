@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from learndir.core.accounts import AccountSpec
 from learndir.core.actor import Actor
 from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.errors import DomainError, ErrorCode
@@ -17,7 +18,7 @@ from learndir.core.invitations import service as invitations
 from learndir.core.invitations.service import InvitationStatus, LinkState
 from learndir.core.users.changes import change_status
 from learndir.db.engine import Database
-from learndir.db.schema import outbox
+from learndir.db.schema import accounts, outbox
 from tests.invitations import invite_new_user, outbox_ids, send, send_latest
 from tests.support import World, acme_spec, make_world
 
@@ -271,3 +272,17 @@ def test_add_user_refuses_an_sms_number_that_is_not_one(w: World, phone: str) ->
     )
     assert (error.code, error.parameter) == (E.INVALID_PARAMETERS, "phone")
     assert w.snapshot() == before
+
+
+def test_the_account_file_sets_the_lifetime(db: Database) -> None:
+    world = make_world(db, acme_spec(seatLimit=None, invitationLifetimeDays=3))
+    user_id = invite_new_user(world)
+    send_latest(db, user_id, lifetime_days=3)
+    with db.read() as conn:
+        days = conn.execute(
+            select(accounts.c.invitation_lifetime_days).where(accounts.c.id == world.account_id)
+        ).scalar_one()
+    assert days == 3
+    with pytest.raises(DomainError) as caught:
+        AccountSpec.parse(acme_spec(invitationLifetimeDays=0))
+    assert caught.value.parameter == "invitationLifetimeDays"
