@@ -55,15 +55,19 @@ def test_resend_and_revoke(server: Server, w: World) -> None:
     assert resent.status_code == 200, resent.text
     [sms] = resent.json()
     assert (sms["channel"], sms["recipient"], sms["status"]) == ("sms", "+49301234567", "queued")
-    # The channel as a header, the body in XML.
+    # In XML, the channel in the body or as a header.
+    owner = {"Authorization": f"Bearer {w.token('owner')}"}
     xml = httpx.post(
         f"{base}/invitation/resend",
-        headers={"Authorization": f"Bearer {w.token('owner')}", "X-Channel": "email"},
+        headers={**owner, "Content-Type": "application/xml"},
+        content=b"<request><channel>email</channel></request>",
     )
     assert xml.status_code == 200, xml.text
     assert etree.fromstring(xml.content).findtext("invitation/channel") == "email"
+    header = httpx.post(f"{base}/invitation/resend", headers={**owner, "X-Channel": "sms"})
+    assert etree.fromstring(header.content).findtext("invitation/channel") == "sms"
     listed = httpx.get(f"{base}/invitations", headers=auth(w)).json()
-    assert [i["status"] for i in listed] == ["queued", "revoked", "revoked"]
+    assert [i["status"] for i in listed] == ["queued", "revoked", "revoked", "revoked"]
     assert all("revokedDate" in i for i in listed[1:])
 
     revoked = httpx.post(f"{base}/invitation/revoke", headers=auth(w))
