@@ -18,13 +18,20 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from learndir.api.execution import call_core
-from learndir.api.ispring_rest.common import db_of
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.invitations import service
 from learndir.core.invitations.service import InvitationLink, LinkState
 from learndir.core.users.service import MAX_PASSWORD_LENGTH
+from learndir.db.engine import Database
 
 router = APIRouter()
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
 # The password form's body is tiny; anything larger is not a person typing a password.
@@ -82,7 +89,7 @@ def _not_found(request: Request) -> HTMLResponse:
 @router.get("/invite/{token}", include_in_schema=False)
 def show(request: Request, token: str) -> HTMLResponse:
     try:
-        link = service.invitation_by_token(db_of(request), token)
+        link = service.invitation_by_token(_db(request), token)
     except DomainError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             return _not_found(request)
@@ -94,7 +101,7 @@ def show(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/invite/{token}", include_in_schema=False)
 async def submit(request: Request, token: str) -> HTMLResponse:
-    db = db_of(request)
+    db = _db(request)
     body = await request.body()
     form = dict(parse_qsl(body[:_MAX_FORM_BYTES].decode("utf-8", "replace")))
     password = form.get("password", "")

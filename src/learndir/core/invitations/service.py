@@ -83,11 +83,13 @@ _LINK_ERRORS = {
 }
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def _aware(moment: datetime) -> datetime:
     """SQLite gives back naive datetimes; everything stored is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _aware(moment)
 
 
 # ---- the list ---------------------------------------------------------------------------
@@ -128,7 +130,7 @@ def _invitation(row: Row[tuple[object, ...]], now: datetime) -> Invitation:
         channel=row.channel,
         recipient=row.recipient,
         status=_status(row, now),
-        created_at=_utc(row.created_at) or now,
+        created_at=_aware(row.created_at),
         sent_at=_utc(row.sent_at),
         expires_at=_utc(row.expires_at),
         accepted_at=_utc(row.accepted_at),
