@@ -607,7 +607,37 @@ ROWS: list[Row] = [
             fields={"employee_id": c.employee_id, "phone": "+49 30 1234567"},
         ),
         OK,
-        check=invitations(("sms", "+49 30 1234567")),
+        # The profile keeps the number as given; the SMS goes to its E.164 form.
+        check=invitations(("sms", "+49301234567")),
+    ),
+    *[
+        Row(
+            f"invite-sms-phone-{name}-{auth}",
+            lambda w, c, phone=phone: base(
+                w,
+                c,
+                sendLoginSMS=True,
+                invitationSMSMessage="Hi",
+                fields={"employee_id": c.employee_id, "phone": phone},
+            ),
+            Err(IDS, "phone"),
+            auth=auth,
+        )
+        for name, phone in (("without-country-code", "030 1234567"), ("not-valid", "+49 12"))
+        for auth in ("token", "credentials")
+    ],
+    Row(
+        "invite-sms-older-generation",
+        lambda w, c: base(
+            w,
+            c,
+            sendLoginSMS=True,
+            invitationSMSMessage="Hi",
+            fields={"employee_id": c.employee_id, "phone": "0049 30 1234567"},
+        ),
+        OK,
+        auth="credentials",
+        check=invitations(("sms", "+49301234567")),
     ),
     Row(
         "invite-sms-message-required",

@@ -302,6 +302,14 @@ def _login_of(api: Api, user_id: str) -> str:
     return str(next(f["value"] for f in fields if f["name"] == "LOGIN"))
 
 
+def _invited(api: Api) -> str:
+    """A new user with an invitation queued."""
+    user_id = api.new_user()
+    response = api.client.post(f"/user/{user_id}/invitation/resend", headers=api.headers(JSON))
+    assert response.status_code == 200, response.text
+    return user_id
+
+
 SUCCESS: dict[tuple[str, str], Callable[[Api], Request]] = {
     ("POST", "/api/v3/token"): lambda a: Request(
         body={
@@ -410,6 +418,13 @@ SUCCESS: dict[tuple[str, str], Callable[[Api], Request]] = {
     ("DELETE", "/user/{userId}/scheduled_termination"): lambda a: Request({"userId": a.new_user()}),
     ("POST", "/user/{userId}/groups/remove"): lambda a: Request(
         {"userId": a.users[1]}, body={"groupIds": [a.new_group([a.users[1]])]}
+    ),
+    ("GET", "/user/{userId}/invitations"): lambda a: Request({"userId": _invited(a)}),
+    ("POST", "/user/{userId}/invitation/resend"): lambda a: Request(
+        {"userId": _invited(a)}, body={"channel": "email"}
+    ),
+    ("POST", "/user/{userId}/invitation/revoke"): lambda a: Request(
+        {"userId": _invited(a)}, status=204
     ),
     ("GET", "/role"): lambda a: Request(),
     ("POST", "/users/activate"): lambda a: Request(body={"userIds": [a.new_user()]}),

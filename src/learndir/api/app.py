@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from learndir.api import docs
-from learndir.api.ispring_rest import directory, users_read, users_write
+from learndir.api import docs, invite
+from learndir.api.ispring_rest import directory, invitations, users_read, users_write
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
@@ -36,6 +37,14 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 
 class _BodyTooLarge(Exception):
     pass
+
+
+# A set-password link's token is a credential: logged paths show where it was, not what.
+_INVITE_TOKEN = re.compile(r"(/invite/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    return _INVITE_TOKEN.sub(r"\1[token]", path)
 
 
 class RequestGuard:
@@ -98,7 +107,7 @@ class RequestGuard:
                 "unexpected error: request_id=%s method=%s path=%s",
                 request_id,
                 scope.get("method"),
-                scope.get("path"),
+                loggable_path(scope.get("path", "")),
             )
             if not status_holder["status"]:
                 await self._send_error(
@@ -109,7 +118,7 @@ class RequestGuard:
                 "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
                 request_id,
                 scope.get("method"),
-                scope.get("path"),
+                loggable_path(scope.get("path", "")),
                 status_holder["status"],
                 (time.perf_counter() - started) * 1000,
             )
@@ -255,8 +264,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (/user/v2, /user/list) must come before /user/{userId}.
     app.include_router(soap.router)
     app.include_router(rest.token_router)
-    for router in (rest.router, users_read.router, users_write.router, directory.router):
+    for router in (
+        rest.router,
+        users_read.router,
+        users_write.router,
+        directory.router,
+        invitations.router,
+    ):
         app.include_router(router)
+    app.include_router(invite.router)
     docs.install(app)
     app.add_middleware(ApiPrefixes)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)

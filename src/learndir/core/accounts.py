@@ -93,6 +93,8 @@ class AccountSpec(_Spec):
     )
     # The invitation's text when addUser sends one without an invitationMessage.
     invitation_message: str | None = Field(None, alias="invitationMessage", min_length=1)
+    # How long a set-password link works after its message is sent.
+    invitation_lifetime_days: int = Field(7, alias="invitationLifetimeDays", ge=1, le=365)
     owner: OwnerSpec
     departments: list[DepartmentSpec] = Field(default_factory=list)
     groups: list[GroupSpec] = Field(default_factory=list)
@@ -186,6 +188,7 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 invitation_message=(
                     spec.invitation_message or f"You have been invited to {spec.name}."
                 ),
+                invitation_lifetime_days=spec.invitation_lifetime_days,
                 created_at=utcnow(),
             )
         )

@@ -16,6 +16,10 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     ACCOUNT_EXISTS = "account_exists"
     DEPARTMENT_NOT_EMPTY = "department_not_empty"
+    # A set-password link that can no longer be used.
+    INVITATION_USED = "invitation_used"
+    INVITATION_EXPIRED = "invitation_expired"
+    INVITATION_REVOKED = "invitation_revoked"
 
 
 # The seed documents' own strings, byte for byte, where they define one.
@@ -30,6 +34,9 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_FOUND: "Not found",
     ErrorCode.ACCOUNT_EXISTS: "An account with this URL already exists",
     ErrorCode.DEPARTMENT_NOT_EMPTY: "Department is not empty",
+    ErrorCode.INVITATION_USED: "This link has already been used",
+    ErrorCode.INVITATION_EXPIRED: "This link has expired",
+    ErrorCode.INVITATION_REVOKED: "This link is no longer valid",
 }
 
 

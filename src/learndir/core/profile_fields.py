@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -172,6 +173,26 @@ def is_email(value: str) -> bool:
     except EmailNotValidError:
         return False
     return True
+
+
+def phone_e164(value: str, parameter: str = "phone") -> str:
+    """A phone number in E.164 (`+4930123456`), as SMS gateways take it. Without an account
+    region to read national numbers against, a number must carry its country code: a leading
+    `+` (or the international prefix `00`)."""
+    text = value.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not text.startswith("+"):
+        raise invalid(
+            parameter, "a phone number for SMS needs its country code, such as +49 30 1234567"
+        )
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise invalid(parameter, f"{value!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def check_value(field: ProfileField, raw: str, parameter: str) -> str:

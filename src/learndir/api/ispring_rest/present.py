@@ -7,6 +7,7 @@ from typing import Any
 
 from learndir.core.departments import Department
 from learndir.core.groups import DetailedGroup, Group
+from learndir.core.invitations.service import Invitation
 from learndir.core.profile_fields import ProfileField
 from learndir.core.roles import Role, RoleKind, role_description
 from learndir.core.smart_groups import SmartGroup, rules_to_data
@@ -164,6 +165,29 @@ def user(u: UserView, *, v2: bool = False) -> dict[str, Any]:
         if leave.end is not None:
             status["endDate"] = leave.end.isoformat()
         out["workLeaveStatus"] = status
+    return out
+
+
+def invitation(i: Invitation) -> dict[str, Any]:
+    """An invitation message; times it does not have yet are left out."""
+    out: dict[str, Any] = {
+        "invitationId": i.id,
+        "channel": i.channel,
+        "recipient": i.recipient,
+        "status": i.status.value,
+        "attempts": i.attempts,
+    }
+    for key, moment in (
+        ("createdDate", i.created_at),
+        ("sentDate", i.sent_at),
+        ("expiryDate", i.expires_at),
+        ("acceptedDate", i.accepted_at),
+        ("revokedDate", i.revoked_at),
+    ):
+        if moment is not None:
+            out[key] = _datetime(moment)
+    if i.last_error:
+        out["lastError"] = i.last_error
     return out
 
 

@@ -29,6 +29,9 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FIELD_VALUE_TAKEN: 409,
     ErrorCode.ACCOUNT_EXISTS: 409,
     ErrorCode.DEPARTMENT_NOT_EMPTY: 409,
+    ErrorCode.INVITATION_USED: 410,
+    ErrorCode.INVITATION_EXPIRED: 410,
+    ErrorCode.INVITATION_REVOKED: 410,
 }
 
 # Element names whose content is a list even with a single child.

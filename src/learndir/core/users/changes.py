@@ -36,8 +36,8 @@ from learndir.core.users.commands import (
     WorkLeaveItem,
 )
 from learndir.core.users.service import (
-    MAX_PASSWORD_LENGTH,
     authorize_roles,
+    check_password_policy,
     check_profile_values,
     check_unique_values,
     duplicate_from_integrity_error,
@@ -463,11 +463,7 @@ def change_password(
         raise invalid("password", "must be a text value")
     with db.read() as conn:
         _password_target(conn, actor, user_id)
-    minimum = actor.account.password_min_length
-    if len(secret) < minimum:
-        raise invalid("password", f"must be at least {minimum} characters long")
-    if len(secret) > MAX_PASSWORD_LENGTH:
-        raise invalid("password", f"must be at most {MAX_PASSWORD_LENGTH} characters long")
+    check_password_policy(secret, actor.account.password_min_length)
     # Argon2id takes tens of milliseconds: never while holding the write transaction.
     password_hash = hash_password(secret)
     with db.write() as conn:

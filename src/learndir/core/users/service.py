@@ -28,6 +28,7 @@ from learndir.core.profile_fields import (
     ProfileField,
     check_value,
     is_email,
+    phone_e164,
     resolve_field,
 )
 from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
@@ -146,12 +147,16 @@ def check_password(actor: Actor, cmd: AddUser) -> str | None:
     if cmd.password is None or cmd.password.get_secret_value() == "":
         return None
     password = cmd.password.get_secret_value()
-    minimum = actor.account.password_min_length
+    check_password_policy(password, actor.account.password_min_length)
+    return password
+
+
+def check_password_policy(password: str, minimum: int) -> None:
+    """The account's password policy, with the same messages wherever a password is set."""
     if len(password) < minimum:
         raise invalid("password", f"must be at least {minimum} characters long")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise invalid("password", f"must be at most {MAX_PASSWORD_LENGTH} characters long")
-    return password
 
 
 def add_user_in(
@@ -470,7 +475,7 @@ def _invitations(
         phone = plan.builtin.get("phone")
         if not phone:
             raise invalid("sendLoginSMS", "the user has no phone number in the profile")
-        result.append(_Invitation("sms", phone, message))
+        result.append(_Invitation("sms", phone_e164(phone), message))
     return result
 
 
