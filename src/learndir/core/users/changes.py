@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core import departments as departments_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor
+from learndir.core.changes import record_user_changes, users_before
 from learndir.core.common import as_uuid_text, fold, utcnow, whole_number
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
@@ -224,12 +225,14 @@ def update_user_in(
     login = builtin.get("login")
     email = builtin.get("email")
     check_unique_values(conn, account_id, login, email, custom, user_id=target.id)
+    before = users_before(conn, actor.account, [target.id])
     try:
         _write_update(conn, target.id, department, builtin, custom, new_roles, group_ids)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, login, email, custom) from None
     if department is not None or checked or group_ids is not None:
         refresh_memberships(conn, actor.account, [target.id])
+    record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 def _write_update(
@@ -306,6 +309,7 @@ def delete_user(db: Database, actor: Actor, user_id: str) -> None:
             raise denied("the account owner cannot be deleted", "userId")
         if target.id == actor.user_id:
             raise denied("you cannot delete yourself", "userId")
+        before = users_before(conn, actor.account, [target.id])
         for table in (users, departments):
             conn.execute(
                 update(table)
@@ -326,6 +330,7 @@ def delete_user(db: Database, actor: Actor, user_id: str) -> None:
         ).first()
         if gone is not None and gone.status == ACTIVE:
             release_seats(conn, actor.account_id, 1)
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- status -----------------------------------------------------------------------------
@@ -410,6 +415,14 @@ def change_status_in(
             if target.id == actor.user_id:
                 raise denied("you cannot deactivate or terminate yourself", parameter)
     ids = [t.id for t in targets]
+    before = users_before(conn, actor.account, ids)
+    _set_status(conn, actor, ids, new, parameter)
+    record_user_changes(conn, actor.account, actor.user_id, before)
+
+
+def _set_status(
+    conn: Connection, actor: Actor, ids: Sequence[str], new: int, parameter: str
+) -> None:
     account_id = actor.account_id
     if new == ACTIVE:
         # Conditional on the current status: a concurrent activation of the same user counts
@@ -494,12 +507,14 @@ def remove_from_groups(
     with db.write() as conn:
         target = editable_user(conn, actor, user_id)
         groups = resolve_groups(conn, actor.account, ids, "groupIds")
+        before = users_before(conn, actor.account, [target.id])
         conn.execute(
             delete(group_members).where(
                 group_members.c.user_id == target.id, group_members.c.group_id.in_(groups)
             )
         )
         refresh_memberships(conn, actor.account, [target.id])
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- subordination ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from learndir.core.account_settings import AccountSettings, account_settings
-from learndir.core.actor import Actor, Scope
+from learndir.core.actor import AccountInfo, Actor, Scope
 from learndir.core.common import as_uuid_text, fold
 from learndir.core.errors import DomainError, denied, invalid, not_found
 from learndir.core.paging import check_page_size, page_request, split_page
@@ -526,3 +526,16 @@ def _subordination(kind: str | None, supervisor_id: str | None) -> Subordination
     if not kind or kind == INHERIT:
         return _DEFAULT_SUBORDINATION
     return Subordination(kind, supervisor_id if kind == "manual" else None)
+
+
+def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> list[UserView]:
+    """The users of the account among `user_ids`, as every read shows them, without any
+    permission check: for the core's own records of a change (webhook events)."""
+    if not user_ids:
+        return []
+    rows = conn.execute(
+        select(*_USER_COLUMNS).where(
+            users.c.id.in_(list(user_ids)), users.c.account_id == account.id
+        )
+    ).all()
+    return _views(conn, account_settings(conn, account), rows)
