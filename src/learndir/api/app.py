@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learndir.api import docs
-from learndir.api.ispring_rest import directory, users_read, users_write
+from learndir.api.ispring_rest import directory, users_read, users_write, webhooks
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
@@ -255,7 +255,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (/user/v2, /user/list) must come before /user/{userId}.
     app.include_router(soap.router)
     app.include_router(rest.token_router)
-    for router in (rest.router, users_read.router, users_write.router, directory.router):
+    for router in (
+        rest.router,
+        users_read.router,
+        users_write.router,
+        directory.router,
+        webhooks.router,
+    ):
         app.include_router(router)
     docs.install(app)
     app.add_middleware(ApiPrefixes)

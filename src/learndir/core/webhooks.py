@@ -14,7 +14,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ from learndir.core.account_settings import settings_changed
 from learndir.core.actor import Actor
 from learndir.core.auth import account_url_key
 from learndir.core.changes import CONFIRMATION_CODE, EventType, queue_event
-from learndir.core.common import as_uuid_text, fold, new_id, utcnow
+from learndir.core.common import as_utc, as_uuid_text, fold, new_id, utcnow
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
 from learndir.core.roles import RoleKind
 from learndir.db.engine import Database
@@ -81,10 +81,10 @@ def _text(value: Any, parameter: str, *, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise invalid(parameter, "must be a text value")
-    value = value.strip()
-    if len(value) > MAX_LENGTH:
+    text: str = value.strip()
+    if len(text) > MAX_LENGTH:
         raise invalid(parameter, f"must be at most {MAX_LENGTH} characters long")
-    return value
+    return text
 
 
 def _name(value: Any) -> str:
@@ -178,7 +178,14 @@ def send_code(db: Database, actor: Actor, name: Any) -> None:
     with db.write() as conn:
         row = _find(conn, actor.account_id, checked, lock=True)
         # A code is on its way: try the receiver now even if it was failing.
-        _set(conn, row.id, actor.account_id, code_hash=None, code_expires_at=None, next_attempt_at=None)
+        _set(
+            conn,
+            row.id,
+            actor.account_id,
+            code_hash=None,
+            code_expires_at=None,
+            next_attempt_at=None,
+        )
         queue_event(conn, actor.account, CONFIRMATION_CODE, {"subscriberName": row.name}, [row.id])
 
 
@@ -192,7 +199,7 @@ def confirm(db: Database, actor: Actor, name: Any, code: Any) -> None:
         valid = (
             row.code_hash is not None
             and row.code_expires_at is not None
-            and _aware(row.code_expires_at) > utcnow()
+            and as_utc(row.code_expires_at) > utcnow()
             and hmac.compare_digest(row.code_hash, code_hash(given))
         )
         if not valid:
@@ -222,9 +229,7 @@ def remove(db: Database, actor: Actor, name: Any) -> None:
         settings_changed(conn, actor.account_id)
 
 
-def change_settings(
-    db: Database, actor: Actor, name: Any, callback_url: Any, secret: Any
-) -> None:
+def change_settings(db: Database, actor: Actor, name: Any, callback_url: Any, secret: Any) -> None:
     """A new callbackUrl must be confirmed again; an empty secret removes it."""
     _require_admin(actor)
     checked = _name(name)
@@ -300,7 +305,9 @@ def subscribe(db: Database, actor: Actor, name: Any, subscription: Any) -> None:
             )
         )
         conn.execute(
-            insert(webhook_subscriptions).values(subscriber_id=row.id, event_type=kind, params=stored)
+            insert(webhook_subscriptions).values(
+                subscriber_id=row.id, event_type=kind, params=stored
+            )
         )
         settings_changed(conn, actor.account_id)
 
@@ -418,9 +425,7 @@ def _counts(conn: Connection, subscriber_ids: Sequence[str]) -> dict[str, dict[s
         return {}
     out: dict[str, dict[str, int]] = {}
     for subscriber_id, status, n in conn.execute(
-        select(
-            webhook_deliveries.c.subscriber_id, webhook_deliveries.c.status, func.count()
-        )
+        select(webhook_deliveries.c.subscriber_id, webhook_deliveries.c.status, func.count())
         .where(
             webhook_deliveries.c.subscriber_id.in_(list(subscriber_ids)),
             webhook_deliveries.c.status.in_(("pending", "failed")),
@@ -445,8 +450,3 @@ def _info(row: Any, counts: dict[str, int]) -> SubscriberInfo:
         last_error=row.last_error,
         last_delivered_at=row.last_delivered_at,
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
