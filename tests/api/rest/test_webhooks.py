@@ -174,7 +174,7 @@ def test_disable_unsubscribe_new_url_and_remove(
     assert hook(server, world, "code/send", {"subscriberName": name}).status_code == 200
     new_path = f"/{name}-new"
     received = pump(db, http_receiver, lambda rs: any(r.path == new_path for r in rs))
-    code = events_of([r for r in received if r.path == new_path][0])[0]["code"]
+    code = events_of(next(r for r in received if r.path == new_path))[0]["code"]
     answer = hook(server, world, "confirm", {"subscriberName": name, "code": code})
     assert answer.status_code == 200
     third = new_user(server, world, world.root_id)
