@@ -22,6 +22,7 @@ from learndir.db.engine import Database
 from learndir.db.schema import events, users, webhook_deliveries, webhook_subscribers
 from learndir.delivery.webhooks import deliver_webhooks
 from tests.api.rest.test_groups import new_user
+from tests.cli.test_cli import learndir
 from tests.receivers import HttpReceiver
 from tests.support import Server, World, acme_spec, make_world
 from tests.webhook_support import events_of, hook, pump, register_confirmed, retry_now, to, verify
@@ -306,3 +307,55 @@ def test_nothing_written_when_nobody_listens(server: Server, world: World, db: D
     rest(server, world, "POST", f"/user/{user_id}", {"fields": {"job_title": "Quiet"}})
     assert count() == before
     assert uuid.UUID(user_id)
+
+
+def test_cli_lists_backlog_and_replays(
+    server: Server,
+    world: World,
+    db: Database,
+    database_url: str,
+    http_receiver: HttpReceiver,
+) -> None:
+    name = "cli-" + uuid.uuid4().hex[:6]
+    register_confirmed(server, world, db, http_receiver, name, None, "USER_REGISTERED")
+    http_receiver.status = 500
+    lost = new_user(server, world, world.root_id)
+    pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 2)
+    with db.write() as conn:
+        conn.execute(
+            update(webhook_subscribers)
+            .where(webhook_subscribers.c.name == name)
+            .values(failing_since=utcnow() - timedelta(days=2), next_attempt_at=None)
+        )
+    pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 3)
+    listed = learndir("webhooks", "list", "--json", "--database-url", database_url)
+    assert listed.returncode == 0, listed.stderr
+    (mine,) = [s for s in json.loads(listed.stdout) if s["subscriberName"] == name]
+    assert mine["failed"] == 1 and mine["pending"] == 0 and mine["lastError"] == "HTTP 500"
+    assert mine["accountUrl"] == world.account_url
+    unknown = learndir(
+        "webhooks",
+        "replay",
+        "nobody",
+        "--account-url",
+        world.account_url,
+        "--database-url",
+        database_url,
+    )
+    assert unknown.returncode == 7, unknown.stderr
+    replayed = learndir(
+        "webhooks",
+        "replay",
+        name,
+        "--account-url",
+        world.account_url,
+        "--since",
+        (utcnow() - timedelta(hours=1)).isoformat(),
+        "--database-url",
+        database_url,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "replayed: 1"
+    http_receiver.status = 200
+    pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 4)
+    assert events_of(to(http_receiver, name)[3])[0]["user"]["userId"] == lost

@@ -14,7 +14,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -367,6 +367,19 @@ def replay(db: Database, actor: Actor, name: Any, since: datetime | None = None)
     checked = _name(name)
     with db.write() as conn:
         return replay_in(conn, actor.account_id, checked, since)
+
+
+def parse_since(value: Any) -> datetime | None:
+    """An ISO 8601 time; without a zone it is UTC."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid("since", "must be an ISO 8601 time")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid("since", f"{value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def replay_in(conn: Connection, account_id: str, name: str, since: datetime | None) -> int:

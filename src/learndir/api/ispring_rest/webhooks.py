@@ -4,7 +4,7 @@ core/webhooks.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +15,6 @@ from learndir.api.ispring_rest.wire import render
 from learndir.core import webhooks
 from learndir.core.actor import Actor
 from learndir.core.changes import iso_utc
-from learndir.core.errors import invalid
 
 router = APIRouter()
 
@@ -158,24 +157,11 @@ async def replay(request: Request) -> Response:
     db = db_of(request)
 
     def work(actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
-        since = parse_since(data.get("since"))
+        since = webhooks.parse_since(data.get("since"))
         count = webhooks.replay(db, actor, data.get("subscriberName"), since)
         return {"replayed": count}
 
     return single(request, await call(request, work))
-
-
-def parse_since(value: Any) -> datetime | None:
-    """An ISO 8601 time; without a zone it is UTC."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise invalid("since", "must be an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid("since", f"{value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _time(value: datetime | None) -> str | None:
