@@ -101,9 +101,27 @@ async def subscribe(request: Request) -> Response:
     return await _run(
         request,
         lambda actor, data: webhooks.subscribe(
-            db, actor, data.get("subscriberName"), data.get("subscription")
+            db, actor, data.get("subscriberName"), _subscription(data.get("subscription"))
         ),
     )
+
+
+def _subscription(raw: Any) -> Any:
+    """XML gives a param's list of ids as <value><id>..</id>..</value>: a one-key mapping."""
+    if not isinstance(raw, dict):
+        return raw
+    params = raw.get("params")
+    items = params if isinstance(params, list) else [params] if isinstance(params, dict) else None
+    if items is None:
+        return raw
+    flat = []
+    for item in items:
+        value = item.get("value") if isinstance(item, dict) else None
+        if isinstance(value, dict) and len(value) == 1:
+            inner = next(iter(value.values()))
+            item = {**item, "value": inner if isinstance(inner, list) else [inner]}
+        flat.append(item)
+    return {**raw, "params": flat}
 
 
 @router.post("/webhook/unsubscribe")
@@ -126,7 +144,9 @@ async def subscription_list(request: Request) -> Response:
         return [{"subscriptionType": s.type, "params": s.params} for s in found]
 
     result = await call(request, work, with_body=False)
-    return render(request, result, item_names={"params": "param", "value": "id"})
+    return render(
+        request, result, items="subscription", item_names={"params": "param", "value": "id"}
+    )
 
 
 @router.get("/webhook/subscriber/info")
@@ -135,7 +155,7 @@ async def subscriber_info(request: Request) -> Response:
 
     def work(actor: Actor, _: dict[str, Any]) -> dict[str, Any]:
         info = webhooks.subscriber_info(db, actor, _query(request)["subscriberName"])
-        return {
+        out = {
             "subscriberName": info.name,
             "callbackUrl": info.callback_url,
             "isConfirmed": info.confirmed,
@@ -148,6 +168,8 @@ async def subscriber_info(request: Request) -> Response:
             "lastError": info.last_error,
             "lastDeliveredAt": _time(info.last_delivered_at),
         }
+        # Unknown values are left out (XML has no null).
+        return {k: v for k, v in out.items() if v is not None}
 
     return single(request, await call(request, work, with_body=False))
 
