@@ -89,7 +89,7 @@ def test_in_order_batched_by_type(
     assert [e["user"]["userId"] for e in events_of(first)] == added
     (updated,) = verify(second, secret)
     assert updated["type"] == "USER_UPDATED"
-    assert {"field": "first_name", "before": None, "after": "Renamed"} in updated["changes"]
+    assert {"field": "FIRST_NAME", "before": None, "after": "Renamed"} in updated["changes"]
     assert first.headers["webhook-id"] != second.headers["webhook-id"]
     assert statuses(db, name) == Counter({"sent": 5})
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, insert, select
 from learndir.core.account_settings import Listener, account_settings
 from learndir.core.actor import AccountInfo
 from learndir.core.common import new_id, utcnow
-from learndir.core.users.queries import UserView, views_of
+from learndir.core.users.queries import UserView, field_list, views_of
 from learndir.db.schema import accounts, events, webhook_deliveries
 
 
@@ -110,7 +110,8 @@ def record(conn: Connection, account: AccountInfo, changes: Iterable[Change]) ->
         subscribers = [
             listener.subscriber_id
             for listener in by_type[change.type]
-            if listener.user_ids is None or concerned & listener.user_ids
+            # The vendor's userIds filter applies where an event has users.
+            if listener.user_ids is None or not concerned or concerned & listener.user_ids
         ]
         if not subscribers:
             continue
@@ -188,13 +189,13 @@ def _flat(view: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def user_snapshot(view: UserView) -> dict[str, Any]:
-    """A user as webhook events (and later the audit trail) show it: the REST API's shape for
-    the fields ([{name, value}]), ids for the rest."""
+    """A user as webhook events (and later the audit trail) show it: the fields as the REST
+    API lists them ([{name, value}], upper-case names), ids for the rest."""
     return {
         "userId": view.id,
         "departmentId": view.department_id,
         "status": view.status,
-        "fields": [{"name": name, "value": value} for name, value in view.fields.items()],
+        "fields": field_list(view.fields),
         "roleIds": sorted(role.id for role, _ in view.roles),
         "groupIds": list(view.groups),
     }

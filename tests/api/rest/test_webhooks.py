@@ -58,7 +58,7 @@ def test_vendor_lifecycle_delivers_signed_user_registered(
     assert event["user"]["userId"] == user_id
     assert event["user"]["departmentId"] == world.departments["eng"]
     assert event["user"]["status"] == 1
-    assert {"name": "first_name", "value": "Wendy"} in event["user"]["fields"]
+    assert {"name": "FIRST_NAME", "value": "Wendy"} in event["user"]["fields"]
 
 
 def test_only_owner_and_account_administrators(

@@ -539,3 +539,21 @@ def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) ->
         )
     ).all()
     return _views(conn, account_settings(conn, account), rows)
+
+
+def field_list(values: dict[str, str]) -> list[dict[str, str]]:
+    """The profile as iSpring writes it and every published client reads it: a list of
+    name/value pairs under upper-case names (LOGIN, EMAIL, FIRST_NAME, custom fields by their
+    name), LOGIN and EMAIL always first (EMAIL empty when there is none), then what is set.
+    The REST API and the change records (webhook events) show it alike."""
+    out = [
+        {"name": "LOGIN", "value": values.get("login", "")},
+        {"name": "EMAIL", "value": values.get("email", "")},
+    ]
+    for name, value in values.items():
+        if name not in _LISTED_FIRST:
+            out.append({"name": name.upper(), "value": value})
+    return out
+
+
+_LISTED_FIRST = frozenset({"login", "email"})
