@@ -359,3 +359,42 @@ def test_cli_lists_backlog_and_replays(
     http_receiver.status = 200
     pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 4)
     assert events_of(to(http_receiver, name)[3])[0]["user"]["userId"] == lost
+
+
+def test_subordination_and_work_leave_are_user_updates(
+    server: Server, world: World, db: Database, http_receiver: HttpReceiver
+) -> None:
+    name = "details"
+    register_confirmed(server, world, db, http_receiver, name, None, "USER_UPDATED")
+    user_id = new_user(server, world, world.root_id)
+    boss = world.users["owner"]
+    rest(
+        server,
+        world,
+        "POST",
+        f"/user/{user_id}/subordination",
+        {"subordination": {"subordinationType": "manual", "supervisorId": boss}},
+    )
+    start = utcnow().date() + timedelta(days=1)
+    leave = {"userId": user_id, "workLeaveReason": "OnVacation", "startDate": start.isoformat()}
+    rest(server, world, "POST", "/users/work-leave-status", {"workLeaveStatuses": [leave]})
+    pump(
+        db,
+        http_receiver,
+        lambda _: sum(len(events_of(r)) for r in to(http_receiver, name)[1:]) == 2,
+    )
+    supervised, on_leave = (e for r in to(http_receiver, name)[1:] for e in events_of(r))
+    assert supervised["changes"] == [
+        {
+            "field": "subordination",
+            "before": {"type": "inherit", "supervisorId": None},
+            "after": {"type": "manual", "supervisorId": boss},
+        }
+    ]
+    assert on_leave["changes"] == [
+        {
+            "field": "workLeave",
+            "before": None,
+            "after": {"reason": "OnVacation", "startDate": start.isoformat(), "endDate": None},
+        }
+    ]

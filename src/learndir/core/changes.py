@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import Connection, insert, select
 from learndir.core.account_settings import Listener, account_settings
 from learndir.core.actor import AccountInfo
 from learndir.core.common import new_id, utcnow
-from learndir.core.users.queries import UserView, field_list, views_of
+from learndir.core.users.queries import Subordination, UserView, field_list, views_of
 from learndir.db.schema import accounts, events, webhook_deliveries
 
 
@@ -198,7 +198,26 @@ def user_snapshot(view: UserView) -> dict[str, Any]:
         "fields": field_list(view.fields),
         "roleIds": sorted(role.id for role, _ in view.roles),
         "groupIds": list(view.groups),
+        "subordination": _subordination(view.subordination),
+        "coSubordination": _subordination(view.co_subordination),
+        "workLeave": (
+            {
+                "reason": view.work_leave.reason,
+                "startDate": _date(view.work_leave.start),
+                "endDate": _date(view.work_leave.end),
+            }
+            if view.work_leave is not None
+            else None
+        ),
     }
+
+
+def _subordination(s: Subordination) -> dict[str, Any]:
+    return {"type": s.type, "supervisorId": s.supervisor_id}
+
+
+def _date(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def user_snapshots(

@@ -576,7 +576,9 @@ def change_subordination(
                 conn, actor, cmd.co_subordination, "coSubordination", target.id
             )
             row.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+        before = users_before(conn, actor.account, [target.id])
         conn.execute(update(users).where(users.c.id == target.id).values(**row))
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- work leave -------------------------------------------------------------------------
@@ -627,16 +629,20 @@ def set_work_leaves(db: Database, actor: Actor, items: Sequence[WorkLeaveItem]) 
         )
     with db.write() as conn:
         scope = edit_scope(actor)
+        ids: list[str] = []
         for i, (raw, _values) in enumerate(planned):
             parameter = f"workLeaveStatuses[{i}].userId"
             target = load_targets(conn, actor, [raw], parameter)[0]
             authorize_target(actor, scope, target, parameter)
+            ids.append(target.id)
+        before = users_before(conn, actor.account, ids)
         for raw, values in planned:
             conn.execute(
                 update(users)
                 .where(users.c.id == as_uuid_text(raw), users.c.account_id == actor.account_id)
                 .values(**values)
             )
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 def clear_work_leaves(db: Database, actor: Actor, user_ids: Sequence[str] | None) -> None:
@@ -644,8 +650,10 @@ def clear_work_leaves(db: Database, actor: Actor, user_ids: Sequence[str] | None
     ids = _id_list(user_ids, "userIds")
     with db.write() as conn:
         targets = _editable(conn, actor, ids, "userIds")
+        before = users_before(conn, actor.account, [t.id for t in targets])
         conn.execute(
             update(users)
             .where(users.c.id.in_([t.id for t in targets]))
             .values(work_leave_reason=None, work_leave_start=None, work_leave_end=None)
         )
+        record_user_changes(conn, actor.account, actor.user_id, before)
