@@ -5,6 +5,7 @@ must be confirmed again, remove, the XML and form bodies, and learndir's replay.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -251,12 +252,19 @@ def test_xml_and_form_bodies(server: Server, world: World, http_receiver: HttpRe
         f"{server.base_url}/index.php/api/v2/webhook/subscribe", data=form, headers=headers
     )
     assert answer.status_code == 200, answer.text
+    as_text = {
+        "subscriberName": name,
+        "subscription": json.dumps({"subscriptionType": "GROUP_CREATED"}),
+    }
+    answer = httpx.post(f"{server.base_url}/webhook/subscribe", data=as_text, headers=headers)
+    assert answer.status_code == 200, answer.text
     listed = httpx.get(
         f"{server.base_url}/webhook/subscription/list",
         params={"subscriberName": name},
         headers={**headers, "Accept": "application/json"},
     ).json()
     assert listed == [
+        {"subscriptionType": "GROUP_CREATED", "params": []},
         {"subscriptionType": "USER_DELETED", "params": [{"name": "userIds", "value": [user_id]}]},
         {"subscriptionType": "USER_UPDATED", "params": [{"name": "userIds", "value": [user_id]}]},
     ]

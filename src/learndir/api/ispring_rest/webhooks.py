@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from learndir.api.ispring_rest.common import call, db_of, empty, single
-from learndir.api.ispring_rest.wire import render
+from learndir.api.ispring_rest.wire import parse_json, render
 from learndir.core import webhooks
 from learndir.core.actor import Actor
 from learndir.core.changes import iso_utc
@@ -107,7 +107,10 @@ async def subscribe(request: Request) -> Response:
 
 
 def _subscription(raw: Any) -> Any:
-    """XML gives a param's list of ids as <value><id>..</id>..</value>: a one-key mapping."""
+    """XML gives a param's list of ids as <value><id>..</id>..</value>: a one-key mapping.
+    A form may carry the subscription as JSON text."""
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        raw = parse_json(raw, "subscription")
     if not isinstance(raw, dict):
         return raw
     params = raw.get("params")
