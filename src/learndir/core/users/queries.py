@@ -531,14 +531,16 @@ def _subordination(kind: str | None, supervisor_id: str | None) -> Subordination
 def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> list[UserView]:
     """The users of the account among `user_ids`, as every read shows them, without any
     permission check: for the core's own records of a change (webhook events)."""
-    if not user_ids:
-        return []
-    rows = conn.execute(
-        select(*_USER_COLUMNS).where(
-            users.c.id.in_(list(user_ids)), users.c.account_id == account.id
+    rows: list[Any] = []
+    for chunk in _chunks(list(user_ids), _BATCH):
+        rows.extend(
+            conn.execute(
+                select(*_USER_COLUMNS).where(
+                    users.c.id.in_(chunk), users.c.account_id == account.id
+                )
+            ).all()
         )
-    ).all()
-    return _views(conn, account_settings(conn, account), rows)
+    return _views(conn, account_settings(conn, account), rows) if rows else []
 
 
 def field_list(values: dict[str, str]) -> list[dict[str, str]]:
