@@ -81,7 +81,8 @@ class Change:
 
 def wanted(conn: Connection, account: AccountInfo, *types: EventType) -> bool:
     """Whether a change of one of `types` will be recorded with details: callers read the
-    target's state before the change only then."""
+    target's state before the change only then. (Once every change is audited, this is true
+    for every type and `record` always writes.)"""
     return any(listener.event_type in types for listener in _listeners(conn, account))
 
 
