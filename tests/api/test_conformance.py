@@ -40,9 +40,13 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
+from sqlalchemy import update
 
 from learndir.core.auth import create_api_key
+from learndir.core.common import utcnow
+from learndir.core.webhooks import code_hash
 from learndir.db.engine import Database
+from learndir.db.schema import webhook_subscribers
 from tests.api.conformance import (
     RAW,
     SPEC_PATH,
@@ -84,6 +88,7 @@ class Api:
     victim_groups: list[str] = field(default_factory=list)
     client_id: str = ""
     client_secret: str = ""
+    db: Database | None = None
 
     def headers(self, accept: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Accept": accept}
@@ -107,6 +112,26 @@ class Api:
         return str(
             self.post("/group", {"name": f"Group {uuid.uuid4().hex[:8]}", "userIds": members or []})
         )
+
+    def new_subscriber(self, *, code: str | None = None, failed: bool = False) -> str:
+        """A webhook subscriber (nothing is ever delivered in this module); with `code`, that
+        confirmation code is waiting as if the worker had sent it."""
+        name = f"hook-{uuid.uuid4().hex[:8]}"
+        self.post(
+            "/webhook/register", {"subscriberName": name, "callbackUrl": "http://127.0.0.1:9/"}
+        )
+        if code is not None:
+            assert self.db is not None
+            with self.db.write() as conn:
+                conn.execute(
+                    update(webhook_subscribers)
+                    .where(webhook_subscribers.c.name == name)
+                    .values(
+                        code_hash=code_hash(code),
+                        code_expires_at=utcnow() + datetime.timedelta(hours=1),
+                    )
+                )
+        return name
 
     def new_smart_group(self) -> str:
         body = {"name": f"Smart {uuid.uuid4().hex[:8]}", "rules": _smart_rules(self.departments[1])}
@@ -136,6 +161,7 @@ def api(server: Server, db: Database) -> Iterator[Api]:
             groups=list(world.groups.values()),
             client_id=key.client_id,
             client_secret=key.client_secret,
+            db=db,
         )
         api.users += [api.new_user(world.departments["sales"]) for _ in range(3)]
         api.victim_users = [api.new_user() for _ in range(2 * EXAMPLES)]
@@ -446,7 +472,55 @@ SUCCESS: dict[tuple[str, str], Callable[[Api], Request]] = {
     ("POST", "/users/work-leave-status/delete"): lambda a: Request(
         body={"userIds": [a.new_user()]}
     ),
+    ("POST", "/webhook/register"): lambda a: Request(
+        body={
+            "subscriberName": f"hook-{uuid.uuid4().hex[:8]}",
+            "callbackUrl": "https://hooks.example.com/learndir",
+            "secret": "s3cret",
+        }
+    ),
+    ("POST", "/webhook/code/send"): lambda a: Request(body={"subscriberName": a.new_subscriber()}),
+    ("POST", "/webhook/confirm"): lambda a: Request(
+        body={"subscriberName": a.new_subscriber(code="123456"), "code": "123456"}
+    ),
+    ("POST", "/webhook/enable"): lambda a: Request(body={"subscriberName": a.new_subscriber()}),
+    ("POST", "/webhook/disable"): lambda a: Request(body={"subscriberName": a.new_subscriber()}),
+    ("POST", "/webhook/remove"): lambda a: Request(body={"subscriberName": a.new_subscriber()}),
+    ("POST", "/webhook/settings/change"): lambda a: Request(
+        body={"subscriberName": a.new_subscriber(), "callbackUrl": "https://other.example.com/"}
+    ),
+    ("POST", "/webhook/subscribe"): lambda a: Request(
+        body={
+            "subscriberName": a.new_subscriber(),
+            "subscription": {
+                "subscriptionType": "USER_UPDATED",
+                "params": [{"name": "userIds", "value": [a.users[0]]}],
+            },
+        }
+    ),
+    ("POST", "/webhook/unsubscribe"): lambda a: Request(
+        body={"subscriberName": a.new_subscriber(), "subscriptionType": "USER_UPDATED"}
+    ),
+    ("GET", "/webhook/subscription/list"): lambda a: Request(
+        query={"subscriberName": _subscribed(a)}
+    ),
+    ("GET", "/webhook/subscriber/info"): lambda a: Request(
+        query={"subscriberName": a.new_subscriber()}
+    ),
+    ("POST", "/webhook/replay"): lambda a: Request(
+        body={"subscriberName": a.new_subscriber(), "since": "2026-01-01T00:00:00Z"}
+    ),
 }
+
+
+def _subscribed(api: Api) -> str:
+    name = api.new_subscriber()
+    subscription = {
+        "subscriptionType": "USER_DELETED",
+        "params": [{"name": "userIds", "value": api.users[:2]}],
+    }
+    api.post("/webhook/subscribe", {"subscriberName": name, "subscription": subscription})
+    return name
 
 
 def _operations() -> list[Any]:

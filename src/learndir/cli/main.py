@@ -21,7 +21,9 @@ app = typer.Typer(
 api_key_app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(api_key_app, name="api-key")
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscribers and their backlog.")
 app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
 
 DEFAULT_DATABASE_URL = "sqlite:///learndir.db"
 
@@ -142,6 +144,68 @@ def api_key_create(
         typer.echo(json.dumps({"clientId": key.client_id, "clientSecret": key.client_secret}))
     else:
         typer.echo(f"clientId: {key.client_id}\nclientSecret: {key.client_secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Every webhook subscriber with its pending and failed deliveries."""
+    from learndir.core.webhooks import all_subscribers
+
+    db = _open(_database_url(database_url))
+    try:
+        rows = all_subscribers(db)
+    finally:
+        db.dispose()
+    listed = [
+        {
+            "accountUrl": r.account_url,
+            "subscriberName": r.info.name,
+            "callbackUrl": r.info.callback_url,
+            "confirmed": r.info.confirmed,
+            "enabled": r.info.enabled,
+            "pending": r.info.pending,
+            "failed": r.info.failed,
+            "failingSince": r.info.failing_since.isoformat() if r.info.failing_since else None,
+            "lastError": r.info.last_error,
+        }
+        for r in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(listed))
+        return
+    for item in listed:
+        state = "confirmed" if item["confirmed"] else "unconfirmed"
+        state += "" if item["enabled"] else ", disabled"
+        line = (
+            f"{item['accountUrl']}  {item['subscriberName']}  {item['callbackUrl']}  ({state})  "
+            f"pending={item['pending']} failed={item['failed']}"
+        )
+        if item["lastError"]:
+            line += f"  last error: {item['lastError']}"
+        typer.echo(line)
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    subscriber_name: Annotated[str, typer.Argument(help="The subscriber's name.")],
+    account_url: Annotated[str, typer.Option("--account-url")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only deliveries queued at or after this ISO 8601 time."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Queue the subscriber's failed deliveries again, in their original order."""
+    from learndir.core.webhooks import parse_since, replay_by_account_url
+
+    db = _open(_database_url(database_url))
+    try:
+        count = replay_by_account_url(db, account_url, subscriber_name, parse_since(since))
+    except DomainError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    typer.echo(f"replayed: {count}")
 
 
 def default_workers() -> int:

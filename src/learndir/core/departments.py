@@ -22,6 +22,15 @@ from sqlalchemy.exc import IntegrityError
 
 from learndir.core import smart_groups
 from learndir.core.actor import AccountInfo, Actor, Scope
+from learndir.core.changes import (
+    Change,
+    EventType,
+    TargetKind,
+    record,
+    record_user_changes,
+    users_before,
+    wanted,
+)
 from learndir.core.common import as_uuid_text, fold, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
 from learndir.core.paging import page_request, split_page
@@ -51,6 +60,64 @@ class Department:
 class DepartmentsPage:
     departments: list[Department]
     next_page_token: str | None
+
+
+def snapshot(d: Department) -> dict[str, Any]:
+    """A department as change records show it."""
+    return {
+        "departmentId": d.id,
+        "name": d.name,
+        "parentDepartmentId": d.parent_id,
+        "code": d.code,
+        "subordination": {
+            "type": d.subordination_type or "inherit",
+            "supervisorId": d.supervisor_id,
+        },
+        "coSubordination": {
+            "type": d.co_subordination_type or "inherit",
+            "supervisorId": d.co_supervisor_id,
+        },
+    }
+
+
+_DEPARTMENT_TYPES = (
+    EventType.DEPARTMENT_CREATED,
+    EventType.DEPARTMENT_UPDATED,
+    EventType.DEPARTMENT_MOVED,
+    EventType.DEPARTMENT_DELETED,
+)
+
+
+def _record_department_change(
+    conn: Connection, actor: Actor, before: Department | None, after_id: str | None
+) -> None:
+    """DEPARTMENT_CREATED / _DELETED, or _MOVED (new parent) and _UPDATED (anything else);
+    `after_id` is the department to read back (None once deleted)."""
+    if not wanted(conn, actor.account, *_DEPARTMENT_TYPES):
+        return
+    after = _find(conn, actor.account_id, after_id, "id") if after_id else None
+    changes: list[Change] = []
+
+    def change(kind: EventType, dept: Department) -> Change:
+        return Change(
+            kind,
+            TargetKind.DEPARTMENT,
+            dept.id,
+            actor.user_id,
+            before=snapshot(before) if before is not None else None,
+            after=snapshot(after) if after is not None else None,
+        )
+
+    if before is None and after is not None:
+        changes.append(change(EventType.DEPARTMENT_CREATED, after))
+    elif before is not None and after is None:
+        changes.append(change(EventType.DEPARTMENT_DELETED, before))
+    elif before is not None and after is not None:
+        if before.parent_id != after.parent_id:
+            changes.append(change(EventType.DEPARTMENT_MOVED, after))
+        if replace(before, parent_id=after.parent_id, path=after.path) != after:
+            changes.append(change(EventType.DEPARTMENT_UPDATED, after))
+    record(conn, actor.account, changes)
 
 
 def _to_department(row: Any) -> Department:
@@ -370,6 +437,7 @@ def create_department(
         values = _subordination_update(conn, actor.account_id, subordination, co_subordination)
         if values:
             conn.execute(update(departments).where(departments.c.id == new_id).values(values))
+        _record_department_change(conn, actor, None, new_id)
         return new_id
 
 
@@ -414,6 +482,7 @@ def update_department(
                 conn.execute(update(departments).where(departments.c.id == dept.id).values(values))
             except IntegrityError:
                 raise _code_taken(code) from None
+        _record_department_change(conn, actor, dept, dept.id)
 
 
 def _move(
@@ -471,7 +540,9 @@ def move_departments(
             dept = _find(conn, actor.account_id, raw, "departmentIds")
             # Re-read: an earlier move in this call may have changed the parent's path.
             parent = _find(conn, actor.account_id, parent.id, "parentId")
-            moved = _move(conn, actor, scope, dept, parent, "departmentIds", "parentId") or moved
+            if _move(conn, actor, scope, dept, parent, "departmentIds", "parentId"):
+                moved = True
+                _record_department_change(conn, actor, dept, dept.id)
         if moved:
             smart_groups.recompute_after_department_move(conn, actor.account)
 
@@ -518,6 +589,7 @@ def delete_department(db: Database, actor: Actor, department_id: str) -> None:
         if referring:
             raise invalid("departmentId", f"the rules of smart group {referring[0].name!r} name it")
         conn.execute(delete(departments).where(departments.c.id == dept.id))
+        _record_department_change(conn, actor, dept, None)
 
 
 def subordination_values(
@@ -571,6 +643,7 @@ def set_subordination(
         _require_covers(scope, dept, "departmentId")
         values = _subordination_update(conn, actor.account_id, subordination, co_subordination)
         conn.execute(update(departments).where(departments.c.id == dept.id).values(values))
+        _record_department_change(conn, actor, dept, dept.id)
 
 
 def _subordination_update(
@@ -611,6 +684,7 @@ def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequenc
         for user in moving:
             authorize_target(actor, scope, user, "userIds")
         to_move = [u.id for u in moving if u.department_id != target.id]
+        before = users_before(conn, actor.account, to_move)
         for chunk in _chunks(to_move):
             conn.execute(
                 update(users)
@@ -618,3 +692,4 @@ def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequenc
                 .values(department_id=target.id)
             )
         smart_groups.refresh_memberships(conn, actor.account, to_move)
+        record_user_changes(conn, actor.account, actor.user_id, before)

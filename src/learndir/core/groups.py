@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from learndir.core import smart_groups
 from learndir.core.account_settings import settings_changed
 from learndir.core.actor import Actor, Scope
+from learndir.core.changes import Change, EventType, TargetKind, record
 from learndir.core.common import as_uuid_text, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
 from learndir.core.paging import page_request, split_page
@@ -251,6 +252,41 @@ def _add_members(conn: Connection, group_id: str, user_ids: Sequence[str]) -> No
         )
 
 
+def _group_change(
+    conn: Connection,
+    actor: Actor,
+    kind: EventType,
+    group_id: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    added: Sequence[str] = (),
+    removed: Sequence[str] = (),
+) -> None:
+    details: dict[str, Any] = {}
+    if kind is EventType.GROUP_MEMBERS_CHANGED:
+        details = {"addedUserIds": list(added), "removedUserIds": list(removed)}
+    record(
+        conn,
+        actor.account,
+        [
+            Change(
+                kind,
+                TargetKind.GROUP,
+                group_id,
+                actor.user_id,
+                before=before,
+                after=after,
+                details=details,
+                user_ids=(*added, *removed),
+            )
+        ],
+    )
+
+
+def _group_view(group_id: str, name: str, is_smart: bool) -> dict[str, Any]:
+    return {"groupId": group_id, "name": name, "isSmart": is_smart}
+
+
 def create_group(db: Database, actor: Actor, name: str | None, user_ids: list[str]) -> str:
     name = _check_name(name)
     scope = _manage_scope(actor)
@@ -259,6 +295,12 @@ def create_group(db: Database, actor: Actor, name: str | None, user_ids: list[st
         _require_users_within(conn, actor.account_id, members, scope)
         group_id = insert_group(conn, actor.account_id, name)
         _add_members(conn, group_id, members)
+        view = _group_view(group_id, name, False)
+        _group_change(conn, actor, EventType.GROUP_CREATED, group_id, after=view)
+        if members:
+            _group_change(
+                conn, actor, EventType.GROUP_MEMBERS_CHANGED, group_id, after=view, added=members
+            )
         return group_id
 
 
@@ -271,6 +313,14 @@ def rename_group(db: Database, actor: Actor, group_id: str, name: str | None) ->
         conn.execute(update(groups).where(groups.c.id == group.id).values(name=name))
         if group.is_smart:
             settings_changed(conn, actor.account_id)
+        _group_change(
+            conn,
+            actor,
+            EventType.GROUP_UPDATED,
+            group.id,
+            before=_group_view(group.id, group.name, group.is_smart),
+            after=_group_view(group.id, name, group.is_smart),
+        )
 
 
 def delete_group(db: Database, actor: Actor, group_id: str) -> None:
@@ -287,6 +337,13 @@ def delete_group(db: Database, actor: Actor, group_id: str) -> None:
         conn.execute(delete(groups).where(groups.c.id == group.id))
         if group.is_smart:
             settings_changed(conn, actor.account_id)
+        _group_change(
+            conn,
+            actor,
+            EventType.GROUP_DELETED,
+            group.id,
+            before=_group_view(group.id, group.name, group.is_smart),
+        )
 
 
 def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> None:
@@ -314,6 +371,16 @@ def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[An
         _add_members(conn, group.id, added)
         # Smart groups may follow this group's membership.
         smart_groups.refresh_memberships(conn, actor.account, [*removed, *added])
+        if added or removed:
+            _group_change(
+                conn,
+                actor,
+                EventType.GROUP_MEMBERS_CHANGED,
+                group.id,
+                after=_group_view(group.id, group.name, False),
+                added=added,
+                removed=removed,
+            )
 
 
 def create_smart_group(db: Database, actor: Actor, name: str | None, rules: Any) -> str:
@@ -334,6 +401,16 @@ def create_smart_group(db: Database, actor: Actor, name: str | None, rules: Any)
         settings_changed(conn, actor.account_id)
         smart_groups.recompute_group(
             conn, actor.account, smart_groups.SmartGroup(group_id, name, parsed)
+        )
+        _group_change(
+            conn,
+            actor,
+            EventType.GROUP_CREATED,
+            group_id,
+            after={
+                **_group_view(group_id, name, True),
+                "rules": smart_groups.rules_to_data(parsed),
+            },
         )
         return group_id
 
@@ -357,4 +434,15 @@ def update_smart_group(
         settings_changed(conn, actor.account_id)
         smart_groups.recompute_group(
             conn, actor.account, smart_groups.SmartGroup(group.id, new_name or group.name, parsed)
+        )
+        _group_change(
+            conn,
+            actor,
+            EventType.GROUP_UPDATED,
+            group.id,
+            before=_group_view(group.id, group.name, True),
+            after={
+                **_group_view(group.id, new_name or group.name, True),
+                "rules": smart_groups.rules_to_data(parsed),
+            },
         )

@@ -12,7 +12,7 @@ from learndir.core.profile_fields import ProfileField
 from learndir.core.roles import Role, RoleKind, role_description
 from learndir.core.smart_groups import SmartGroup, rules_to_data
 from learndir.core.users.changes import INACTIVE, TERMINATED
-from learndir.core.users.queries import Subordination, UserView
+from learndir.core.users.queries import Subordination, UserView, field_list
 
 # The OpenAPI's UserRoleEnum has five values; the other standard roles travel as "custom",
 # told apart by their roleId (as the older generation does for Publisher).
@@ -119,20 +119,7 @@ def _subordination(s: Subordination) -> dict[str, Any]:
 
 
 def user_fields(values: dict[str, str]) -> list[dict[str, str]]:
-    """The profile as iSpring writes it and every published client reads it: a list of
-    name/value pairs under upper-case names (LOGIN, EMAIL, FIRST_NAME, custom fields by their
-    name), LOGIN and EMAIL always first (EMAIL empty when there is none), then what is set."""
-    out = [
-        {"name": "LOGIN", "value": values.get("login", "")},
-        {"name": "EMAIL", "value": values.get("email", "")},
-    ]
-    for name, value in values.items():
-        if name not in _LISTED_FIRST:
-            out.append({"name": name.upper(), "value": value})
-    return out
-
-
-_LISTED_FIRST = frozenset({"login", "email"})
+    return field_list(values)
 
 
 def user(u: UserView, *, v2: bool = False) -> dict[str, Any]:

@@ -44,6 +44,8 @@ LIST_KEYS = frozenset(
         "userIds",
         "departmentIds",
         "departmnetIds",
+        # Webhook subscriptions: <params><param><name>userIds</name>...
+        "params",
         # Smart group rules: <rules><and><item><or><item><rule>...
         "and",
         "or",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core import departments as departments_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor
+from learndir.core.changes import record_user_changes, users_before
 from learndir.core.common import as_uuid_text, fold, utcnow, whole_number
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
@@ -224,12 +225,14 @@ def update_user_in(
     login = builtin.get("login")
     email = builtin.get("email")
     check_unique_values(conn, account_id, login, email, custom, user_id=target.id)
+    before = users_before(conn, actor.account, [target.id])
     try:
         _write_update(conn, target.id, department, builtin, custom, new_roles, group_ids)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, login, email, custom) from None
     if department is not None or checked or group_ids is not None:
         refresh_memberships(conn, actor.account, [target.id])
+    record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 def _write_update(
@@ -306,6 +309,7 @@ def delete_user(db: Database, actor: Actor, user_id: str) -> None:
             raise denied("the account owner cannot be deleted", "userId")
         if target.id == actor.user_id:
             raise denied("you cannot delete yourself", "userId")
+        before = users_before(conn, actor.account, [target.id])
         for table in (users, departments):
             conn.execute(
                 update(table)
@@ -326,6 +330,7 @@ def delete_user(db: Database, actor: Actor, user_id: str) -> None:
         ).first()
         if gone is not None and gone.status == ACTIVE:
             release_seats(conn, actor.account_id, 1)
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- status -----------------------------------------------------------------------------
@@ -410,6 +415,14 @@ def change_status_in(
             if target.id == actor.user_id:
                 raise denied("you cannot deactivate or terminate yourself", parameter)
     ids = [t.id for t in targets]
+    before = users_before(conn, actor.account, ids)
+    _set_status(conn, actor, ids, new, parameter)
+    record_user_changes(conn, actor.account, actor.user_id, before)
+
+
+def _set_status(
+    conn: Connection, actor: Actor, ids: Sequence[str], new: int, parameter: str
+) -> None:
     account_id = actor.account_id
     if new == ACTIVE:
         # Conditional on the current status: a concurrent activation of the same user counts
@@ -490,12 +503,14 @@ def remove_from_groups(
     with db.write() as conn:
         target = editable_user(conn, actor, user_id)
         groups = resolve_groups(conn, actor.account, ids, "groupIds")
+        before = users_before(conn, actor.account, [target.id])
         conn.execute(
             delete(group_members).where(
                 group_members.c.user_id == target.id, group_members.c.group_id.in_(groups)
             )
         )
         refresh_memberships(conn, actor.account, [target.id])
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- subordination ----------------------------------------------------------------------
@@ -557,7 +572,9 @@ def change_subordination(
                 conn, actor, cmd.co_subordination, "coSubordination", target.id
             )
             row.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+        before = users_before(conn, actor.account, [target.id])
         conn.execute(update(users).where(users.c.id == target.id).values(**row))
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- work leave -------------------------------------------------------------------------
@@ -608,16 +625,20 @@ def set_work_leaves(db: Database, actor: Actor, items: Sequence[WorkLeaveItem]) 
         )
     with db.write() as conn:
         scope = edit_scope(actor)
+        ids: list[str] = []
         for i, (raw, _values) in enumerate(planned):
             parameter = f"workLeaveStatuses[{i}].userId"
             target = load_targets(conn, actor, [raw], parameter)[0]
             authorize_target(actor, scope, target, parameter)
+            ids.append(target.id)
+        before = users_before(conn, actor.account, ids)
         for raw, values in planned:
             conn.execute(
                 update(users)
                 .where(users.c.id == as_uuid_text(raw), users.c.account_id == actor.account_id)
                 .values(**values)
             )
+        record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 def clear_work_leaves(db: Database, actor: Actor, user_ids: Sequence[str] | None) -> None:
@@ -625,8 +646,10 @@ def clear_work_leaves(db: Database, actor: Actor, user_ids: Sequence[str] | None
     ids = _id_list(user_ids, "userIds")
     with db.write() as conn:
         targets = _editable(conn, actor, ids, "userIds")
+        before = users_before(conn, actor.account, [t.id for t in targets])
         conn.execute(
             update(users)
             .where(users.c.id.in_([t.id for t in targets]))
             .values(work_leave_reason=None, work_leave_start=None, work_leave_end=None)
         )
+        record_user_changes(conn, actor.account, actor.user_id, before)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from learndir.core.account_settings import AccountSettings, account_settings
-from learndir.core.actor import Actor, Scope
+from learndir.core.actor import AccountInfo, Actor, Scope
 from learndir.core.common import as_uuid_text, fold
 from learndir.core.errors import DomainError, denied, invalid, not_found
 from learndir.core.paging import check_page_size, page_request, split_page
@@ -526,3 +526,36 @@ def _subordination(kind: str | None, supervisor_id: str | None) -> Subordination
     if not kind or kind == INHERIT:
         return _DEFAULT_SUBORDINATION
     return Subordination(kind, supervisor_id if kind == "manual" else None)
+
+
+def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> list[UserView]:
+    """The users of the account among `user_ids`, as every read shows them, without any
+    permission check: for the core's own records of a change (webhook events)."""
+    rows: list[Any] = []
+    for chunk in _chunks(list(user_ids), _BATCH):
+        rows.extend(
+            conn.execute(
+                select(*_USER_COLUMNS).where(
+                    users.c.id.in_(chunk), users.c.account_id == account.id
+                )
+            ).all()
+        )
+    return _views(conn, account_settings(conn, account), rows) if rows else []
+
+
+def field_list(values: dict[str, str]) -> list[dict[str, str]]:
+    """The profile as iSpring writes it and every published client reads it: a list of
+    name/value pairs under upper-case names (LOGIN, EMAIL, FIRST_NAME, custom fields by their
+    name), LOGIN and EMAIL always first (EMAIL empty when there is none), then what is set.
+    The REST API and the change records (webhook events) show it alike."""
+    out = [
+        {"name": "LOGIN", "value": values.get("login", "")},
+        {"name": "EMAIL", "value": values.get("email", "")},
+    ]
+    for name, value in values.items():
+        if name not in _LISTED_FIRST:
+            out.append({"name": name.upper(), "value": value})
+    return out
+
+
+_LISTED_FIRST = frozenset({"login", "email"})

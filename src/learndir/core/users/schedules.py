@@ -17,6 +17,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Connection, and_, select, update
 
 from learndir.core.actor import Actor
+from learndir.core.changes import account_info, record_user_changes, users_before
 from learndir.core.common import utcnow
 from learndir.core.errors import denied, invalid
 from learndir.core.users.changes import (
@@ -88,15 +89,21 @@ def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
     owner is never moved (scheduling refuses them; a stray date is simply cleared)."""
     # Lock the due rows first (in id order): the moves below then see statuses that no
     # concurrent activation or deactivation can change before this commits.
-    conn.execute(
-        select(users.c.id)
-        .where(
-            users.c.account_id == account_id,
-            (users.c.deactivate_on <= day) | (users.c.terminate_on <= day),
+    due_ids = (
+        conn.execute(
+            select(users.c.id)
+            .where(
+                users.c.account_id == account_id,
+                (users.c.deactivate_on <= day) | (users.c.terminate_on <= day),
+            )
+            .order_by(users.c.id)
+            .with_for_update()
         )
-        .order_by(users.c.id)
-        .with_for_update()
-    ).all()
+        .scalars()
+        .all()
+    )
+    account = account_info(conn, account_id)
+    before = users_before(conn, account, due_ids)
     changed = 0
     released = 0
     steps: tuple[tuple[Column[date], int, tuple[int, ...], list[Column[date]]], ...] = (
@@ -122,6 +129,8 @@ def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
                 released += moved
         conn.execute(update(users).where(due).values(cleared))
     release_seats(conn, account_id, released)
+    # The scheduler acts, nobody in particular: no actor id.
+    record_user_changes(conn, account, None, before)
     return changed
 
 

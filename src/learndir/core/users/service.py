@@ -20,6 +20,7 @@ from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import AccountInfo, Actor, Scope
+from learndir.core.changes import Change, EventType, TargetKind, record
 from learndir.core.common import as_uuid_text, fold, new_id, utcnow
 from learndir.core.departments import Department
 from learndir.core.errors import MESSAGES, DomainError, ErrorCode, denied, invalid
@@ -178,6 +179,11 @@ def add_user_in(
         refresh_memberships(conn, plan.account or actor.account, [user_id], account_is_current=True)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
+    record(
+        conn,
+        plan.account or actor.account,
+        [Change(EventType.USER_REGISTERED, TargetKind.USER, user_id, actor.user_id)],
+    )
     if actor.account.seat_limit is None:
         # No limit, no counter: taking the account row's lock would make every add of the
         # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).

@@ -1,0 +1,71 @@
+"""The change record's hot path, on both databases: when nobody listens, recording a change
+runs no query at all; once a subscriber listens, the very next change is recorded (the
+listeners are cached with the account settings and every subscriber change bumps them)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, func, select
+
+from learndir.core import webhooks
+from learndir.core.auth import authenticate_token
+from learndir.core.users.changes import update_user
+from learndir.core.users.commands import AddUser, UpdateUser, parse_command
+from learndir.core.users.service import add_user
+from learndir.db.engine import Database
+from learndir.db.schema import events, webhook_deliveries, webhook_subscribers
+from tests.support import acme_spec, make_world
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def remember(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        seen.append(text.lower())
+
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+
+
+def new_user(root: str) -> AddUser:
+    tag = uuid.uuid4().hex[:8]
+    return parse_command(
+        AddUser, {"login": f"c{tag}", "departmentId": root, "fields": {"employee_id": tag}}
+    )
+
+
+def test_no_listener_no_query_then_the_next_change_is_recorded(db: Database) -> None:
+    world = make_world(db, acme_spec())
+    owner = authenticate_token(db, world.token("owner"))
+    add_user(db, owner, new_user(world.root_id))  # warms the settings cache
+    with statements(db) as seen:
+        user_id = add_user(db, owner, new_user(world.root_id))
+        update_user(db, owner, user_id, UpdateUser(fields={"job_title": "Quiet"}))
+    assert not [s for s in seen if "webhook" in s or "events" in s]
+
+    webhooks.register(db, owner, "core", "https://example.com/hook", None)
+    with db.write() as conn:
+        conn.execute(
+            webhook_subscribers.update()
+            .where(webhook_subscribers.c.account_id == world.account_id)
+            .values(confirmed=True)
+        )
+    webhooks.subscribe(db, owner, "core", {"subscriptionType": "USER_UPDATED"})
+    owner = authenticate_token(db, world.token("owner"))
+    update_user(db, owner, user_id, UpdateUser(fields={"job_title": "Loud"}))
+    with db.read() as conn:
+        recorded = conn.execute(
+            select(events.c.type, func.count(webhook_deliveries.c.id))
+            .join(webhook_deliveries, webhook_deliveries.c.event_id == events.c.id)
+            .where(events.c.account_id == world.account_id)
+            .group_by(events.c.type)
+        ).all()
+    assert [tuple(r) for r in recorded] == [("USER_UPDATED", 1)]
