@@ -3,6 +3,7 @@ the worker delivers every due message in its database, so no other test's rows m
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -226,27 +227,33 @@ def hours_ago(hours: float) -> datetime:
     return utcnow() - timedelta(hours=hours)
 
 
-class _Refuse(_Collect):
-    def __init__(self, mailbox: RefusingSmtpServer) -> None:
+class _Scripted(_Collect):
+    def __init__(self, mailbox: ScriptedSmtpServer) -> None:
         super().__init__(mailbox)
-        self._refusing = mailbox
+        self._script = mailbox
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
-        if address in self._refusing.refuse:
+        if address in self._script.refuse:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self._script.delay)
+        return await super().handle_DATA(server, session, envelope)
 
-class RefusingSmtpServer(SmtpServer):
-    """Refuses the recipients in `refuse` for good (550), accepts the others."""
 
-    def __init__(self) -> None:
+class ScriptedSmtpServer(SmtpServer):
+    """Refuses the recipients in `refuse` for good (550) and takes `delay` seconds to accept
+    each message."""
+
+    def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.refuse: set[str] = set()
+        self.delay = delay
 
     def start(self) -> None:
-        self._controller = Controller(_Refuse(self), hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(_Scripted(self), hostname="127.0.0.1", port=self.port)
         self._controller.start()

@@ -19,7 +19,7 @@ from tests.delivery.conftest import (
     ACCOUNT_NAME,
     PUBLIC_URL,
     hours_ago,
-    RefusingSmtpServer,
+    ScriptedSmtpServer,
     invite,
     make_all_due,
     rows,
@@ -176,7 +176,7 @@ def test_after_24_hours_of_failures_a_message_is_failed_and_kept(
 def test_a_recipient_the_server_refuses_for_good_is_failed_at_once(
     ddb: Database, account: World, start_worker: StartWorker
 ) -> None:
-    server = RefusingSmtpServer()
+    server = ScriptedSmtpServer()
     server.start()
     try:
         [refused] = invite(account)

@@ -107,7 +107,8 @@ class OutboxJob:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.batch_size = max(1, settings.worker_batch_size)
-        self.lease = timedelta(seconds=max(30.0, settings.worker_lease_seconds))
+        self.lease = timedelta(seconds=max(1.0, settings.worker_lease_seconds))
+        self.lease_margin = min(LEASE_MARGIN_SECONDS, self.lease.total_seconds() / 3)
         self.smtp_config = smtp.SmtpConfig.from_settings(settings)
         self.sms_config = sms.SmsConfig.from_settings(settings)
         self._sms = sms.SmsGateway(self.sms_config) if self.sms_config else None
@@ -129,7 +130,7 @@ class OutboxJob:
         ]
 
     def __call__(self, db: Database, worker_id: str) -> int:
-        now = utcnow()
+        started, now = time.monotonic(), utcnow()
         self._note_unconfigured(db, now)
         channels = self.channels
         if not channels or not self._anything_due(db, now, channels):
@@ -137,7 +138,8 @@ class OutboxJob:
         claimed = self._claim(db, worker_id, now, channels)
         if not claimed:
             return 0
-        deadline = time.monotonic() + self.lease.total_seconds() - LEASE_MARGIN_SECONDS
+        # The lease counts from `now`, before the claim waited for any lock.
+        deadline = started + self.lease.total_seconds() - self.lease_margin
         outcomes = self._send_all(claimed, deadline)
         self._mark(db, worker_id, outcomes)
         return len(claimed)
