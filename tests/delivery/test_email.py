@@ -18,8 +18,8 @@ from learndir.settings import Settings
 from tests.delivery.conftest import (
     ACCOUNT_NAME,
     PUBLIC_URL,
-    hours_ago,
     ScriptedSmtpServer,
+    hours_ago,
     invite,
     make_all_due,
     rows,
