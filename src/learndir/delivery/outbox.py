@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from learndir.core.common import utcnow
-from learndir.core.invitations.tokens import mint
+from learndir.core.invitations.tokens import mint_many
 from learndir.db.engine import Database
 from learndir.db.schema import accounts, outbox, users
 from learndir.delivery import retry, sms, smtp
@@ -197,15 +197,17 @@ class OutboxJob:
                 .join(accounts, accounts.c.id == outbox.c.account_id)
                 .where(outbox.c.id.in_(ids))
             ).all()
-            return [self._invitation(conn, row, now) for row in rows]
+            tokens = mint_many(
+                conn, {r.id: r.invitation_lifetime_days for r in rows if r.password_link}, now
+            )
+            return [self._invitation(row, tokens.get(row.id), now) for row in rows]
 
     def _invitation(
-        self, conn: Connection, row: Any, now: datetime
+        self, row: Any, token: str | None, now: datetime
     ) -> tuple[Invitation, datetime, datetime]:
         link = expires = None
-        if row.password_link:
-            raw = mint(conn, row.id, now, row.invitation_lifetime_days)
-            link = f"{self.settings.public_url.rstrip('/')}/invite/{raw}"
+        if token is not None:
+            link = f"{self.settings.public_url.rstrip('/')}/invite/{token}"
             expires = now + timedelta(days=row.invitation_lifetime_days)
         invitation = Invitation(
             outbox_id=row.id,

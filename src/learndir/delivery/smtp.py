@@ -5,17 +5,19 @@ failed."""
 
 from __future__ import annotations
 
-import email.policy
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
+from email.policy import compat32
 
 from learndir.delivery.errors import DeliveryError
 from learndir.settings import Settings
 
 SMTP_TIMEOUT_SECONDS = 10.0
 NOT_CONFIGURED = "SMTP is not configured (set LEARNDIR_SMTP_HOST)"
+# What goes on the wire: CRLF line ends (smtplib sends bytes as they are).
+_WIRE = compat32.clone(linesep="\r\n")
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class SmtpConnection:
             ) from None
         return smtp
 
-    def send(self, message: EmailMessage) -> str:
+    def send(self, message: Message) -> str:
         """Hands `message` to the server; returns the server's final reply (its queue id)."""
         for attempt in (1, 2):
             fresh = self._smtp is None
@@ -106,7 +108,7 @@ class SmtpConnection:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _transaction(self, smtp: smtplib.SMTP, message: EmailMessage) -> str:
+    def _transaction(self, smtp: smtplib.SMTP, message: Message) -> str:
         sender = self.config.mail_from
         recipient = str(message["To"])
         text: bytes | str
@@ -122,7 +124,7 @@ class SmtpConnection:
                 f"SMTP refused the recipient: {_reply(code, text)}", permanent=500 <= code < 600
             )
         try:
-            code, text = smtp.data(message.as_bytes(policy=email.policy.SMTP))
+            code, text = smtp.data(message.as_bytes(policy=_WIRE))
         except smtplib.SMTPDataError as exc:
             code, text = exc.smtp_code, exc.smtp_error
         if code != 250:
