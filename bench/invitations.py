@@ -310,10 +310,12 @@ def report(db: str, results: list[dict[str, Any]], argv: list[str]) -> str:
     today = datetime.date.today().isoformat()
     rows = []
     for r in results:
+        load = "{:.1f}, {:.1f}".format(*r["load_average"])
         if r["run"] == "steady":
             rows.append(
                 [
                     f"steady: {r['users']:,} addUser at {r['clients']} clients, worker in serve",
+                    load,
                     f"{r['added_per_s']:.0f}",
                     f"{r['messages_per_s']:.0f}",
                     f"{r['p50_s'] * 1000:.0f} ms",
@@ -327,6 +329,7 @@ def report(db: str, results: list[dict[str, Any]], argv: list[str]) -> str:
             rows.append(
                 [
                     f"drain: {r['users']:,} queued, one `learndir worker`",
+                    load,
                     "",
                     f"{r['messages_per_s']:.0f}",
                     "",
@@ -338,6 +341,7 @@ def report(db: str, results: list[dict[str, Any]], argv: list[str]) -> str:
             )
     header = [
         "run",
+        "load avg (start, end)",
         "addUser/s",
         "messages/s",
         "p50 addUser->arrival",
@@ -354,7 +358,9 @@ def report(db: str, results: list[dict[str, Any]], argv: list[str]) -> str:
             f"Measured with `.venv/bin/python {command}` on {machine['cpus']} cores "
             f"({machine['cpu']}), Python {machine['python']}, SQLite {machine['sqlite']}; "
             "`learndir serve` with its default processes, the clients (threads of the script) "
-            "and the SMTP server (aiosmtpd) on the same cores.",
+            "and the SMTP server (aiosmtpd) on the same cores. Load average: the machine's "
+            "1-minute load when the run started and ended (other work on the machine shows "
+            "there).",
             "",
             markdown_table(header, rows),
             "",
@@ -373,16 +379,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--logs", type=Path, help="keep the server and worker logs here")
     parser.add_argument("--write-docs", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args(argv)
     stop_cleanly_on_sigterm()
     version = code_version()
     results = []
     with tempfile.TemporaryDirectory(prefix="learndir-invitations-") as tmp:
-        work = Path(tmp)
+        work = args.logs or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for run in args.runs:
             with fresh_database(args.db, args.postgres_url) as url:
+                load_before = os.getloadavg()[0]
                 results.append((steady if run == "steady" else drain)(args, url, work))
+                results[-1]["load_average"] = [load_before, os.getloadavg()[0]]
                 log(json.dumps(results[-1]))
     text = report(args.db, results, argv)
     print(text)

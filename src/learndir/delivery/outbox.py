@@ -140,8 +140,18 @@ class OutboxJob:
             return 0
         # The lease counts from `now`, before the claim waited for any lock.
         deadline = started + self.lease.total_seconds() - self.lease_margin
+        sending = time.monotonic()
         outcomes = self._send_all(claimed, deadline)
+        marking = time.monotonic()
         self._mark(db, worker_id, outcomes)
+        log.info(
+            "delivery batch: messages=%d sent=%d claim_ms=%.0f send_ms=%.0f mark_ms=%.0f",
+            len(outcomes),
+            sum(1 for o in outcomes if o.error is None and not o.released),
+            (sending - started) * 1000,
+            (marking - sending) * 1000,
+            (time.monotonic() - marking) * 1000,
+        )
         return len(claimed)
 
     # ---- claim -----------------------------------------------------------------------------
