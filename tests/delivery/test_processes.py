@@ -21,6 +21,7 @@ from tests.delivery.conftest import (
 )
 from tests.receivers import SmtpServer
 from tests.support import World, start_server, stop_server
+from tests.transports import Auth, RestJson, RestXml, Soap
 
 MakeWorker = Callable[[str, dict[str, str]], WorkerProcess]
 
@@ -140,3 +141,44 @@ def test_health_reports_the_backlog(ddb: Database, account: World, tmp_path: Pat
         assert 0 <= health["outboxOldestPendingSeconds"] < 60
     finally:
         stop_server(server)
+
+
+def test_every_interface_s_invitation_arrives_once(
+    ddb: Database, account: World, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """SOAP in both generations, REST XML and REST JSON through a running `learndir serve`."""
+    server = start_server(ddb.url, tmp_path, env=worker_env(smtp_server))
+    token = Auth(token=account.token("owner"))
+    credentials = Auth(
+        account_url=account.account_url, login="owner", password=account.passwords["owner"]
+    )
+    calls = [
+        (Soap(server.base_url), credentials, {}),  # the older generation invites by default
+        (Soap(server.base_url), token, {"sendLoginEmail": True}),
+        (RestXml(server.base_url), token, {"sendLoginEmail": True}),
+        (RestJson(server.base_url), credentials, {"sendLoginEmail": True}),
+    ]
+    expected = {}
+    try:
+        for transport, auth, extra in calls:
+            login = f"{transport.name}{uuid.uuid4().hex[:8]}"
+            text = f"Hello {login}, from {transport.name}"
+            params = {
+                "login": login,
+                "email": f"{login}@example.com",
+                "departmentId": account.root_id,
+                "invitationMessage": text,
+                **extra,
+            }
+            outcome = transport.add_user(params, auth)
+            assert outcome.ok, outcome
+            expected[f"{login}@example.com"] = (login, text)
+        wait_until(lambda: len(smtp_server.mails) >= len(expected), what="every invitation")
+        wait_until(lambda: all(r.status == "sent" for r in rows(ddb)))
+    finally:
+        stop_server(server)
+    assert len(smtp_server.mails) == len(expected)
+    for address, (login, text) in expected.items():
+        [mail] = smtp_server.to(address)
+        body = mail.message.get_body(("plain",)).get_content()
+        assert text in body and f"Your login: {login}" in body and "/invite/" in body
