@@ -59,15 +59,31 @@ def mask_recipient(recipient: str) -> str:
     return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 6 else "***"
 
 
-def _due(now: datetime, channels: list[str]) -> Any:
-    """Pending and due, or claimed by a worker whose lease ran out (it crashed)."""
-    return and_(
-        or_(
-            and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
-            and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
-        ),
-        outbox.c.channel.in_(channels),
+def _due(now: datetime, channels: list[str], limit: int) -> list[Any]:
+    """The due messages, as two queries that each lead with `status` on the (status,
+    next_attempt_at) index, whatever the planner knows of the table: claims a crashed worker's
+    lease left behind (`sending`, lease over), then pending messages in the order they fell
+    due. (One query with OR makes PostgreSQL scan the whole table when it has no statistics.)"""
+    expired = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status == "sending",
+            outbox.c.claimed_until < now,
+            outbox.c.channel.in_(channels),
+        )
+        .limit(limit)
     )
+    pending = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at <= now,
+            outbox.c.channel.in_(channels),
+        )
+        .order_by(outbox.c.status, outbox.c.next_attempt_at)
+        .limit(limit)
+    )
+    return [expired, pending]
 
 
 @dataclass
@@ -159,24 +175,18 @@ class OutboxJob:
     def _anything_due(self, db: Database, now: datetime, channels: list[str]) -> bool:
         """A read first: an idle poll on SQLite must not take the writers' lock."""
         with db.read() as conn:
-            return (
-                conn.execute(select(outbox.c.id).where(_due(now, channels)).limit(1)).first()
-                is not None
-            )
+            return any(conn.execute(query).first() is not None for query in _due(now, channels, 1))
 
     def _claim(
         self, db: Database, worker_id: str, now: datetime, channels: list[str]
     ) -> list[tuple[Invitation, datetime, datetime]]:
         with db.write() as conn:
-            ids = list(
-                conn.execute(
-                    select(outbox.c.id)
-                    .where(_due(now, channels))
-                    .order_by(outbox.c.next_attempt_at)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
+            ids: list[str] = []
+            for query in _due(now, channels, self.batch_size):
+                wanted = self.batch_size - len(ids)
+                if wanted > 0:
+                    locked = query.limit(wanted).with_for_update(skip_locked=True)
+                    ids.extend(conn.execute(locked).scalars())
             if not ids:
                 return []
             conn.execute(
