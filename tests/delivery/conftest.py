@@ -26,13 +26,12 @@ from learndir.core.common import utcnow
 from learndir.core.users.commands import AddUser, parse_command
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
-from learndir.db.migrate import upgrade_database
 from learndir.db.schema import outbox
 from learndir.delivery.worker import Worker
 from learndir.settings import Settings
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, migrated_database
 from tests.receivers import SmtpServer, _Collect
-from tests.support import World, fresh_postgres_database, make_world
+from tests.support import World, make_world
 
 ACCOUNT_NAME = "Acme Ünïcode & Co"
 PUBLIC_URL = "https://dir.example.test"
@@ -42,16 +41,7 @@ PUBLIC_URL = "https://dir.example.test"
 def delivery_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _pg_ok: bool
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('delivery') / 'learndir.db'}"
-        upgrade_database(url)
-        yield url
-        return
-    if not _pg_ok:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    with fresh_postgres_database("learndir_delivery") as url:
-        upgrade_database(url)
-        yield url
+    yield from migrated_database(request.param, tmp_path_factory, _pg_ok, "learndir_delivery")
 
 
 @pytest.fixture(scope="module")
