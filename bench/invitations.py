@@ -1,15 +1,17 @@
 """Invitations from addUser to a local SMTP server: delivery rate and the time from addUser's
 answer to the message's arrival.
 
-Two runs on a fresh database, against a real `learndir serve` and a real SMTP server (aiosmtpd,
-in a process of its own, recording when each message arrives):
+Three runs, each on a fresh database, against a real `learndir serve` and a real SMTP server
+(aiosmtpd, in a process of its own, recording when each message arrives):
 
 1. steady: `--users` (default 10,000) users added over REST JSON with `sendLoginEmail: true`
    and no password (so every message carries a freshly minted set-password link) by
    `--clients` concurrent clients, the worker running inside `learndir serve`. For each message:
    the time from addUser's response to its arrival at the SMTP server (p50, p99, max), the
    delivery rate while the users were being added, and the largest backlog /health reported.
-2. drain: the same number of users added with the worker off (LEARNDIR_WORKER_ENABLED=false),
+2. steady-worker: the same with the worker in a `learndir worker` process of its own, beside a
+   `learndir serve` that does not deliver (LEARNDIR_WORKER_ENABLED=false).
+3. drain: the same number of users added with the worker off (LEARNDIR_WORKER_ENABLED=false),
    then one `learndir worker` started: the rate at which it empties a backlog of that size.
 
     .venv/bin/python bench/invitations.py --db sqlite --write-docs
@@ -198,18 +200,51 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-# ---- the two runs ----------------------------------------------------------------------------
+# ---- the runs --------------------------------------------------------------------------------
 
 
-def steady(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def worker_process(database_url: str, log_path: Path, env: dict[str, str]) -> Iterator[None]:
+    """`learndir worker` beside the server."""
+    with log_path.open("ab") as out:
+        worker = subprocess.Popen(
+            [str(LEARNDIR), "worker", "--database-url", database_url],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "started" not in log_path.read_text(errors="replace"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"`learndir worker` did not start; see {log_path}")
+                time.sleep(0.1)
+            yield
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
+def steady(
+    args: argparse.Namespace, database_url: str, work: Path, separate: bool = False
+) -> dict[str, Any]:
+    """Users added while the worker delivers: inside `learndir serve`, or (`separate`) in a
+    `learndir worker` process of its own beside a serve that does not deliver."""
     account = init_account(database_url)
+    name = "steady-worker" if separate else "steady"
     with smtp_server(work) as (port, arrivals):
         env = smtp_env(port)
-        with serving(database_url, work / "steady-server.log", env) as server:
+        server_env = {**env, "LEARNDIR_WORKER_ENABLED": "false"} if separate else env
+        with (
+            serving(database_url, work / f"{name}-server.log", server_env) as server,
+            worker_process(database_url, work / f"{name}-worker.log", env)
+            if separate
+            else contextlib.nullcontext(),
+        ):
             token = server.token(account["clientId"], account["clientSecret"])
             watch = BacklogWatch(server.base_url)
             watch.start()
-            log(f"steady: adding {args.users} users with invitations, {args.clients} clients")
+            log(f"{name}: adding {args.users} users with invitations, {args.clients} clients")
             load = add_users(server, token, account["rootDepartmentId"], args.users, args.clients)
             wait_for(arrivals, len(load.answered), timeout=600)
             watch.stop()
@@ -217,7 +252,7 @@ def steady(args: argparse.Namespace, database_url: str, work: Path) -> dict[str,
     latencies = [arrived[a] - t for a, t in load.answered.items() if a in arrived]
     last = max(arrived.values()) if arrived else load.finished
     return {
-        "run": "steady",
+        "run": name,
         "users": args.users,
         "clients": args.clients,
         "errors": load.errors,
@@ -247,19 +282,9 @@ def drain(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, 
             log(f"drain: queueing {args.users} invitations with the worker off")
             load = add_users(server, token, account["rootDepartmentId"], args.users, args.clients)
         log("drain: starting `learndir worker`")
-        started = time.time()
-        with (work / "drain-worker.log").open("ab") as out:
-            worker = subprocess.Popen(
-                [str(LEARNDIR), "worker", "--database-url", database_url],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-            )
-            try:
-                wait_for(arrivals, len(load.answered), timeout=600)
-            finally:
-                worker.terminate()
-                worker.wait(30)
+        with worker_process(database_url, work / "drain-worker.log", env):
+            started = time.time()
+            wait_for(arrivals, len(load.answered), timeout=600)
         arrived = read_arrivals(arrivals)
     first, last = min(arrived.values()), max(arrived.values())
     return {
@@ -274,6 +299,13 @@ def drain(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, 
         "first_after_s": first - started,
         "seconds": last - started,
     }
+
+
+RUNS = {
+    "steady": steady,
+    "steady-worker": lambda args, url, work: steady(args, url, work, separate=True),
+    "drain": drain,
+}
 
 
 def smtp_env(port: int) -> dict[str, str]:
@@ -311,10 +343,15 @@ def report(db: str, results: list[dict[str, Any]], argv: list[str]) -> str:
     rows = []
     for r in results:
         load = "{:.1f}, {:.1f}".format(*r["load_average"])
-        if r["run"] == "steady":
+        if r["run"].startswith("steady"):
+            where = (
+                "a `learndir worker` beside serve"
+                if r["run"] == "steady-worker"
+                else "worker in serve"
+            )
             rows.append(
                 [
-                    f"steady: {r['users']:,} addUser at {r['clients']} clients, worker in serve",
+                    f"steady: {r['users']:,} addUser at {r['clients']} clients, {where}",
                     load,
                     f"{r['added_per_s']:.0f}",
                     f"{r['messages_per_s']:.0f}",
@@ -375,7 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument(
-        "--runs", nargs="+", choices=["steady", "drain"], default=["steady", "drain"]
+        "--runs",
+        nargs="+",
+        choices=list(RUNS),
+        default=list(RUNS),
+        help="steady: the worker in serve; steady-worker: in a process of its own; drain",
     )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -391,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             with fresh_database(args.db, args.postgres_url) as url:
                 load_before = os.getloadavg()[0]
-                results.append((steady if run == "steady" else drain)(args, url, work))
+                results.append(RUNS[run](args, url, work))
                 results[-1]["load_average"] = [load_before, os.getloadavg()[0]]
                 log(json.dumps(results[-1]))
     text = report(args.db, results, argv)
