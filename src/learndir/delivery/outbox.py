@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from learndir.core.common import utcnow
 from learndir.core.invitations.tokens import mint_many
@@ -42,6 +43,8 @@ STATUSES = ("pending", "sending", "sent", "failed", "revoked")
 # Unsent messages of a claim whose lease is this close to its end are given back, not sent:
 # past the lease another worker may already have claimed them.
 LEASE_MARGIN_SECONDS = 10.0
+# Waits between attempts at marking a batch once its messages were sent (None: give up).
+MARK_RETRY_SECONDS: tuple[float | None, ...] = (1.0, 2.0, 4.0, 8.0, None)
 # How often a worker notes on waiting messages why their channel cannot send them.
 NOTE_INTERVAL_SECONDS = 10.0
 
@@ -296,10 +299,20 @@ class OutboxJob:
     # ---- mark ------------------------------------------------------------------------------
 
     def _mark(self, db: Database, worker_id: str, outcomes: list[_Outcome]) -> None:
+        """One transaction for the batch. A database that is briefly away is waited for (a
+        mark that never lands means the batch is sent again when the lease runs out)."""
         now = utcnow()
         params = [self._mark_params(o, worker_id, now) for o in outcomes]
-        with db.write() as conn:
-            conn.execute(_MARK, params)
+        for wait in MARK_RETRY_SECONDS:
+            try:
+                with db.write() as conn:
+                    conn.execute(_MARK, params)
+                return
+            except DBAPIError:
+                if wait is None:
+                    raise
+                log.warning("marking a delivered batch failed; trying again in %.0f s", wait)
+                time.sleep(wait)
 
     def _mark_params(self, outcome: _Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
         invitation = outcome.invitation
