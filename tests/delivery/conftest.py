@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from sqlalchemy import delete, select, update
 
 from learndir.core.auth import authenticate_token
@@ -239,11 +240,26 @@ class ScriptedSmtpServer(SmtpServer):
     """Refuses the recipients in `refuse` for good (550) and takes `delay` seconds to accept
     each message."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, login: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.refuse: set[str] = set()
         self.delay = delay
+        # With a login, mail is accepted only after AUTH with it (no TLS on loopback).
+        self.login = login
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        given = (auth_data.login.decode(), auth_data.password.decode())
+        return AuthResult(success=given == self.login, handled=False)
 
     def start(self) -> None:
-        self._controller = Controller(_Scripted(self), hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if self.login is not None:
+            auth = {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        self._controller = Controller(_Scripted(self), hostname="127.0.0.1", port=self.port, **auth)
         self._controller.start()

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from learndir.core.common import utcnow
@@ -191,3 +192,36 @@ def test_a_recipient_the_server_refuses_for_good_is_failed_at_once(
     assert row.status == "failed" and row.attempts == 1
     assert row.last_error == "SMTP refused the recipient: 550 5.1.1 no such user"
     assert [m.recipients for m in server.mails] == [[accepted]]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_the_worker_signs_in_when_a_username_is_set(
+    ddb: Database, account: World, start_worker: StartWorker
+) -> None:
+    server = ScriptedSmtpServer(login=("mailer", "Mail-Secret-1"))
+    server.start()
+    try:
+        [wrong] = invite(account)
+        refused = start_worker(
+            ddb,
+            settings(
+                ddb.url, **smtp_settings(server), smtp_username="mailer", smtp_password="nope"
+            ),
+        )
+        wait_until(lambda: rows(ddb)[0].attempts >= 1)
+        refused.stop()
+        assert rows(ddb)[0].last_error.startswith("SMTP login refused: 535")
+        make_all_due(ddb)
+        start_worker(
+            ddb,
+            settings(
+                ddb.url,
+                **smtp_settings(server),
+                smtp_username="mailer",
+                smtp_password="Mail-Secret-1",
+            ),
+        )
+        wait_until(lambda: all_sent(ddb))
+    finally:
+        server.stop()
+    assert [m.recipients for m in server.mails] == [[wrong]]
