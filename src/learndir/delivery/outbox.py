@@ -272,7 +272,7 @@ class OutboxJob:
                 outcome.provider_id = self._send(invitation)
             except DeliveryError as exc:
                 outcome.error = exc
-                if invitation.channel == EMAIL and exc.reason.startswith("cannot connect"):
+                if isinstance(exc, smtp.ConnectError):
                     broken = exc
             except Exception as exc:  # a bug must not leave the batch unmarked
                 log.exception("unexpected error sending outbox id=%s", invitation.outbox_id)

@@ -50,6 +50,11 @@ class SmtpConfig:
         )
 
 
+class ConnectError(DeliveryError):
+    """No session: the server is unreachable or refused the login. Every message waiting for
+    this connection fails the same way, so the rest of a batch is not tried one by one."""
+
+
 def _reply(code: int, text: bytes | str) -> str:
     decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     return f"{code} {decoded}".strip()
@@ -64,8 +69,8 @@ class SmtpConnection:
 
     def _open(self) -> smtplib.SMTP:
         c = self.config
+        smtp: smtplib.SMTP | None = None
         try:
-            smtp: smtplib.SMTP
             if c.security == "tls":
                 smtp = smtplib.SMTP_SSL(
                     c.host,
@@ -81,14 +86,14 @@ class SmtpConnection:
                 smtp.ehlo()
             if c.username:
                 smtp.login(c.username, c.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(
-                f"SMTP login refused: {_reply(exc.smtp_code, exc.smtp_error)}"
-            ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(
-                f"cannot connect to SMTP {c.host}:{c.port}: {type(exc).__name__}: {exc}"
-            ) from None
+            if smtp is not None:
+                smtp.close()
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                reason = f"SMTP login refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+            else:
+                reason = f"cannot connect to SMTP {c.host}:{c.port}: {type(exc).__name__}: {exc}"
+            raise ConnectError(reason) from None
         return smtp
 
     def send(self, message: Message) -> str:
