@@ -84,6 +84,24 @@ def test_two_workers_on_one_postgresql_database_send_each_message_once(
         assert worker.terminate() == 0
 
 
+def test_on_sqlite_one_of_two_workers_delivers_and_the_other_takes_over(
+    ddb: Database, account: World, smtp_server: SmtpServer, worker_processes: MakeWorker
+) -> None:
+    if not ddb.is_sqlite:
+        pytest.skip("on PostgreSQL every worker delivers")
+    env = worker_env(smtp_server)
+    first, second = worker_processes(ddb.url, env), worker_processes(ddb.url, env)
+    invite(account, 20)
+    wait_until(lambda: all(r.status == "sent" for r in rows(ddb)), what="the first messages")
+    [holder] = {r.claimed_by.split(":")[1] for r in rows(ddb)}
+    active, idle = (first, second) if str(first.process.pid) == holder else (second, first)
+    assert active.terminate() == 0
+    invite(account, 5)
+    wait_until(lambda: all(r.status == "sent" for r in rows(ddb)), what="the later messages")
+    assert {r.claimed_by.split(":")[1] for r in rows(ddb)} == {holder, str(idle.process.pid)}
+    assert len(smtp_server.mails) == 25
+
+
 def test_sigterm_stops_a_worker_cleanly(
     ddb: Database, smtp_server: SmtpServer, worker_processes: MakeWorker
 ) -> None:
