@@ -37,6 +37,8 @@ log = logging.getLogger("learndir.worker")
 Job = Callable[[Database, str], int]
 # How often a worker that lost the SQLite delivery lock checks whether it is free again.
 LOCK_RETRY_SECONDS = 1.0
+# The longest pause of a job that keeps failing (the pause doubles from 1 s).
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def new_worker_id() -> str:
@@ -86,6 +88,8 @@ class Worker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: IO[bytes] | None = None
+        # Per job (by position): its current back-off and when it may run again.
+        self._failures: dict[int, tuple[float, float]] = {}
 
     @classmethod
     def for_settings(cls, db: Database, settings: Settings) -> Worker:
@@ -122,15 +126,25 @@ class Worker:
             log.info("worker %s stopped", self.id)
 
     def _round(self) -> int:
+        """Runs every job once (but a job that failed not before its back-off is over)."""
         done = 0
-        for job in self.jobs:
+        for index, job in enumerate(self.jobs):
             if self._stopped.is_set():
                 break
+            backoff, not_before = self._failures.get(index, (0.0, 0.0))
+            if time.monotonic() < not_before:
+                continue
             try:
                 done += job(self.db, self.id)
+                self._failures.pop(index, None)
             except Exception:
-                # The database may be away for a while: log, wait a poll, try again.
-                log.exception("background job %s failed; trying again", _name(job))
+                # The database may be away: wait 1 s, then twice as long each time up to 30 s,
+                # rather than failing (and logging) every poll; the other jobs go on.
+                backoff = min(MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
+                self._failures[index] = (backoff, time.monotonic() + backoff)
+                log.exception(
+                    "background job %s failed; trying again in %.0f s", _name(job), backoff
+                )
         return done
 
     def start(self) -> None:
