@@ -200,3 +200,20 @@ def test_every_interface_s_invitation_arrives_once(
         [mail] = smtp_server.to(address)
         body = mail.message.get_body(("plain",)).get_content()
         assert text in body and f"Your login: {login}" in body and "/invite/" in body
+
+
+def test_serve_wakes_its_worker_when_it_queues_a_message(
+    ddb: Database, account: World, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """With a poll of an hour, only the wake-up after addUser's commit can send the message."""
+    env = worker_env(smtp_server, LEARNDIR_WORKER_POLL_SECONDS="3600")
+    server = start_server(ddb.url, tmp_path, env=env)
+    try:
+        # The worker's first round ran at start; from now on it sleeps unless woken.
+        wait_until(lambda: "started" in server.log_path.read_text(), what="the worker")
+        for expected in (1, 2):
+            response = add_user_over_rest(server.base_url, account, sendLoginEmail=True)
+            assert response.status_code == 201, response.text
+            wait_until(lambda: len(smtp_server.mails) == expected, timeout=15)  # noqa: B023
+    finally:
+        stop_server(server)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from learndir.core.users.schedules import apply_due_changes
@@ -37,6 +38,9 @@ log = logging.getLogger("learndir.worker")
 Job = Callable[[Database, str], int]
 # How often a worker that lost the SQLite delivery lock checks whether it is free again.
 LOCK_RETRY_SECONDS = 1.0
+_OUTBOX_INSERT = "INSERT INTO outbox "
+_QUEUED = "learndir_outbox_queued"
+_COMMITTED = "learndir_outbox_committed"
 # The longest pause of a job that keeps failing (the pause doubles from 1 s).
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -88,6 +92,7 @@ class Worker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: IO[bytes] | None = None
+        self._listeners: list[tuple[Any, str, Callable[..., None]]] = []
         # Per job (by position): its current back-off and when it may run again.
         self._failures: dict[int, tuple[float, float]] = {}
 
@@ -123,6 +128,9 @@ class Worker:
                 with contextlib.suppress(Exception):
                     close()
             self._release_delivery_lock()
+            for target, name, listener in self._listeners:
+                event.remove(target, name, listener)
+            self._listeners = []
             log.info("worker %s stopped", self.id)
 
     def _round(self) -> int:
@@ -148,9 +156,43 @@ class Worker:
         return done
 
     def start(self) -> None:
-        """Runs in a daemon thread of this process."""
+        """Runs in a daemon thread of this process, woken as soon as a transaction of this
+        process that queued a message has committed (see _wake_on_outbox_writes)."""
+        self._wake_on_outbox_writes()
         self._thread = threading.Thread(target=self.run, name="learndir-worker", daemon=True)
         self._thread.start()
+
+    def _wake_on_outbox_writes(self) -> None:
+        """A statement that inserts into the outbox flags its connection; when the connection
+        goes back to the pool after a commit (not before: the worker would not see the row yet)
+        the worker is woken. A rollback clears the flag. Other processes' messages are found
+        by the poll."""
+        engine = self.db.engine
+
+        def seen(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith(_OUTBOX_INSERT):
+                conn.info[_QUEUED] = True
+
+        def committed(conn: Any) -> None:
+            if conn.info.pop(_QUEUED, False):
+                conn.info[_COMMITTED] = True
+
+        def rolled_back(conn: Any) -> None:
+            conn.info.pop(_QUEUED, None)
+            conn.info.pop(_COMMITTED, None)
+
+        def returned(_dbapi_connection: Any, record: Any) -> None:
+            if record is not None and record.info.pop(_COMMITTED, False):
+                self.wake()
+
+        self._listeners = [
+            (engine, "after_cursor_execute", seen),
+            (engine, "commit", committed),
+            (engine, "rollback", rolled_back),
+            (engine.pool, "checkin", returned),
+        ]
+        for target, name, listener in self._listeners:
+            event.listen(target, name, listener)
 
     def stop_soon(self) -> None:
         """Ends the loop after the job in hand (safe in a signal handler)."""
