@@ -38,21 +38,28 @@ def _pg_ok() -> bool:
     return postgres_available()
 
 
+def migrated_database(
+    kind: str, tmp_path_factory: pytest.TempPathFactory, pg_ok: bool, prefix: str = "learndir_test"
+) -> Iterator[str]:
+    """A new, migrated, empty database of `kind` (sqlite or postgres), removed afterwards."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'learndir.db'}"
+        upgrade_database(url)
+        yield url
+        return
+    if not pg_ok:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    with fresh_postgres_database(prefix) as url:
+        upgrade_database(url)
+        yield url
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _pg_ok: bool
 ) -> Iterator[str]:
     """A migrated, empty database of each kind, shared by the tests of one worker."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'learndir.db'}"
-        upgrade_database(url)
-        yield url
-        return
-    if not _pg_ok:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    with fresh_postgres_database("learndir_test") as url:
-        upgrade_database(url)
-        yield url
+    yield from migrated_database(request.param, tmp_path_factory, _pg_ok)
 
 
 @pytest.fixture(scope="session")

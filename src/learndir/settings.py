@@ -20,9 +20,22 @@ class Settings(BaseSettings):
     # Requests one server process runs at once in its thread pool (database calls on
     # PostgreSQL, password hashing); the PostgreSQL pool keeps as many connections open.
     threads: int = 16
-    # How often the service carries out scheduled deactivations and terminations (also once at
-    # start); 0 or less turns the scheduler off in this process.
+    # How often the worker carries out scheduled deactivations and terminations (also once at
+    # start); 0 or less leaves them to other processes.
     scheduler_interval_seconds: float = 30.0
+
+    # The background worker (outbox delivery, scheduled changes) runs inside `learndir serve`
+    # unless this is false (then run `learndir worker` somewhere).
+    worker_enabled: bool = True
+    # How long an idle worker sleeps before looking for due messages again.
+    worker_poll_seconds: float = 0.2
+    # Messages claimed at once, and sent side by side by this many threads (one SMTP connection
+    # each).
+    worker_batch_size: int = 200
+    worker_senders: int = 4
+    # A claim's lease: longer than a batch can take to send; a crashed worker's messages are
+    # sent by another once it runs out.
+    worker_lease_seconds: float = 60.0
 
     # Where links in messages point (the set-password page): the address users reach.
     public_url: str = "http://127.0.0.1:8080"

@@ -17,13 +17,12 @@ import pytest
 from playwright.sync_api import Browser
 
 from learndir.db.engine import Database
-from learndir.db.migrate import upgrade_database
+from tests.conftest import migrated_database
 from tests.receivers import HttpReceiver, SmtpServer
 from tests.support import (
     Server,
     World,
     acme_spec,
-    fresh_postgres_database,
     make_world,
     start_server,
     stop_server,
@@ -35,16 +34,11 @@ LINK = re.compile(re.escape(PUBLIC_URL) + r"/invite/[A-Za-z0-9_\-]+")
 
 
 @pytest.fixture
-def own_database(backend: str, tmp_path: Path) -> Iterator[str]:
+def own_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, _pg_ok: bool
+) -> Iterator[str]:
     """A database of its own: no other test's server delivers from its outbox."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'journey.db'}"
-        upgrade_database(url)
-        yield url
-        return
-    with fresh_postgres_database("learndir_journey") as url:
-        upgrade_database(url)
-        yield url
+    yield from migrated_database(backend, tmp_path_factory, _pg_ok, prefix="learndir_journey")
 
 
 @pytest.fixture

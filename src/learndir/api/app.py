@@ -24,8 +24,9 @@ from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
 from learndir.core.errors import DomainError
-from learndir.core.users.schedules import Scheduler
 from learndir.db.engine import Database
+from learndir.delivery.outbox import backlog, webhook_backlog
+from learndir.delivery.worker import Worker
 from learndir.settings import Settings, get_settings
 
 access_log = logging.getLogger("learndir.access")
@@ -219,13 +220,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One pooled connection per thread: no request waits for a connection, none is opened
         # and closed again under load.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        scheduler = None
-        if settings.scheduler_interval_seconds > 0:
-            scheduler = Scheduler(database, settings.scheduler_interval_seconds)
-            scheduler.start()
+        # Background work (outbox delivery, scheduled changes) in a thread of this process; on
+        # SQLite only one of `serve --workers N`'s processes delivers (see delivery/worker.py).
+        worker = None
+        if settings.worker_enabled:
+            worker = Worker.for_settings(database, settings)
+            worker.start()
         yield
-        if scheduler is not None:
-            scheduler.stop()
+        if worker is not None:
+            worker.stop()
         database.dispose()
 
     app = FastAPI(
@@ -254,10 +257,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             with app.state.db.read() as conn:
                 conn.execute(text("SELECT 1"))
+                queued = backlog(conn)
+                events = webhook_backlog(conn)
         except SQLAlchemyError as exc:
             error_log.warning("health check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "database": "reachable"})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "database": "reachable",
+                # Invitations not yet delivered (pending or being sent), and how long the
+                # oldest pending one has waited (null: none).
+                "outboxBacklog": queued.messages,
+                "outboxOldestPendingSeconds": queued.oldest_pending_seconds,
+                # The same for webhook deliveries.
+                "webhookBacklog": events.messages,
+                "webhookOldestPendingSeconds": events.oldest_pending_seconds,
+            }
+        )
 
     # Routes are tried in order: SOAP's one path first (a SOAP request would otherwise be
     # matched against every REST route before its own), then REST, whose fixed paths

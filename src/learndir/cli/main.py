@@ -20,10 +20,12 @@ app = typer.Typer(
 )
 api_key_app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+outbox_app = typer.Typer(no_args_is_help=True, help="Invitation messages waiting or sent.")
 app.add_typer(api_key_app, name="api-key")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscribers and their backlog.")
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(outbox_app, name="outbox")
 
 DEFAULT_DATABASE_URL = "sqlite:///learndir.db"
 
@@ -215,15 +217,8 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def _run_server(url: str, host: str, port: int, workers: int) -> None:
-    import uvicorn
-
-    from learndir.db.migrate import upgrade_database
-
-    upgrade_database(url)
-    # Worker processes build their own app from the environment.
-    os.environ["LEARNDIR_DATABASE_URL"] = url
-    log_config = {
+def _log_config() -> dict[str, Any]:
+    return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -237,13 +232,23 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
         "root": {"handlers": ["stderr"], "level": os.environ.get("LEARNDIR_LOG_LEVEL", "INFO")},
         "loggers": {"uvicorn.access": {"level": "WARNING"}},
     }
+
+
+def _run_server(url: str, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from learndir.db.migrate import upgrade_database
+
+    upgrade_database(url)
+    # Worker processes build their own app from the environment.
+    os.environ["LEARNDIR_DATABASE_URL"] = url
     uvicorn.run(
         "learndir.api.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_config=log_config,
+        log_config=_log_config(),
         access_log=False,
         timeout_graceful_shutdown=5,
     )
@@ -261,6 +266,122 @@ def serve(
 ) -> None:
     """Serve the SOAP and REST APIs."""
     _run_server(_database_url(database_url), host, port, workers or default_workers())
+
+
+@app.command()
+def worker(database_url: DatabaseUrl = None) -> None:
+    """Deliver invitations (SMTP, SMS) and carry out scheduled changes, without serving the API.
+    SIGTERM or Ctrl+C stops it after the batch in hand is marked."""
+    import logging.config
+    import signal
+
+    from learndir.delivery.worker import Worker
+    from learndir.settings import Settings
+
+    logging.config.dictConfig(_log_config())
+    url = _database_url(database_url)
+    db = _open(url)
+    background = Worker.for_settings(db, Settings(database_url=url))
+
+    def stop(_signum: int, _frame: object) -> None:
+        background.stop_soon()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        background.run()
+    finally:
+        db.dispose()
+
+
+OutboxStatus = Annotated[
+    str | None,
+    typer.Option("--status", help="pending, sending, sent, failed or revoked; default all."),
+]
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: OutboxStatus = None,
+    database_url: DatabaseUrl = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Invitation messages, newest first (never their links)."""
+    from learndir.delivery.outbox import STATUSES, list_messages
+
+    if status is not None and status not in STATUSES:
+        typer.echo(f"error: --status must be one of {', '.join(STATUSES)}", err=True)
+        raise typer.Exit(2)
+    db = _open(_database_url(database_url))
+    try:
+        entries = list_messages(db, status, limit)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "id": e.id,
+                        "channel": e.channel,
+                        "recipient": e.recipient,
+                        "status": e.status,
+                        "attempts": e.attempts,
+                        "lastError": e.last_error,
+                        "createdAt": e.created_at.isoformat(),
+                        "sentAt": e.sent_at.isoformat() if e.sent_at else None,
+                        "nextAttemptAt": e.next_attempt_at.isoformat(),
+                    }
+                    for e in entries
+                ]
+            )
+        )
+        return
+    header = ("id", "channel", "recipient", "status", "attempts", "created", "sent", "last error")
+    rows = [
+        (
+            e.id,
+            e.channel,
+            e.recipient,
+            e.status,
+            str(e.attempts),
+            _when(e.created_at),
+            _when(e.sent_at),
+            (e.last_error or "-").replace("\n", " ")[:80],
+        )
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]))
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message's id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Send a failed (or waiting) message now, with a fresh day of retries."""
+    from learndir.delivery.outbox import RetryRefused, retry_message
+
+    db = _open(_database_url(database_url))
+    try:
+        retry_message(db, message_id)
+    except LookupError:
+        typer.echo(f"error: no message {message_id} in the outbox", err=True)
+        raise typer.Exit(EXIT_CODES[ErrorCode.NOT_FOUND]) from None
+    except RetryRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    typer.echo(f"message {message_id} queued for sending")
 
 
 @app.command()

@@ -259,6 +259,9 @@ outbox = Table(
     # Voided: revoked by an administrator, superseded by a resend, or another link was used.
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # When the current run of attempts began: retries stop 24 hours later. Cleared when an
+    # administrator retries the message, so it gets a full day again.
+    Column("first_attempt_at", DateTime(timezone=True), nullable=True),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     # A claim is a lease: a worker that dies mid-send leaves the row to be claimed again.
     Column("claimed_until", DateTime(timezone=True), nullable=True),

@@ -1,16 +1,14 @@
 """Scheduled deactivation and termination: set and cancel them, and carry them out once due.
 
-The running service carries them out (see `Scheduler`): every few seconds and once at start,
-so dates that fell due while it was down are applied after a restart. Several processes or
-machines may run a scheduler on one database: each step is a conditional UPDATE ("still due,
-still in this status") inside one transaction per account, so a date is applied once and the
-seat counter moves once, whoever gets there first.
+The background worker carries them out (learndir.delivery.worker, a job of it): every few
+seconds and once at start, so dates that fell due while it was down are applied after a
+restart. Several processes or machines may run it on one database: each step is a conditional
+UPDATE ("still due, still in this status") inside one transaction per account, so a date is
+applied once and the seat counter moves once, whoever gets there first.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import date
 from enum import StrEnum
 
@@ -30,8 +28,6 @@ from learndir.core.users.changes import (
 )
 from learndir.db.engine import Database
 from learndir.db.schema import roles, user_roles, users
-
-log = logging.getLogger("learndir.scheduler")
 
 
 class ScheduledChange(StrEnum):
@@ -152,28 +148,3 @@ def apply_due_changes(db: Database, day: date | None = None) -> int:
         with db.write() as conn:
             changed += _apply_in_account(conn, account_id, day)
     return changed
-
-
-class Scheduler(threading.Thread):
-    """Runs `apply_due_changes` at start and then every `interval` seconds until stopped."""
-
-    def __init__(self, db: Database, interval: float) -> None:
-        super().__init__(name="learndir-scheduler", daemon=True)
-        self._db = db
-        self._interval = interval
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            try:
-                changed = apply_due_changes(self._db)
-                if changed:
-                    log.info("scheduled status changes applied: users=%d", changed)
-            except Exception:
-                log.exception("scheduled status changes failed; retrying at the next run")
-            if self._stopped.wait(self._interval):
-                return
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join(timeout=10)
