@@ -9,10 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from learndir.core.common import utcnow
+from learndir.core.common import as_utc, utcnow
 from learndir.db.engine import Database
 from learndir.db.schema import outbox
-from learndir.core.common import as_utc
 from learndir.delivery.smtp import NOT_CONFIGURED
 from learndir.delivery.worker import Worker
 from learndir.settings import Settings

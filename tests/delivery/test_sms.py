@@ -42,7 +42,7 @@ def test_an_sms_invitation_is_posted_to_the_gateway_with_its_link(
 ) -> None:
     http_receiver.status = 201
     http_receiver.reply = b'{"sid": "SM42", "status": "queued"}'
-    invite(account, sms="+447700900123", email=False, message="Hello from Acme")
+    invite(account, sms="+4915123456703", email=False, message="Hello from Acme")
     start_worker(ddb, settings(ddb.url, **sms_settings(http_receiver)))
     wait_until(lambda: rows(ddb)[0].status == "sent")
 
@@ -53,7 +53,7 @@ def test_an_sms_invitation_is_posted_to_the_gateway_with_its_link(
     assert request.headers["Authorization"] == expected
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     form = dict(urllib.parse.parse_qsl(request.body.decode()))
-    assert form["To"] == "+447700900123"
+    assert form["To"] == "+4915123456703"
     assert form["From"] == "+15005550006"
     assert form["Body"].startswith("SMS: Hello from Acme\n")
     [raw] = LINK.findall(form["Body"])
@@ -67,7 +67,7 @@ def test_a_gateway_error_is_retried_until_it_accepts(
 ) -> None:
     http_receiver.status = 500
     http_receiver.reply = b'{"code": 20500, "message": "Internal Server Error"}'
-    invite(account, sms="+447700900124", email=False)
+    invite(account, sms="+4915123456704", email=False)
     start_worker(ddb, settings(ddb.url, **sms_settings(http_receiver)))
     wait_until(lambda: rows(ddb)[0].attempts == 1)
     [row] = rows(ddb)
@@ -88,7 +88,7 @@ def test_a_number_the_gateway_refuses_is_failed_at_once(
 ) -> None:
     http_receiver.status = 400
     http_receiver.reply = b'{"code": 21211, "message": "The \'To\' number is not valid."}'
-    invite(account, sms="+447700900125", email=False)
+    invite(account, sms="+4915123456705", email=False)
     start_worker(ddb, settings(ddb.url, **sms_settings(http_receiver)))
     wait_until(lambda: rows(ddb)[0].status == "failed")
     [row] = rows(ddb)
@@ -100,7 +100,7 @@ def test_too_many_requests_is_retried(
     ddb: Database, account: World, http_receiver: HttpReceiver, start_worker: StartWorker
 ) -> None:
     http_receiver.status = 429
-    invite(account, sms="+447700900126", email=False)
+    invite(account, sms="+4915123456706", email=False)
     start_worker(ddb, settings(ddb.url, **sms_settings(http_receiver)))
     wait_until(lambda: rows(ddb)[0].attempts == 1)
     assert rows(ddb)[0].status == "pending"
@@ -109,7 +109,7 @@ def test_too_many_requests_is_retried(
 def test_without_a_gateway_sms_wait_and_say_why(
     ddb: Database, account: World, start_worker: StartWorker
 ) -> None:
-    invite(account, sms="+447700900127", email=False)
+    invite(account, sms="+4915123456707", email=False)
     start_worker(ddb, settings(ddb.url))
     wait_until(lambda: rows(ddb)[0].last_error == NOT_CONFIGURED)
     [row] = rows(ddb)

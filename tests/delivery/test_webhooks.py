@@ -9,7 +9,9 @@ import json
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +26,29 @@ from learndir.delivery.webhooks import deliver_webhooks
 from tests.api.rest.test_groups import new_user
 from tests.cli.test_cli import learndir
 from tests.receivers import HttpReceiver
-from tests.support import Server, World, acme_spec, make_world
+from tests.support import Server, World, acme_spec, make_world, start_server, stop_server
 from tests.webhook_support import events_of, hook, pump, register_confirmed, retry_now, to, verify
+
+
+# The tests decide when deliveries happen (pump): their server's own worker is off, and the
+# database is theirs, so no other test's server delivers from it either.
+@pytest.fixture(scope="module")
+def database_url(delivery_url: str) -> str:
+    return delivery_url
+
+
+@pytest.fixture(scope="module")
+def db(ddb: Database) -> Database:
+    return ddb
+
+
+@pytest.fixture(scope="module")
+def server(delivery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    logs = Path(tmp_path_factory.mktemp("logs"))
+    running = start_server(delivery_url, logs, env={"LEARNDIR_WORKER_ENABLED": "false"})
+    yield running
+    stop_server(running)
+
 
 ALL_TYPES = (
     "USER_REGISTERED",
