@@ -165,10 +165,10 @@ class Worker:
 
     def _wake_on_outbox_writes(self) -> None:
         """A statement that inserts into the outbox or the webhook deliveries flags its
-        connection; when the connection
-        goes back to the pool after a commit (not before: the worker would not see the row yet)
-        the worker is woken. A rollback clears the flag. Other processes' messages are found
-        by the poll."""
+        connection; when the connection goes back to the pool after a commit (not before: the
+        worker would not see the row yet) the worker is woken. A rollback clears the flag (on a
+        connection found dead there is nothing to clear: its flags went with it). Other
+        processes' messages are found by the poll."""
         engine = self.db.engine
 
         def seen(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -176,10 +176,12 @@ class Worker:
                 conn.info[_QUEUED] = True
 
         def committed(conn: Any) -> None:
-            if conn.info.pop(_QUEUED, False):
+            if not conn.invalidated and conn.info.pop(_QUEUED, False):
                 conn.info[_COMMITTED] = True
 
         def rolled_back(conn: Any) -> None:
+            if conn.invalidated:
+                return
             conn.info.pop(_QUEUED, None)
             conn.info.pop(_COMMITTED, None)
 
