@@ -1,7 +1,8 @@
-"""The whole invitation journey against a real `learndir serve` with a real SMTP server and a
-real SMS gateway: users added over SOAP (both generations) and REST get exactly one message
-each with the right text, recipient and link; the link opens the set-password page in a real
-browser; the new password signs in."""
+"""The whole journey against a real `learndir serve` (its own worker delivering) with a real SMTP
+server, SMS gateway and webhook receiver: users added over SOAP (both generations) and REST get
+exactly one message each with the right text, recipient and link; the link opens the
+set-password page in a real browser; the new password signs in; webhooks are confirmed and
+delivered as the vendor describes."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tests.support import (
     stop_server,
 )
 from tests.transports import Auth, RestJson, Soap
+from tests.webhook_support import hook, to, verify
 
 PUBLIC_URL = "https://learn.example.test"
 LINK = re.compile(re.escape(PUBLIC_URL) + r"/invite/[A-Za-z0-9_\-]+")
@@ -187,3 +189,37 @@ def test_invitations_arrive_once_and_the_link_sets_a_password(
         },
     )
     assert answer.status_code == 200, answer.text
+
+
+def test_the_server_delivers_webhooks_on_its_own(
+    journey: tuple[Server, World], http_receiver: HttpReceiver
+) -> None:
+    """The vendor's lifecycle with nobody but `learndir serve` delivering: the code arrives,
+    confirms, and the registration of a user reaches the subscriber, signed both ways."""
+    server, world = journey
+    http_receiver.status, http_receiver.reply = 200, b"{}"
+    body = {"subscriberName": "hr", "callbackUrl": http_receiver.url + "/hr", "secret": "k3y"}
+    assert hook(server, world, "register", body).status_code == 200
+    assert hook(server, world, "code/send", {"subscriberName": "hr"}).status_code == 200
+    _wait(lambda: any(b"CONFIRMATION_CODE" in r.body for r in to(http_receiver, "hr")), "code")
+    [code_request] = to(http_receiver, "hr")
+    code = verify(code_request, "k3y")[0]["code"]
+    assert hook(server, world, "confirm", {"subscriberName": "hr", "code": code}).status_code == 200
+    subscription = {"subscriptionType": "USER_REGISTERED", "params": []}
+    answer = hook(
+        server, world, "subscribe", {"subscriberName": "hr", "subscription": subscription}
+    )
+    assert answer.status_code == 200, answer.text
+
+    added = RestJson(server.base_url).add_user(
+        {
+            "departmentId": world.departments["eng"],
+            "login": "hook.user",
+            "fields": {"employee_id": "J-9", "country": "DE"},
+        },
+        Auth(token=world.token("owner")),
+    )
+    assert added.ok, added
+    _wait(lambda: len(to(http_receiver, "hr")) == 2, "the event")
+    [event] = verify(to(http_receiver, "hr")[1], "k3y")
+    assert (event["type"], event["user"]["userId"]) == ("USER_REGISTERED", added.user_id)
