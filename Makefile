@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install browser run test lint format bench clean
+.PHONY: install browser wrk run test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian) for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## wrk drives the benchmarks' load; installed once, when missing.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk (Debian) for the benchmarks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 ## Run the service on SQLite with the demo account; prints how to call it.
 run: install
@@ -39,7 +45,7 @@ format: install
 	$(BIN)/ruff format src tests bench
 
 ## The speed targets on both databases (see bench/README.md for the other benchmarks).
-bench: install
+bench: install wrk
 	$(BIN)/python bench/targets.py --db sqlite --repeat 3
 	$(BIN)/python bench/targets.py --db postgres --repeat 3
 

@@ -27,8 +27,11 @@ class Settings(BaseSettings):
     # The background worker (outbox delivery, scheduled changes) runs inside `learndir serve`
     # unless this is false (then run `learndir worker` somewhere).
     worker_enabled: bool = True
-    # How long an idle worker sleeps before looking for due messages again.
+    # How long an idle worker sleeps before looking for due messages again; after each idle
+    # round twice as long, up to worker_idle_poll_seconds (work, or a message this process
+    # queued, brings it back at once).
     worker_poll_seconds: float = 0.2
+    worker_idle_poll_seconds: float = 1.0
     # Messages claimed at once, and sent side by side by this many threads (one SMTP connection
     # each).
     worker_batch_size: int = 200

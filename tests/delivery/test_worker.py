@@ -25,7 +25,12 @@ def test_a_failing_job_backs_off_while_the_others_go_on(ddb: Database) -> None:
         calls["timed"] += 1
         return 1
 
-    worker = Worker(ddb, [failing, working, every(3600, timed, "timed")], poll_interval=0.01)
+    worker = Worker(
+        ddb,
+        [failing, working, every(3600, timed, "timed")],
+        poll_interval=0.01,
+        idle_poll_interval=0.01,
+    )
     started = time.monotonic()
     worker.start()
     try:
@@ -37,3 +42,24 @@ def test_a_failing_job_backs_off_while_the_others_go_on(ddb: Database) -> None:
     assert 1 <= calls["failing"] <= 2 + math.log2(1 + elapsed)
     # The hourly job once, at start.
     assert calls["timed"] == 1
+
+
+def test_an_idle_worker_looks_less_often_until_woken(ddb: Database) -> None:
+    rounds: list[float] = []
+
+    def idle(_db: Database, _worker_id: str) -> int:
+        rounds.append(time.monotonic())
+        return 0
+
+    worker = Worker(ddb, [idle], poll_interval=0.01, idle_poll_interval=0.16)
+    worker.start()
+    try:
+        wait_until(lambda: len(rounds) >= 8, what="eight idle rounds")
+        # 0.01, 0.02, 0.04, 0.08, then 0.16 s between rounds: the sleep grows to the ceiling
+        # (a lower bound: a loaded machine only makes the gaps longer).
+        assert rounds[7] - rounds[6] >= 0.15
+        seen = len(rounds)
+        worker.wake()
+        wait_until(lambda: len(rounds) > seen, what="the round a wake-up brings")
+    finally:
+        worker.stop()

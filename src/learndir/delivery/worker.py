@@ -82,11 +82,14 @@ class Worker:
         jobs: list[Job],
         *,
         poll_interval: float = 0.2,
+        idle_poll_interval: float = 1.0,
         closers: list[Callable[[], None]] | None = None,
     ) -> None:
         self.db = db
         self.jobs = jobs
         self.poll_interval = poll_interval
+        # The longest sleep: while nothing comes, the interval doubles up to here.
+        self.idle_poll_interval = max(poll_interval, idle_poll_interval)
         self.id = new_worker_id()
         self._closers = closers or []
         self._stopped = threading.Event()
@@ -107,23 +110,35 @@ class Worker:
             jobs.append(
                 every(settings.scheduler_interval_seconds, scheduled_changes, "scheduled_changes")
             )
-        return cls(db, jobs, poll_interval=settings.worker_poll_seconds, closers=[outbox_job.close])
+        return cls(
+            db,
+            jobs,
+            poll_interval=settings.worker_poll_seconds,
+            idle_poll_interval=settings.worker_idle_poll_seconds,
+            closers=[outbox_job.close],
+        )
 
     def wake(self) -> None:
         """New work was written by this process: look at once instead of at the next poll."""
         self._wake.set()
 
     def run(self) -> None:
-        """Until stop(): runs every job, sleeps when all were idle."""
+        """Until stop(): runs every job, sleeps when all were idle: the poll interval, doubled
+        after each idle round up to the idle interval (an idle server costs next to nothing),
+        and back to the poll interval as soon as there was work or this process woke it."""
         log.info("worker %s started: jobs=%s", self.id, ",".join(_name(j) for j in self.jobs))
+        sleep = self.poll_interval
         try:
             while not self._stopped.is_set():
                 if not self._holds_delivery_lock():
                     self._stopped.wait(LOCK_RETRY_SECONDS)
                     continue
-                if self._round() == 0:
-                    self._wake.wait(self.poll_interval)
-                    self._wake.clear()
+                if self._round() > 0:
+                    sleep = self.poll_interval
+                    continue
+                woken = self._wake.wait(sleep)
+                self._wake.clear()
+                sleep = self.poll_interval if woken else min(self.idle_poll_interval, sleep * 2)
         finally:
             for close in self._closers:
                 with contextlib.suppress(Exception):
