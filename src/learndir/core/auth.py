@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, select
 
 from learndir.core.actor import AccountInfo, Actor, Grant
-from learndir.core.common import fold, utcnow
+from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.passwords import verify_password
 from learndir.core.roles import Role, role_from_values
@@ -69,10 +69,6 @@ class ApiKey:
 class IssuedToken:
     access_token: str
     expires_in: int
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 _ACTOR_COLUMNS = (
@@ -244,7 +240,7 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
         rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).all()
     if not rows:
         raise _unauthenticated("unknown access token")
-    if _as_utc(rows[0].expires_at) <= utcnow():
+    if as_utc(rows[0].expires_at) <= utcnow():
         raise _unauthenticated("the access token has expired; request a new one")
     actor = _actor(rows)
     if actor is None:

@@ -102,7 +102,7 @@ def record(conn: Connection, account: AccountInfo, changes: Iterable[Change]) ->
         for c in relevant
         if c.kind is TargetKind.USER and c.after is None and c.type != EventType.USER_DELETED
     ]
-    current = {v.id: user_snapshot(v) for v in views_of(conn, account, missing)}
+    current = user_snapshots(conn, account, missing)
     now = utcnow()
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []

@@ -14,7 +14,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -298,12 +298,7 @@ def subscribe(db: Database, actor: Actor, name: Any, subscription: Any) -> None:
     stored = json.dumps(params) if params else None
     with db.write() as conn:
         row = _find(conn, actor.account_id, checked, lock=True)
-        conn.execute(
-            delete(webhook_subscriptions).where(
-                webhook_subscriptions.c.subscriber_id == row.id,
-                webhook_subscriptions.c.event_type == kind,
-            )
-        )
+        _drop_subscription(conn, row.id, kind)
         conn.execute(
             insert(webhook_subscriptions).values(
                 subscriber_id=row.id, event_type=kind, params=stored
@@ -318,13 +313,17 @@ def unsubscribe(db: Database, actor: Actor, name: Any, subscription_type: Any) -
     kind = _subscription_type(subscription_type, "subscriptionType")
     with db.write() as conn:
         row = _find(conn, actor.account_id, checked, lock=True)
-        conn.execute(
-            delete(webhook_subscriptions).where(
-                webhook_subscriptions.c.subscriber_id == row.id,
-                webhook_subscriptions.c.event_type == kind,
-            )
-        )
+        _drop_subscription(conn, row.id, kind)
         settings_changed(conn, actor.account_id)
+
+
+def _drop_subscription(conn: Connection, subscriber_id: str, kind: str) -> None:
+    conn.execute(
+        delete(webhook_subscriptions).where(
+            webhook_subscriptions.c.subscriber_id == subscriber_id,
+            webhook_subscriptions.c.event_type == kind,
+        )
+    )
 
 
 def _subscription_type(value: Any, parameter: str) -> str:
@@ -379,7 +378,7 @@ def parse_since(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise invalid("since", f"{value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 def replay_in(conn: Connection, account_id: str, name: str, since: datetime | None) -> int:

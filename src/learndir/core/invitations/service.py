@@ -11,13 +11,13 @@ but its link no longer works.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Connection, Row, insert, select, update
 
 from learndir.core.actor import Actor
-from learndir.core.common import new_id, utcnow
+from learndir.core.common import as_utc, new_id, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid, not_found
 from learndir.core.invitations.tokens import token_hash
 from learndir.core.passwords import hash_password
@@ -83,13 +83,8 @@ _LINK_ERRORS = {
 }
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _aware(moment)
+    return None if moment is None else as_utc(moment)
 
 
 # ---- the list ---------------------------------------------------------------------------
@@ -130,7 +125,7 @@ def _invitation(row: Row[tuple[object, ...]], now: datetime) -> Invitation:
         channel=row.channel,
         recipient=row.recipient,
         status=_status(row, now),
-        created_at=_aware(row.created_at),
+        created_at=as_utc(row.created_at),
         sent_at=_utc(row.sent_at),
         expires_at=_utc(row.expires_at),
         accepted_at=_utc(row.accepted_at),
