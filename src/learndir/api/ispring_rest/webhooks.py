@@ -4,6 +4,7 @@ core/webhooks.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,95 +16,9 @@ from learndir.api.ispring_rest.wire import parse_json, render
 from learndir.core import webhooks
 from learndir.core.actor import Actor
 from learndir.core.changes import iso_utc
+from learndir.db.engine import Database
 
 router = APIRouter()
-
-
-def _query(request: Request) -> dict[str, Any]:
-    return {"subscriberName": request.query_params.get("subscriberName")}
-
-
-async def _run(request: Request, work: Any) -> Response:
-    await call(request, work)
-    return empty(200)
-
-
-@router.post("/webhook/register")
-async def register(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.register(
-            db, actor, data.get("subscriberName"), data.get("callbackUrl"), data.get("secret")
-        ),
-    )
-
-
-@router.post("/webhook/code/send")
-async def send_code(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request, lambda actor, data: webhooks.send_code(db, actor, data.get("subscriberName"))
-    )
-
-
-@router.post("/webhook/confirm")
-async def confirm(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.confirm(
-            db, actor, data.get("subscriberName"), data.get("code")
-        ),
-    )
-
-
-@router.post("/webhook/enable")
-async def enable(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.set_enabled(db, actor, data.get("subscriberName"), True),
-    )
-
-
-@router.post("/webhook/disable")
-async def disable(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.set_enabled(db, actor, data.get("subscriberName"), False),
-    )
-
-
-@router.post("/webhook/remove")
-async def remove(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request, lambda actor, data: webhooks.remove(db, actor, data.get("subscriberName"))
-    )
-
-
-@router.post("/webhook/settings/change")
-async def change_settings(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.change_settings(
-            db, actor, data.get("subscriberName"), data.get("callbackUrl"), data.get("secret")
-        ),
-    )
-
-
-@router.post("/webhook/subscribe")
-async def subscribe(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.subscribe(
-            db, actor, data.get("subscriberName"), _subscription(data.get("subscription"))
-        ),
-    )
 
 
 def _subscription(raw: Any) -> Any:
@@ -127,15 +42,62 @@ def _subscription(raw: Any) -> Any:
     return {**raw, "params": flat}
 
 
-@router.post("/webhook/unsubscribe")
-async def unsubscribe(request: Request) -> Response:
-    db = db_of(request)
-    return await _run(
-        request,
-        lambda actor, data: webhooks.unsubscribe(
-            db, actor, data.get("subscriberName"), data.get("subscriptionType")
-        ),
-    )
+Action = Callable[[Database, Actor, dict[str, Any]], object]
+
+
+def _action(path: str, work: Action) -> None:
+    """POST `path`: `work` with the decoded body; 200 with an empty body when it returns."""
+
+    async def handler(request: Request) -> Response:
+        db = db_of(request)
+        await call(request, lambda actor, data: work(db, actor, data))
+        return empty(200)
+
+    router.add_api_route(path, handler, methods=["POST"], name=path)
+
+
+def _name(data: dict[str, Any]) -> Any:
+    return data.get("subscriberName")
+
+
+_action(
+    "/webhook/register",
+    lambda db, actor, data: webhooks.register(
+        db, actor, _name(data), data.get("callbackUrl"), data.get("secret")
+    ),
+)
+_action("/webhook/code/send", lambda db, actor, data: webhooks.send_code(db, actor, _name(data)))
+_action(
+    "/webhook/confirm",
+    lambda db, actor, data: webhooks.confirm(db, actor, _name(data), data.get("code")),
+)
+_action(
+    "/webhook/enable",
+    lambda db, actor, data: webhooks.set_enabled(db, actor, _name(data), True),
+)
+_action(
+    "/webhook/disable",
+    lambda db, actor, data: webhooks.set_enabled(db, actor, _name(data), False),
+)
+_action("/webhook/remove", lambda db, actor, data: webhooks.remove(db, actor, _name(data)))
+_action(
+    "/webhook/settings/change",
+    lambda db, actor, data: webhooks.change_settings(
+        db, actor, _name(data), data.get("callbackUrl"), data.get("secret")
+    ),
+)
+_action(
+    "/webhook/subscribe",
+    lambda db, actor, data: webhooks.subscribe(
+        db, actor, _name(data), _subscription(data.get("subscription"))
+    ),
+)
+_action(
+    "/webhook/unsubscribe",
+    lambda db, actor, data: webhooks.unsubscribe(
+        db, actor, _name(data), data.get("subscriptionType")
+    ),
+)
 
 
 @router.get("/webhook/subscription/list")
@@ -143,7 +105,7 @@ async def subscription_list(request: Request) -> Response:
     db = db_of(request)
 
     def work(actor: Actor, _: dict[str, Any]) -> list[dict[str, Any]]:
-        found = webhooks.list_subscriptions(db, actor, _query(request)["subscriberName"])
+        found = webhooks.list_subscriptions(db, actor, request.query_params.get("subscriberName"))
         return [{"subscriptionType": s.type, "params": s.params} for s in found]
 
     result = await call(request, work, with_body=False)
@@ -157,7 +119,7 @@ async def subscriber_info(request: Request) -> Response:
     db = db_of(request)
 
     def work(actor: Actor, _: dict[str, Any]) -> dict[str, Any]:
-        info = webhooks.subscriber_info(db, actor, _query(request)["subscriberName"])
+        info = webhooks.subscriber_info(db, actor, request.query_params.get("subscriberName"))
         out = {
             "subscriberName": info.name,
             "callbackUrl": info.callback_url,
