@@ -99,6 +99,14 @@ def show(request: Request, token: str) -> HTMLResponse:
     return _page(request, 200, "form", link)
 
 
+def _form_again(request: Request, db: Database, token: str, error: str) -> HTMLResponse:
+    """The form with `error`, or what the link has become meanwhile."""
+    link = service.invitation_by_token(db, token)
+    if link.state is not LinkState.VALID:
+        return _unusable(request, link.state, link)
+    return _page(request, 400, "form", link, [error])
+
+
 @router.post("/invite/{token}", include_in_schema=False)
 async def submit(request: Request, token: str) -> HTMLResponse:
     db = _db(request)
@@ -107,14 +115,12 @@ async def submit(request: Request, token: str) -> HTMLResponse:
     password = form.get("password", "")
     confirmation = form.get("confirmation", "")
     try:
-        link = service.invitation_by_token(db, token)
-        if link.state is not LinkState.VALID:
-            return _unusable(request, link.state, link)
+        # The link is read here only to show the form again; accept() reads it itself.
         if not password:
-            return _page(request, 400, "form", link, ["Enter a password."])
+            return _form_again(request, db, token, "Enter a password.")
         if password != confirmation:
-            return _page(
-                request, 400, "form", link, ["The two passwords differ: type the same one twice."]
+            return _form_again(
+                request, db, token, "The two passwords differ: type the same one twice."
             )
         done = await call_core(lambda: service.accept(db, token, password), may_hash=True)
     except DomainError as exc:
@@ -123,6 +129,6 @@ async def submit(request: Request, token: str) -> HTMLResponse:
         if exc.code in _STATE_OF_ERROR:
             return _unusable(request, _STATE_OF_ERROR[exc.code])
         if exc.code is ErrorCode.INVALID_PARAMETERS:
-            return _page(request, 400, "form", link, [f"The password {exc.reason}."])
+            return _form_again(request, db, token, f"The password {exc.reason}.")
         raise
     return _page(request, 200, "done", done)
