@@ -8,12 +8,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
+from learndir.core.common import utcnow
 from learndir.db.engine import Database
 from learndir.db.schema import webhook_subscribers
 from learndir.delivery.webhooks import deliver_webhooks
@@ -53,13 +55,15 @@ def pump(
             time.sleep(0.05)
 
 
-def retry_now(db: Database, name: str) -> None:
-    """Plays the passing of the backoff delay."""
+def retry_now(db: Database, name: str, *, failing_for: timedelta | None = None) -> None:
+    """Plays the passing of the backoff delay; with `failing_for`, that the subscriber has
+    been failing that long."""
+    values: dict[str, Any] = {"next_attempt_at": None}
+    if failing_for is not None:
+        values["failing_since"] = utcnow() - failing_for
     with db.write() as conn:
         conn.execute(
-            update(webhook_subscribers)
-            .where(webhook_subscribers.c.name == name)
-            .values(next_attempt_at=None)
+            update(webhook_subscribers).where(webhook_subscribers.c.name == name).values(values)
         )
 
 

@@ -155,12 +155,7 @@ def test_given_up_after_a_day_kept_and_replayed(
     http_receiver.status = 503
     lost = new_user(server, world, world.root_id)
     pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 2)
-    with db.write() as conn:
-        conn.execute(
-            update(webhook_subscribers)
-            .where(webhook_subscribers.c.name == name)
-            .values(failing_since=utcnow() - timedelta(hours=25), next_attempt_at=None)
-        )
+    retry_now(db, name, failing_for=timedelta(hours=25))
     pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 3)
     assert statuses(db, name) == Counter({"sent": 1, "failed": 1})
     info = hook(server, world, "subscriber/info", params={"subscriberName": name}).json()
@@ -344,12 +339,7 @@ def test_cli_lists_backlog_and_replays(
     http_receiver.status = 500
     lost = new_user(server, world, world.root_id)
     pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 2)
-    with db.write() as conn:
-        conn.execute(
-            update(webhook_subscribers)
-            .where(webhook_subscribers.c.name == name)
-            .values(failing_since=utcnow() - timedelta(days=2), next_attempt_at=None)
-        )
+    retry_now(db, name, failing_for=timedelta(days=2))
     pump(db, http_receiver, lambda _: len(to(http_receiver, name)) == 3)
     listed = learndir("webhooks", "list", "--json", "--database-url", database_url)
     assert listed.returncode == 0, listed.stderr
