@@ -24,6 +24,7 @@ from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
 from learndir.core.errors import DomainError
+from learndir.core.origin import Interface, Origin, acting_from
 from learndir.db.engine import Database
 from learndir.delivery.outbox import backlog, webhook_backlog
 from learndir.delivery.worker import Worker
@@ -46,6 +47,28 @@ _INVITE_TOKEN = re.compile(r"(/invite/)[^/]+")
 
 def loggable_path(path: str) -> str:
     return _INVITE_TOKEN.sub(r"\1[token]", path)
+
+
+def _interface(path: str) -> Interface:
+    for prefix, interface in (
+        ("/soap", Interface.SOAP),
+        ("/invite/", Interface.INVITE),
+        ("/scim/", Interface.SCIM),
+        ("/console", Interface.CONSOLE),
+    ):
+        if path.startswith(prefix):
+            return interface
+    return Interface.REST
+
+
+def request_origin(scope: Scope, request_id: str) -> Origin:
+    """Where the request comes from, for the audit trail and sign-in throttling."""
+    client = scope.get("client")
+    return Origin(
+        interface=_interface(scope.get("path", "")),
+        client_address=client[0] if client else None,
+        request_id=request_id,
+    )
 
 
 class RequestGuard:
@@ -94,7 +117,8 @@ class RequestGuard:
         try:
             if too_large:
                 raise _BodyTooLarge
-            await self.app(scope, limited_receive, send_logged)
+            with acting_from(request_origin(scope, request_id)):
+                await self.app(scope, limited_receive, send_logged)
         except _BodyTooLarge:
             await self._drain(receive, received)
             reason = f"the request body is larger than {self.max_body_bytes} bytes"

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, sele
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.origin import set_credential
 from learndir.core.passwords import verify_password
 from learndir.core.roles import Role, role_from_values
 from learndir.core.users.keys import users_by_key
@@ -240,11 +241,13 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
         rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).all()
     if not rows:
         raise _unauthenticated("unknown access token")
+    token_hash = _sha256(token.strip())
     if as_utc(rows[0].expires_at) <= utcnow():
         raise _unauthenticated("the access token has expired; request a new one")
     actor = _actor(rows)
     if actor is None:
         raise _unauthenticated("the token's user is not active")
+    set_credential(f"token:{token_hash[:16]}", actor.login)
     return actor
 
 
@@ -301,4 +304,5 @@ def authenticate_credentials(
         actor = load_actor(conn, user_id)
     if actor is None:
         raise _unauthenticated("the user is not active")
+    set_credential("password", actor.login)
     return actor

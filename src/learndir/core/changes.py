@@ -1,21 +1,22 @@
-"""The one description of a change to the directory, and the one place that records it.
+"""The one description of a change, and the one place that records it.
 
-Every core function that changes users, departments or groups describes what it did as
-`Change`s and passes them to `record` inside its own transaction. Today `record` turns them into
-webhook events (an `events` row per change that someone listens to, and a `webhook_deliveries`
-row per listening subscriber); the audit trail will be written here too, from the same
-descriptions.
-
-Nobody listening costs nothing: the account's listeners come from the account settings cache
-(keyed on `settings_version`, bumped by every subscriber change), so `record` runs no query
-and writes no row when no confirmed, enabled subscriber wants the change's type.
+Every core function that changes something (users, departments, groups, keys, invitations,
+sign-in locks, webhook subscribers) describes what it did as `Change`s and passes them to
+`record` inside its own transaction. `record` writes, from the same descriptions:
+- the audit trail: one `audit_log` row per change, with who (the actor, the credential from
+  `core.origin`), from where (interface, client address, request id) and what (operation,
+  target, the changed fields before and after; never a password or secret);
+- webhook events: an `events` row per change that someone listens to, and a
+  `webhook_deliveries` row per listening subscriber. Listeners come from the account settings
+  cache (keyed on `settings_version`, bumped by every subscriber change), so no query is run to
+  learn that nobody listens.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -25,8 +26,9 @@ from sqlalchemy import Connection, insert, select
 from learndir.core.account_settings import Listener, account_settings
 from learndir.core.actor import AccountInfo
 from learndir.core.common import new_id, utcnow
+from learndir.core.origin import Interface, current
 from learndir.core.users.queries import Subordination, UserView, field_list, views_of
-from learndir.db.schema import accounts, events, webhook_deliveries
+from learndir.db.schema import accounts, audit_log, events, webhook_deliveries
 
 
 class EventType(StrEnum):
@@ -45,6 +47,20 @@ class EventType(StrEnum):
     GROUP_MEMBERS_CHANGED = "GROUP_MEMBERS_CHANGED"
 
 
+class Operation(StrEnum):
+    """Changes the audit trail records that webhooks do not report."""
+
+    USER_PASSWORD_CHANGED = "USER_PASSWORD_CHANGED"
+    API_KEY_CREATED = "API_KEY_CREATED"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+    SIGNIN_UNLOCKED = "SIGNIN_UNLOCKED"
+    INVITATION_ACCEPTED = "INVITATION_ACCEPTED"
+    INVITATION_RESENT = "INVITATION_RESENT"
+    INVITATION_REVOKED = "INVITATION_REVOKED"
+    WEBHOOK_SUBSCRIBER_CHANGED = "WEBHOOK_SUBSCRIBER_CHANGED"
+    ACCOUNT_CREATED = "ACCOUNT_CREATED"
+
+
 # Sent to a subscriber's callbackUrl by /webhook/code/send; not a change, never subscribed to.
 CONFIRMATION_CODE = "CONFIRMATION_CODE"
 
@@ -53,17 +69,23 @@ class TargetKind(StrEnum):
     USER = "user"
     DEPARTMENT = "department"
     GROUP = "group"
+    API_KEY = "api_key"
+    SIGNIN = "signin"
+    INVITATION = "invitation"
+    WEBHOOK_SUBSCRIBER = "webhook_subscriber"
+    ACCOUNT = "account"
 
 
 @dataclass(frozen=True)
 class Change:
-    """What one change did to one target. `before` and `after` are the target as a read shows
-    it (never a password or secret); for users `after` may be left out and is then read when
-    the change is recorded. `details` adds what a view does not show (a group's added and
+    """What one change did to one target. `type` is an EventType (audited and sent to webhook
+    listeners) or an Operation (audited only). `before` and `after` are the target as a read
+    shows it (never a password or secret); for users `after` may be left out and is then read
+    when the change is recorded. `details` adds what a view does not show (a group's added and
     removed members). `user_ids` are the users the change concerns, for the subscriptions'
     userIds filters (a user change concerns its user)."""
 
-    type: EventType
+    type: EventType | Operation
     kind: TargetKind
     target_id: str
     actor_id: str | None
@@ -79,15 +101,57 @@ class Change:
         return frozenset(ids)
 
 
-def wanted(conn: Connection, account: AccountInfo, *types: EventType) -> bool:
-    """Whether a change of one of `types` will be recorded with details: callers read the
-    target's state before the change only then. (Once every change is audited, this is true
-    for every type and `record` always writes.)"""
-    return any(listener.event_type in types for listener in _listeners(conn, account))
-
-
 def record(conn: Connection, account: AccountInfo, changes: Iterable[Change]) -> None:
     """Records `changes` in the caller's transaction (see the module's docstring)."""
+    changes = list(changes)
+    if not changes:
+        return
+    missing = [
+        c.target_id
+        for c in changes
+        if c.kind is TargetKind.USER and c.after is None and c.type != EventType.USER_DELETED
+    ]
+    read = user_snapshots(conn, account, missing) if missing else {}
+    complete = [
+        replace(c, after=read.get(c.target_id)) if c.target_id in read and c.after is None else c
+        for c in changes
+    ]
+    now = utcnow()
+    _audit(conn, account, complete, now)
+    _queue_events(conn, account, complete, now)
+
+
+def _audit(conn: Connection, account: AccountInfo, changes: list[Change], now: datetime) -> None:
+    origin = current()
+    who = {
+        "account_id": account.id,
+        "occurred_at": now,
+        "interface": (origin.interface if origin is not None else Interface.CLI).value,
+        "client_address": origin.client_address if origin is not None else None,
+        "request_id": origin.request_id if origin is not None else None,
+        "credential": origin.credential if origin is not None else None,
+        "actor_login": origin.login if origin is not None else None,
+    }
+    conn.execute(
+        insert(audit_log),
+        [
+            {
+                **who,
+                "actor_user_id": change.actor_id,
+                "operation": change.type.value,
+                "target_kind": change.kind.value,
+                "target_id": change.target_id,
+                "changes": _json(differences(change.before or {}, change.after or {})),
+                "details": _json(change.details) if change.details else None,
+            }
+            for change in changes
+        ],
+    )
+
+
+def _queue_events(
+    conn: Connection, account: AccountInfo, changes: list[Change], now: datetime
+) -> None:
     listeners = _listeners(conn, account)
     if not listeners:
         return
@@ -95,15 +159,6 @@ def record(conn: Connection, account: AccountInfo, changes: Iterable[Change]) ->
     for listener in listeners:
         by_type.setdefault(listener.event_type, []).append(listener)
     relevant = [c for c in changes if c.type in by_type]
-    if not relevant:
-        return
-    missing = [
-        c.target_id
-        for c in relevant
-        if c.kind is TargetKind.USER and c.after is None and c.type != EventType.USER_DELETED
-    ]
-    current = user_snapshots(conn, account, missing)
-    now = utcnow()
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for change in relevant:
@@ -117,8 +172,6 @@ def record(conn: Connection, account: AccountInfo, changes: Iterable[Change]) ->
         if not subscribers:
             continue
         after = change.after
-        if after is None and change.kind is TargetKind.USER:
-            after = current.get(change.target_id)
         event_id = new_id()
         payload = event_payload(event_id, change.type, now, account.url, change.actor_id)
         payload[change.kind.value] = after if after is not None else change.before
@@ -227,20 +280,12 @@ def user_snapshots(
     return {v.id: user_snapshot(v) for v in views_of(conn, account, user_ids)}
 
 
-USER_CHANGE_TYPES = (
-    EventType.USER_UPDATED,
-    EventType.USER_STATUS_CHANGED,
-    EventType.USER_MOVED,
-    EventType.USER_DELETED,
-)
-
-
 def users_before(
     conn: Connection, account: AccountInfo, user_ids: Sequence[str]
 ) -> dict[str, dict[str, Any]] | None:
-    """The users as they are before a change, when a change of theirs would be recorded;
-    pass the result to `record_user_changes` after the change."""
-    if not user_ids or not wanted(conn, account, *USER_CHANGE_TYPES):
+    """The users as they are before a change; pass the result to `record_user_changes` after
+    the change."""
+    if not user_ids:
         return None
     return user_snapshots(conn, account, user_ids)
 
@@ -313,8 +358,12 @@ def _event_row(
         "account_id": account_id,
         "type": event_type,
         "occurred_at": when,
-        "payload": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        "payload": _json(payload),
     }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _delivery_row(subscriber_id: str, event_id: str, when: datetime) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from learndir.core.changes import (
     record,
     record_user_changes,
     users_before,
-    wanted,
 )
 from learndir.core.common import as_uuid_text, fold, new_id
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
@@ -80,21 +79,11 @@ def snapshot(d: Department) -> dict[str, Any]:
     }
 
 
-_DEPARTMENT_TYPES = (
-    EventType.DEPARTMENT_CREATED,
-    EventType.DEPARTMENT_UPDATED,
-    EventType.DEPARTMENT_MOVED,
-    EventType.DEPARTMENT_DELETED,
-)
-
-
 def _record_department_change(
     conn: Connection, actor: Actor, before: Department | None, after_id: str | None
 ) -> None:
     """DEPARTMENT_CREATED / _DELETED, or _MOVED (new parent) and _UPDATED (anything else);
     `after_id` is the department to read back (None once deleted)."""
-    if not wanted(conn, actor.account, *_DEPARTMENT_TYPES):
-        return
     after = _find(conn, actor.account_id, after_id, "id") if after_id else None
     changes: list[Change] = []
 

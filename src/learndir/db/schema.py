@@ -222,6 +222,11 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set by revocation (the key's tokens are deleted in the same transaction); kept for the
+    # audit trail and the key list.
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # When a token was last issued with the key.
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
     Index(None, "user_id"),
 )
 
@@ -231,7 +236,15 @@ access_tokens = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    # The key the token was bought with: revoking the key deletes its tokens.
+    Column(
+        "client_id", String(64), ForeignKey("api_keys.client_id", ondelete="CASCADE"), nullable=True
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=True),
+    # Written at most once a minute per token, so a busy token costs no write per request.
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
     Index(None, "expires_at"),
+    Index(None, "client_id"),
 )
 
 # One row per invitation message (e-mail or SMS), written in the transaction that asks for it
@@ -349,4 +362,55 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Index(None, "subscriber_id", "status", "id"),
     Index(None, "event_id"),
+)
+
+# Failed sign-ins, counted per login (scope "login", subject "<account url key> <login key>")
+# and per client address (scope "address"); a row whose count reached the threshold carries
+# the time until which the subject is locked. In the database, so that every process and node
+# sees the same counts.
+signin_failures = Table(
+    "signin_failures",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("subject", String(600), primary_key=True),
+    # The account a login belongs to (None for addresses and for unknown accounts).
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Index(None, "account_id"),
+)
+
+# The audit trail: one row per change, written by core.changes.record in the change's own
+# transaction. Actor and target ids are kept as text without foreign keys: the trail outlives
+# the users, keys and departments it names.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    # Who: the acting user (None for the scheduler and the command line without a user) and the
+    # credential used: "password", "key:<client id>", "token:<first 16 hex of its hash>", ...
+    Column("actor_user_id", ID, nullable=True),
+    Column("actor_login", String(255), nullable=True),
+    Column("credential", String(128), nullable=True),
+    # From where: soap, rest, scim, import, cli, console, invite, scheduler.
+    Column("interface", String(16), nullable=False),
+    Column("client_address", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    # What: the operation (a webhook event type, or an operation webhooks do not report), its
+    # target, and JSON [{field, before, after}] of what changed (never a password or secret).
+    Column("operation", String(64), nullable=False),
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(255), nullable=False),
+    Column("changes", Text, nullable=False),
+    Column("details", Text, nullable=True),
+    Index(None, "account_id", "id"),
+    Index(None, "account_id", "target_id"),
+    Index(None, "account_id", "actor_user_id"),
+    Index(None, "occurred_at"),
 )

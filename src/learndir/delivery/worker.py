@@ -28,6 +28,7 @@ from typing import IO, Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from learndir.core.origin import Interface, Origin, acting_from
 from learndir.core.users.schedules import apply_due_changes
 from learndir.db.engine import Database
 from learndir.delivery.outbox import OutboxJob
@@ -69,7 +70,8 @@ def every(seconds: float, job: Job, name: str) -> Job:
 
 
 def scheduled_changes(db: Database, _worker_id: str) -> int:
-    changed = apply_due_changes(db)
+    with acting_from(Origin(Interface.SCHEDULER)):
+        changed = apply_due_changes(db)
     if changed:
         log.info("scheduled status changes applied: users=%d", changed)
     return changed
