@@ -21,6 +21,7 @@ from learndir.api.execution import call_core
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.invitations import service
 from learndir.core.invitations.service import InvitationLink, LinkState
+from learndir.core.text import text_problem
 from learndir.core.users.service import MAX_PASSWORD_LENGTH
 from learndir.db.engine import Database
 
@@ -86,8 +87,15 @@ def _not_found(request: Request) -> HTMLResponse:
     return _page(request, 404, LinkState.REVOKED.value)
 
 
+def _usable_token(token: str) -> bool:
+    """Whether the token keeps the input rule (core.text); one that does not is no link's."""
+    return text_problem(token) is None
+
+
 @router.get("/invite/{token}", include_in_schema=False)
 def show(request: Request, token: str) -> HTMLResponse:
+    if not _usable_token(token):
+        return _not_found(request)
     try:
         link = service.invitation_by_token(_db(request), token)
     except DomainError as exc:
@@ -107,21 +115,35 @@ def _form_again(request: Request, db: Database, token: str, error: str) -> HTMLR
     return _page(request, 400, "form", link, [error])
 
 
+def _read_form(body: bytes) -> tuple[str, str | None]:
+    """The password from the form, or what is wrong with the form: text that is not UTF-8 or
+    breaks the input rule (core.text), no password, or a confirmation that differs."""
+    try:
+        form = dict(parse_qsl(body[:_MAX_FORM_BYTES].decode("utf-8"), errors="strict"))
+    except UnicodeDecodeError:
+        return "", "The password is not valid UTF-8."
+    password, confirmation = form.get("password", ""), form.get("confirmation", "")
+    for value in (password, confirmation):
+        problem = text_problem(value)
+        if problem is not None:
+            return "", f"The password {problem}."
+    if not password:
+        return "", "Enter a password."
+    if password != confirmation:
+        return "", "The two passwords differ: type the same one twice."
+    return password, None
+
+
 @router.post("/invite/{token}", include_in_schema=False)
 async def submit(request: Request, token: str) -> HTMLResponse:
     db = _db(request)
-    body = await request.body()
-    form = dict(parse_qsl(body[:_MAX_FORM_BYTES].decode("utf-8", "replace")))
-    password = form.get("password", "")
-    confirmation = form.get("confirmation", "")
+    if not _usable_token(token):
+        return _not_found(request)
+    password, problem = _read_form(await request.body())
     try:
         # The link is read here only to show the form again; accept() reads it itself.
-        if not password:
-            return _form_again(request, db, token, "Enter a password.")
-        if password != confirmation:
-            return _form_again(
-                request, db, token, "The two passwords differ: type the same one twice."
-            )
+        if problem is not None:
+            return _form_again(request, db, token, problem)
         done = await call_core(lambda: service.accept(db, token, password), may_hash=True)
     except DomainError as exc:
         if exc.code is ErrorCode.NOT_FOUND:

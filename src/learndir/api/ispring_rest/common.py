@@ -11,7 +11,12 @@ from fastapi.responses import Response
 
 from learndir.api.execution import body_may_carry_password, call_core
 from learndir.api.ispring_rest import present
-from learndir.api.ispring_rest.wire import decode_body, render
+from learndir.api.ispring_rest.wire import (
+    check_request_line_and_headers,
+    checked_body,
+    decode_body,
+    render,
+)
 from learndir.core.actor import Actor
 from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.errors import DomainError, ErrorCode, invalid
@@ -54,14 +59,17 @@ async def call(
     reads_only: bool = False,
 ) -> T:
     """Decodes the body (with `decode`, for operations whose XML needs more than the generic
-    reading), then authenticates and runs `work` as one unit of work (see Database.run). A
-    body that cannot be decoded is reported only once the caller has been authenticated.
+    reading), then authenticates and runs `work` as one unit of work (see Database.run). Every
+    text of the request is checked by the input rule here, whichever decoder ran: the path,
+    query and headers before anything reads them, the body with its decoding. A body that
+    cannot be decoded is reported only once the caller has been authenticated.
     A GET, or a POST that only reads (`reads_only`), takes no write transaction."""
+    check_request_line_and_headers(request)
     data: dict[str, Any] = {}
     body_error: DomainError | None = None
     if with_body:
         try:
-            data = await decode(request)
+            data = checked_body(await decode(request))
         except DomainError as exc:
             body_error = exc
     db = db_of(request)

@@ -16,6 +16,8 @@ from learndir.api.ispring_rest import present
 from learndir.api.ispring_rest.common import call, created, db_of, return_object
 from learndir.api.ispring_rest.users_read import profile_response
 from learndir.api.ispring_rest.wire import (
+    check_request_line_and_headers,
+    checked_body,
     decode_body,
     header_list,
     header_object,
@@ -38,7 +40,8 @@ token_router = APIRouter()
 
 @token_router.post("/api/v3/token")
 async def token(request: Request) -> Response:
-    data = await decode_body(request)
+    check_request_line_and_headers(request)
+    data = checked_body(await decode_body(request))
     db = db_of(request)
     lifetime = request.app.state.settings.token_lifetime_seconds
 
@@ -139,9 +142,9 @@ def add_user_data(data: dict[str, Any], request: Request) -> dict[str, Any]:
             merged[key] = headers[header]
     for header, key in _HEADER_LISTS.items():
         if header in headers:
-            merged[key] = header_list(headers[header])
+            merged[key] = header_list(headers[header], header)
     if "x-fields" in headers:
-        merged["fields"] = header_object(headers["x-fields"])
+        merged["fields"] = header_object(headers["x-fields"], "x-fields")
     merged.update(data)
     # The user to change is the one the path names; clients syncing from another system send
     # their own id for the user as `userId` (an HR system's number), which is not ours.

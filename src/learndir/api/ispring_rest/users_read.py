@@ -334,7 +334,7 @@ async def find_existing_users(request: Request) -> Response:
         if "userIds" in data:
             raw = data["userIds"]
         elif "x-user-ids" in request.headers:
-            raw = header_list(request.headers["x-user-ids"])
+            raw = header_list(request.headers["x-user-ids"], "x-user-ids")
         return find_existing(db, actor, None if raw is None else list(_texts(raw, "userIds")))
 
     found = await call(request, work, reads_only=True)

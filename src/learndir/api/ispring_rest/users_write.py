@@ -54,7 +54,7 @@ def _ids(data: dict[str, Any], key: str, request: Request, header: str) -> list[
     its X- header (JSON array or comma-separated)."""
     value = data.get(key)
     if value is None and header in request.headers:
-        value = header_list(request.headers[header])
+        value = header_list(request.headers[header], header)
     if value is None:
         return None
     if value == "":

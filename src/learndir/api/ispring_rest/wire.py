@@ -7,15 +7,17 @@ import json
 import math
 import re
 from typing import Any, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from lxml import etree
+from starlette.exceptions import HTTPException
 
 from learndir.api.xml import XmlRejected, element_to_data, parse_xml
 from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.text import check_name, check_text, check_texts
 
 # Domain error -> HTTP status. HTTP statuses appear nowhere else.
 STATUS: dict[ErrorCode, int] = {
@@ -176,6 +178,8 @@ def php_nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         if match is None:
             raise invalid(key, "malformed form key")
         parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        if len(parts) > MAX_JSON_DEPTH:
+            raise invalid(parts[0], f"the form key nests deeper than {MAX_JSON_DEPTH} levels")
         node: Any = result
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -227,6 +231,14 @@ class _JsonRefused(ValueError):
 
 
 def parse_json(raw: bytes | str, parameter: str) -> Any:
+    """JSON inside a parameter or a header, its texts checked by the input rule (core.text)
+    and named under `parameter`."""
+    data = load_json(raw, parameter)
+    check_texts(data, parameter)
+    return data
+
+
+def load_json(raw: bytes | str, parameter: str) -> Any:
     """Strict JSON: no NaN or Infinity, no numbers out of range, bounded nesting."""
     try:
         data = json.loads(raw, parse_float=_finite, parse_constant=_no_constants)
@@ -294,17 +306,21 @@ def is_xml_body(request: Request, body: bytes) -> bool:
 
 
 async def decode_body(request: Request) -> dict[str, Any]:
-    """The request body as plain data, whatever its encoding; errors are Wrong parameters."""
+    """The request body as plain data, whatever its encoding; errors are Wrong parameters.
+    Its texts are checked by `checked_body`, once, whichever decoder an operation uses."""
     body = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as exc:
+            raise invalid("request", str(exc.detail)) from None
         return php_nest([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
     if not body.strip():
         return {}
     stripped = body.lstrip()
     if "json" in ctype or (not ctype and stripped[:1] in (b"{", b"[")):
-        data = parse_json(body, "request")
+        data = load_json(body, "request")
         if not isinstance(data, dict):
             raise invalid("request", "the JSON body must be an object")
         return cast(dict[str, Any], data)
@@ -317,23 +333,72 @@ async def decode_body(request: Request) -> dict[str, Any]:
     return php_nest(pairs)
 
 
-def header_list(raw: str) -> list[Any]:
-    """An array in a header: JSON, or comma-separated."""
+def header_list(raw: str, header: str) -> list[Any]:
+    """An array in the header named `header`: JSON, or comma-separated."""
     raw = raw.strip()
     if raw.startswith("["):
-        value = parse_json(raw, "headers")
+        value = parse_json(raw, header_name(header))
         if not isinstance(value, list):
-            raise invalid("headers", "expected a JSON array")
+            raise invalid(header_name(header), "expected a JSON array")
         return value
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def header_object(raw: str) -> dict[str, Any]:
-    """An object in a header: JSON, or `name=value&name=value`."""
+def header_object(raw: str, header: str) -> dict[str, Any]:
+    """An object in the header named `header`: JSON, or `name=value&name=value` (whose
+    percent-escapes are decoded, so its texts are checked again)."""
     raw = raw.strip()
     if raw.startswith("{"):
-        value = parse_json(raw, "X-Fields")
+        value = parse_json(raw, header_name(header))
         if not isinstance(value, dict):
-            raise invalid("X-Fields", "expected a JSON object")
+            raise invalid(header_name(header), "expected a JSON object")
         return value
-    return dict(parse_qsl(raw, keep_blank_values=True))
+    pairs = dict(parse_qsl(raw, keep_blank_values=True))
+    check_texts(pairs, header_name(header))
+    return pairs
+
+
+def header_name(header: str) -> str:
+    """`x-auth-email` as clients write it: X-Auth-Email."""
+    return "-".join(part.capitalize() for part in header.split("-"))
+
+
+# ---- the input rule for text (core.text), applied once per request -------------------------
+
+# Bytes that are not UTF-8, as `errors="surrogateescape"` decodes them.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def check_request_line_and_headers(request: Request) -> None:
+    """The path (its parameters named as the API names them: userId), the query string
+    (strictly UTF-8, `logins[]` named logins), Authorization and every X- header. These are
+    read before the body, authentication among the first."""
+    try:
+        unquote_to_bytes(request.scope.get("raw_path") or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid("path", "is not valid UTF-8") from None
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            check_text(value, _camel(name))
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    for key, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        parameter = key.split("[", 1)[0] or key
+        if _NOT_UTF8.search(key) or _NOT_UTF8.search(value):
+            raise invalid(_NOT_UTF8.sub("\ufffd", parameter), "is not valid UTF-8")
+        check_name(key, parameter)
+        check_text(value, parameter)
+    for header, value in request.headers.items():
+        if header == "authorization" or header.startswith("x-"):
+            check_text(value, header_name(header))
+
+
+def checked_body(data: dict[str, Any]) -> dict[str, Any]:
+    """A decoded body whose every text keeps the input rule; its top-level keys are the
+    parameters' names."""
+    check_texts(data)
+    return data

@@ -12,6 +12,7 @@ from learndir.api.xml import local_name
 from learndir.core.actor import Actor
 from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.text import check_text
 from learndir.core.users.commands import ApiGeneration
 from learndir.db.engine import Database
 
@@ -120,3 +121,19 @@ def user_parameters(
     if fields:
         data["fields"] = fields
     return data
+
+
+def check_texts(request: etree._Element) -> None:
+    """Every text of a normalised request (the credentials and token included) by the input
+    rule (core.text), before anything reads it. A parameter is named by its path below the
+    request element, as schema errors name it; a profile value as `fields.<name>`."""
+    for element in request.iterdescendants():
+        if element.text is None:
+            continue
+        holder = element.getparent()
+        if holder is not None and [local_name(holder), local_name(element)] == ["field", "value"]:
+            name = f"fields.{parameter(holder, 'name')}"
+        else:
+            below_request = list(element.iterancestors())[-2::-1]
+            name = ".".join([*map(local_name, below_request), local_name(element)])
+        check_text(element.text, name)

@@ -24,6 +24,7 @@ from learndir.api.soap.envelope import (
     soap_response,
 )
 from learndir.api.soap.operations import OPERATIONS
+from learndir.api.soap.requests import check_texts
 from learndir.api.soap.schema import (
     normalise_request,
     unknown_leaves_into_fields,
@@ -83,6 +84,7 @@ def answer(db: Database, body: bytes, hashes: bool = False) -> Response:
         request = normalise_request(element, operation.empty_lists)
         if operation.unknown_leaves_are_fields:
             unknown_leaves_into_fields(request)
+        check_texts(request)
         validate(request)
         result = db.run(lambda: operation.run(db, request), writes=operation.writes, hashes=hashes)
         return soap_response(result)
