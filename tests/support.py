@@ -156,7 +156,7 @@ class World:
         return self.tokens[login]
 
     def snapshot(self) -> dict[str, int]:
-        """Row counts of everything addUser writes in this account."""
+        """Row counts of users, departments and groups and what they hold in this account."""
         return account_snapshot(self.db, self.account_id)
 
 
@@ -181,6 +181,8 @@ def account_snapshot(db: Database, account_id: str) -> dict[str, int]:
             "active_users": count(
                 users, (users.c.account_id == account_id) & (users.c.status == 1)
             ),
+            "departments": count(departments, departments.c.account_id == account_id),
+            "groups": count(groups, groups.c.account_id == account_id),
         }
 
 

@@ -327,8 +327,12 @@ async def decode_body(request: Request) -> dict[str, Any]:
     if is_xml_body(request, body):
         return xml_parameters(read_xml(body))
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-    except (ValueError, UnicodeDecodeError):
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise invalid("request", "the form is not valid UTF-8") from None
+    except ValueError:
         raise invalid("request", "the body is neither JSON, XML nor a form") from None
     return php_nest(pairs)
 
