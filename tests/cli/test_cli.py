@@ -227,6 +227,8 @@ def test_api_key_create(database_url: str, tmp_path: Path) -> None:
         # The owner's profile values are checked like anyone's.
         ({"owner": {"login": "o", "fields": {"birthday": "someday"}}}, "fields.birthday"),
         ({"owner": {"login": "o", "fields": {"shoe_size": "42"}}}, "fields.shoe_size"),
+        # The input rule for text (core.text), as for any request.
+        ({"departments": [{"name": "a\x00b"}]}, "departments[0].name: must not contain"),
     ],
 )
 def test_invalid_account_file_creates_nothing(

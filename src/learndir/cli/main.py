@@ -72,6 +72,7 @@ def _open(url: str) -> Any:
 
 def _load_spec(path: Path) -> Any:
     from learndir.core.accounts import AccountSpec
+    from learndir.core.text import check_texts
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -81,6 +82,8 @@ def _load_spec(path: Path) -> Any:
     except yaml.YAMLError as exc:
         typer.echo(f"error: {path} is not valid YAML: {exc}", err=True)
         raise typer.Exit(2) from None
+    # The input rule for text (core.text) holds for an account file as for a request.
+    check_texts(data)
     return AccountSpec.parse(data)
 
 
