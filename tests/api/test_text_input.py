@@ -13,6 +13,7 @@ import pytest
 from lxml import etree
 
 from learndir.db.engine import Database
+from tests.invitations import invite_new_user, send_latest
 from tests.support import Server, World, acme_spec, make_world
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -89,6 +90,8 @@ CASES = [
     Bad("query_not_utf8", "GET", "/users/v2?logins[]=a%FFb", "logins", reason="UTF-8"),
     Bad("form_not_utf8", "POST", "/group", "request", b"name=a\xffb", FORM, reason="UTF-8"),
     Bad("form_escape_not_utf8", "POST", "/group", "request", "name=a%FFb", FORM, reason="UTF-8"),
+    Bad("form_key_nests_too_deeply", "POST", "/group", "name", "name" + "[]" * 100_000 + "=x",
+        FORM, reason="deeper than 64"),
     Bad("json_not_utf8", "POST", "/group", "request", b'{"name": "a\xffb"}', reason="UTF-8"),
 ]  # fmt: skip
 
@@ -258,7 +261,27 @@ def test_soap_nul_is_refused_by_the_parser(client: httpx.Client, text_world: Wor
 # ---- the set-password page ----------------------------------------------------------------------
 
 
-def test_set_password_form_refuses_forbidden_text(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        (b"password=Brand-New%00Pass-1&confirmation=Brand-New%00Pass-1", "U+0000 at position 10"),
+        (b"password=Brand-New-Pass-1%FF&confirmation=Brand-New-Pass-1%FF", "not valid UTF-8"),
+    ],
+)
+def test_set_password_form_refuses_forbidden_text_and_the_link_stays_usable(
+    client: httpx.Client, text_world: World, form: bytes, error: str
+) -> None:
+    raw = send_latest(text_world.db, invite_new_user(text_world))
+    response = client.post(f"/invite/{raw}", content=form, headers={"Content-Type": FORM})
+    assert response.status_code == 400, response.text
+    assert error in response.text
+    response = client.post(
+        f"/invite/{raw}", data={"password": "Brand-New-Pass-1", "confirmation": "Brand-New-Pass-1"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_set_password_form_of_an_unknown_link(client: httpx.Client) -> None:
     response = client.post(
         "/invite/no-such-token",
         content=b"password=a%00bcdefgh&confirmation=a%00bcdefgh",
