@@ -262,3 +262,48 @@ def test_a_client_that_drops_its_upload_is_logged_as_such(slow_server: Server, w
     log = slow_server.log_path.read_text()
     assert "Traceback" not in log and "unexpected error" not in log and " ERROR " not in log
     assert w.snapshot() == before
+
+
+def _answer_until_closed(
+    connection: socket.socket, limit: float, trickle: bytes = b""
+) -> tuple[bytes, float]:
+    """Reads until the server closes the connection, sending `trickle` every half second
+    meanwhile: what the server sent, and how long it took."""
+    started = time.monotonic()
+    connection.settimeout(0.5)
+    answer = b""
+    while time.monotonic() - started < limit:
+        try:
+            chunk = connection.recv(4096)
+        except TimeoutError:
+            if trickle:
+                connection.sendall(trickle)
+            continue
+        if not chunk:
+            break
+        answer += chunk
+    return answer, time.monotonic() - started
+
+
+def test_a_reused_connection_is_timed_too(slow_server: Server) -> None:
+    """Idle after an answer: closed after the keep-alive timeout. Trickling the next request's
+    headers: 408 once the header timeout has passed since its first byte."""
+    port = int(slow_server.base_url.rsplit(":", 1)[1])
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    for trickles in (False, True):
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(request)
+            first = b""
+            while not first.endswith(b"}"):  # the whole JSON answer of /health
+                first += connection.recv(4096)
+            assert first.startswith(b"HTTP/1.1 200")
+            if not trickles:
+                answer, waited = _answer_until_closed(connection, 10)
+                assert answer == b""
+                assert 1.5 < waited < 3.5  # LEARNDIR_KEEPALIVE_TIMEOUT_SECONDS=2
+                continue
+            time.sleep(1)  # within the keep-alive timeout
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            answer, waited = _answer_until_closed(connection, HEADER_TIMEOUT + 5, b"a")
+            assert answer.startswith(b"HTTP/1.1 408")
+            assert HEADER_TIMEOUT - 0.5 < waited < HEADER_TIMEOUT + 2

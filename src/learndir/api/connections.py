@@ -190,6 +190,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading = None
 
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol owns the connection from here: no request of ours to time.
+        self._reading = None
+        super().handle_websocket_upgrade()
+
     def _arm(self, phase: Phase) -> None:
         delay = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
         self._timed = phase
