@@ -237,7 +237,7 @@ def _log_config() -> dict[str, Any]:
 def _run_server(url: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from learndir.api.connections import GuardedHttpProtocol
+    from learndir.api.connections import GuardedHttpProtocol, fit_open_files
     from learndir.db.migrate import upgrade_database
     from learndir.settings import Settings
 
@@ -245,6 +245,8 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
     # Worker processes build their own app (and connection limits) from the environment.
     os.environ["LEARNDIR_DATABASE_URL"] = url
     settings = Settings(database_url=url)
+    # Here, so that a too-low open-file limit is reported at start; worker processes inherit it.
+    fit_open_files(settings.max_connections)
     uvicorn.run(
         "learndir.api.app:create_app",
         factory=True,
