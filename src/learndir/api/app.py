@@ -199,7 +199,7 @@ class RequestGuard:
                     status_holder["status"],
                     duration_ms,
                 )
-            elif BODY_TIMED_OUT in scope:
+            elif BODY_TIMED_OUT in scope.get("state", {}):
                 access_log.info(
                     "request body timed out: request_id=%s method=%s path=%s status=408 "
                     "received_bytes=%d duration_ms=%.1f (LEARNDIR_BODY_TIMEOUT_SECONDS=%g)",
@@ -208,7 +208,7 @@ class RequestGuard:
                     path,
                     received,
                     duration_ms,
-                    scope[BODY_TIMED_OUT],
+                    scope["state"][BODY_TIMED_OUT],
                 )
             else:
                 access_log.info(

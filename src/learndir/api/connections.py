@@ -37,7 +37,8 @@ from learndir.settings import get_settings
 
 logger = logging.getLogger("learndir.connections")
 
-# Set in a request's scope when its body timed out: the request log says so (app.RequestGuard).
+# Set in a request's state (scope["state"]) when its body timed out: the timeout in seconds,
+# for the request's log line (app.RequestGuard).
 BODY_TIMED_OUT = "learndir.body_timed_out"
 
 # File descriptors a server process needs besides its client connections: the listening
@@ -221,7 +222,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_started:
             # The application waits for the body: it now reads a disconnect, and whatever it
             # would still send is dropped (uvicorn drops sends on a disconnected cycle).
-            cycle.scope[BODY_TIMED_OUT] = self.limits.body_timeout  # type: ignore[literal-required]
+            cycle.scope["state"][BODY_TIMED_OUT] = self.limits.body_timeout
             cycle.disconnected = True
             self._answer_timeout("body")
             cycle.message_event.set()
