@@ -353,19 +353,26 @@ def outbox_list(
         )
         return
     header = ("id", "channel", "recipient", "status", "attempts", "created", "sent", "last error")
-    rows = [
-        (
-            e.id,
-            e.channel,
-            e.recipient,
-            e.status,
-            str(e.attempts),
-            _when(e.created_at),
-            _when(e.sent_at),
-            (e.last_error or "-").replace("\n", " ")[:80],
-        )
-        for e in entries
-    ]
+    _print_table(
+        header,
+        [
+            (
+                e.id,
+                e.channel,
+                e.recipient,
+                e.status,
+                str(e.attempts),
+                _when(e.created_at),
+                _when(e.sent_at),
+                (e.last_error or "-").replace("\n", " ")[:80],
+            )
+            for e in entries
+        ],
+    )
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one is left free."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -392,6 +399,57 @@ def outbox_retry(
     finally:
         db.dispose()
     typer.echo(f"message {message_id} queued for sending")
+
+
+@app.command()
+def audit(
+    account_url: Annotated[str, typer.Option("--account-url", help="The account's URL.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only changes made by this user id.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Only changes to this target id.")
+    ] = None,
+    operation: Annotated[
+        str | None, typer.Option("--operation", help="Only this operation, e.g. USER_UPDATED.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The account's audit trail, newest first: who changed what, when, from where."""
+    from learndir.api.ispring_rest.audit import audit_view
+    from learndir.core.audit import audit_query, read_audit_by_account_url
+
+    db = _open(_database_url(database_url))
+    try:
+        query = audit_query(user, target, operation, since, until, page_size=limit)
+        records, _ = read_audit_by_account_url(db, account_url, query)
+    except DomainError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    views = [audit_view(r) for r in records]
+    if as_json:
+        typer.echo(json.dumps(views, ensure_ascii=False))
+        return
+    header = ("time", "operation", "target", "by", "via", "changes")
+    _print_table(
+        header,
+        [
+            (
+                v["time"],
+                v["operation"],
+                f"{v['targetType']} {v['targetId']}",
+                v["login"] or v["userId"] or "-",
+                " ".join(p for p in (v["interface"], v["clientAddress"]) if p),
+                ", ".join(c["field"] for c in v["changes"])[:80] or "-",
+            )
+            for v in views
+        ],
+    )
 
 
 @app.command()

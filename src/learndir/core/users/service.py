@@ -20,7 +20,7 @@ from learndir.core import departments as departments_repo
 from learndir.core import groups as groups_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import AccountInfo, Actor, Scope
-from learndir.core.changes import Change, EventType, TargetKind, record
+from learndir.core.changes import Change, EventType, TargetKind, record, user_snapshot
 from learndir.core.common import as_uuid_text, fold, new_id, utcnow
 from learndir.core.departments import Department
 from learndir.core.errors import MESSAGES, DomainError, ErrorCode, denied, invalid
@@ -33,9 +33,10 @@ from learndir.core.profile_fields import (
     resolve_field,
 )
 from learndir.core.roles import ROLE_SPELLINGS, Permission, Role, RoleKind
-from learndir.core.smart_groups import refresh_memberships
+from learndir.core.smart_groups import account_smart_groups, refresh_memberships
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
 from learndir.core.users.keys import users_by_key
+from learndir.core.users.queries import UserView
 from learndir.db.engine import Database
 from learndir.db.schema import (
     account_seats,
@@ -179,10 +180,19 @@ def add_user_in(
         refresh_memberships(conn, plan.account or actor.account, [user_id], account_is_current=True)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
+    account = plan.account or actor.account
     record(
         conn,
-        plan.account or actor.account,
-        [Change(EventType.USER_REGISTERED, TargetKind.USER, user_id, actor.user_id)],
+        account,
+        [
+            Change(
+                EventType.USER_REGISTERED,
+                TargetKind.USER,
+                user_id,
+                actor.user_id,
+                after=_registered(conn, account, plan, user_id),
+            )
+        ],
     )
     if actor.account.seat_limit is None:
         # No limit, no counter: taking the account row's lock would make every add of the
@@ -194,6 +204,35 @@ def add_user_in(
             ErrorCode.SEAT_LIMIT_EXCEEDED, "every user account of the subscription is in use"
         )
     return user_id
+
+
+def _registered(
+    conn: Connection, account: AccountInfo, plan: UserPlan, user_id: str
+) -> dict[str, object] | None:
+    """The new user as a read shows them, made from the plan without reading the rows back
+    (addUser's hot path); None when the account has smart groups, which may have taken the
+    user in: then the change record reads the user."""
+    if account_smart_groups(conn, account):
+        return None
+    custom = {f.name: value for f, value in plan.custom}
+    fields = {"login": plan.login}
+    if plan.email:
+        fields["email"] = plan.email
+    fields.update((c, plan.builtin[c]) for c in _BUILTIN_COLUMNS if plan.builtin.get(c))
+    for f in account_settings(conn, account).fields:
+        if f.name in custom and not f.is_builtin:
+            fields[f.name] = custom[f.name]
+    view = UserView(
+        id=user_id,
+        department_id=plan.department.id,
+        status=ACTIVE,
+        added_at=utcnow(),
+        added_by=None,
+        fields=fields,
+        roles=[(role, sorted(d.id for d in depts)) for role, depts in plan.roles],
+        groups=sorted(plan.group_ids),
+    )
+    return user_snapshot(view)
 
 
 def _plan(conn: Connection, actor: Actor, cmd: AddUser, generation: ApiGeneration) -> UserPlan:
