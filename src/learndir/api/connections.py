@@ -44,8 +44,8 @@ BODY_TIMED_OUT = "learndir.body_timed_out"
 # File descriptors a server process needs besides its client connections: the listening
 # socket, database connections, log files, the worker's SMTP and HTTP connections.
 _RESERVED_FILES = 256
-# One warning about refused connections per this many seconds, however many there are.
-_REFUSAL_LOG_INTERVAL = 10.0
+# One line about refused or timed-out connections per this many seconds, however many there are.
+_TALLY_INTERVAL = 10.0
 
 Phase = Literal["headers", "body"]
 
@@ -112,25 +112,33 @@ def _plain_answer(status: bytes, text: str, default_headers: list[tuple[bytes, b
     return b"".join(lines)
 
 
-class _Refusals:
-    """Counts connections refused for the cap and logs them at most once per interval: under
-    a flood, one line per refused connection would itself slow the process down."""
+class _Tally:
+    """Counts an event and logs the count at most once per interval: under a flood, a line per
+    event would itself slow the process down."""
 
-    count = 0
-    logged_at = 0.0
+    def __init__(self, level: int, message: str) -> None:
+        self.level = level
+        self.message = message
+        self.count = 0
+        self.logged_at = -_TALLY_INTERVAL
 
-    @classmethod
-    def add(cls, cap: int) -> None:
-        cls.count += 1
+    def add(self, setting: float) -> None:
+        self.count += 1
         now = time.monotonic()
-        if now - cls.logged_at >= _REFUSAL_LOG_INTERVAL:
-            logger.warning(
-                "refused %d connection(s): %d are open, the cap (LEARNDIR_MAX_CONNECTIONS)",
-                cls.count,
-                cap,
-            )
-            cls.count = 0
-            cls.logged_at = now
+        if now - self.logged_at >= _TALLY_INTERVAL:
+            logger.log(self.level, self.message, self.count, setting)
+            self.count = 0
+            self.logged_at = now
+
+
+_refused = _Tally(
+    logging.WARNING, "refused %d connection(s): %d are open (LEARNDIR_MAX_CONNECTIONS)"
+)
+_headers_timed_out = _Tally(
+    logging.INFO,
+    "answered 408 and closed %d connection(s) whose request headers did not arrive within "
+    "%g s (LEARNDIR_HEADER_TIMEOUT_SECONDS)",
+)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -161,7 +169,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 )
             )
             transport.close()
-            _Refusals.add(self.limits.max_connections)
+            _refused.add(self.limits.max_connections)
             return
         super().connection_made(transport)
         # A new connection has until the header timeout to deliver its first request's headers.
@@ -216,6 +224,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # A connection that sent nothing is closed silently, like an idle keep-alive one.
             if self._reading == "headers":
                 self._answer_timeout("headers")
+                _headers_timed_out.add(self.limits.header_timeout)
             self.transport.close()
             return
         cycle = self.cycle
