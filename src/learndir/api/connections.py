@@ -15,8 +15,9 @@ protocol with what is missing added around its parser callbacks:
 - a connection beyond `max_connections` open in this process is answered 503 and closed at
   once, before it is read, rather than left waiting.
 
-The hot path stays cheap: one timer per connection, armed only while a request is part-read
-(a request that arrives whole in one read arms none), never one per byte.
+The hot path stays cheap: at most one timer per connection, never one per byte. It is armed
+when a connection opens (until its first request's headers) and otherwise only while a request
+is part-read: a request on a reused connection that arrives whole in one read arms none.
 """
 
 from __future__ import annotations
