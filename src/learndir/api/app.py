@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learndir.api import docs, invite
-from learndir.api.ispring_rest import directory, invitations, users_read, users_write, webhooks
+from learndir.api.ispring_rest import (
+    api_keys,
+    directory,
+    invitations,
+    users_read,
+    users_write,
+    webhooks,
+)
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
@@ -312,6 +319,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory.router,
         invitations.router,
         webhooks.router,
+        api_keys.router,
     ):
         app.include_router(router)
     app.include_router(invite.router)

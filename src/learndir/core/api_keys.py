@@ -155,7 +155,9 @@ def _find(conn: Connection, client_id: Any) -> Any:
 
 
 def _unknown_key() -> DomainError:
-    return not_found("API key", "clientId")
+    error = not_found("API key", "clientId")
+    error.reason = "no API key with this client id in this account"
+    return error
 
 
 def revoke_key(db: Database, actor: Actor, client_id: Any) -> None:
