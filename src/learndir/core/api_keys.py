@@ -156,7 +156,7 @@ def _find(conn: Connection, client_id: Any) -> Any:
 
 def _unknown_key() -> DomainError:
     error = not_found("API key", "clientId")
-    error.reason = "no API key with this client id in this account"
+    error.reason = "no API key with this client id"
     return error
 
 
