@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -141,3 +143,37 @@ def test_account_creation_records_the_owners_key(db: Database) -> None:
     after = {c["field"]: c["after"] for c in json.loads(row.changes)}
     assert after["userId"] == created.users["owner"]
     assert "secret" not in row.changes.lower()
+
+
+def test_no_token_outlives_a_revocation_that_races_purchases(db: Database, world: World) -> None:
+    """Tokens bought while the key is being revoked are refused or deleted: none survives."""
+    key = create_api_key(db, world.account_url, "sales.admin")
+    bought: list[str] = []
+    start = threading.Barrier(5)
+
+    def buy() -> None:
+        start.wait()
+        for _ in range(15):
+            try:
+                issued = issue_token(db, key.client_id, key.client_secret, "client_credentials")
+            except DomainError:
+                return
+            bought.append(issued.access_token)
+
+    buyers = [threading.Thread(target=buy) for _ in range(4)]
+    for thread in buyers:
+        thread.start()
+    start.wait()
+    while not bought:
+        time.sleep(0.001)
+    revoke_key_by_id(db, key.client_id)
+    for thread in buyers:
+        thread.join()
+    for token in bought:
+        with pytest.raises(DomainError):
+            authenticate_token(db, token)
+    with db.read() as conn:
+        left = conn.execute(
+            select(access_tokens.c.token_hash).where(access_tokens.c.client_id == key.client_id)
+        ).all()
+    assert left == []

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.changes import Change, Operation, TargetKind, account_info, iso_utc, record
@@ -307,29 +319,28 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
 
 
 def _touch(db: Database, token_hash: str, client_id: str | None, now: datetime) -> None:
-    """Writes the last use of a token and of its key. The key's row is locked before the
-    token's, in the order issue_token and revocation take them. Inside a request that writes,
-    this is part of its transaction (a rejected request leaves no trace); a read-only request
-    commits it on its own."""
+    """Writes the last use of a token and of its key, skipping a row someone else has locked
+    (a revocation, another request's write of the same minute): it never waits for a lock.
+    On PostgreSQL in a short transaction of its own, so no lock outlives this call and a
+    request's own transaction never holds one; on SQLite, whose writers take turns, in the
+    request's transaction when it writes."""
     stale = now - LAST_USED_RESOLUTION
-    with db.write() as conn:
+    with db.write() if db.is_sqlite else db.engine.begin() as conn:
         if client_id is not None:
-            conn.execute(
-                update(api_keys)
-                .where(
-                    api_keys.c.client_id == client_id,
-                    or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at <= stale),
-                )
-                .values(last_used_at=now)
-            )
-        conn.execute(
-            update(access_tokens)
-            .where(
-                access_tokens.c.token_hash == token_hash,
-                or_(access_tokens.c.last_used_at.is_(None), access_tokens.c.last_used_at <= stale),
-            )
-            .values(last_used_at=now)
-        )
+            _touch_row(conn, api_keys, api_keys.c.client_id, client_id, stale, now)
+        _touch_row(conn, access_tokens, access_tokens.c.token_hash, token_hash, stale, now)
+
+
+def _touch_row(
+    conn: Connection, table: Table, key: Column[str], value: str, stale: datetime, now: datetime
+) -> None:
+    last_used = table.c.last_used_at
+    free = (
+        select(key)
+        .where(key == value, or_(last_used.is_(None), last_used <= stale))
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    conn.execute(update(table).where(key.in_(free.scalar_subquery())).values(last_used_at=now))
 
 
 class _VerifiedPasswords:
