@@ -81,6 +81,8 @@ def test_list_and_revoke(database_url: str, db: Database, server: Server) -> Non
     )
     assert {k["clientId"]: k for k in json.loads(after.stdout)}[key["clientId"]]["revokedAt"]
 
+    again = learndir("api-key", "revoke", key["clientId"], "--database-url", database_url)
+    assert again.returncode == 0 and "already revoked" in again.stdout
     unknown = learndir("api-key", "revoke", "0" * 32, "--database-url", database_url)
     assert unknown.returncode == 7
     assert "Unknown API key" in unknown.stderr and "Traceback" not in unknown.stderr

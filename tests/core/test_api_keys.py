@@ -82,8 +82,8 @@ def test_token_knows_its_key_and_last_use_is_written_once_a_minute(
 def test_revoked_key_buys_no_token_with_the_unknown_keys_answer(db: Database, world: World) -> None:
     key = create_api_key(db, world.account_url, "jane.doe")
     token = issue_token(db, key.client_id, key.client_secret, "client_credentials").access_token
-    revoked = revoke_key_by_id(db, key.client_id)
-    assert revoked.revoked_at is not None and revoked.login == "jane.doe"
+    revoked, changed = revoke_key_by_id(db, key.client_id)
+    assert changed and revoked.revoked_at is not None and revoked.login == "jane.doe"
     with pytest.raises(DomainError) as refused:
         issue_token(db, key.client_id, key.client_secret, "client_credentials")
     with pytest.raises(DomainError) as unknown:
@@ -96,7 +96,8 @@ def test_revoked_key_buys_no_token_with_the_unknown_keys_answer(db: Database, wo
     with pytest.raises(DomainError):
         authenticate_token(db, token)
     # Revoking again records nothing more.
-    revoke_key_by_id(db, key.client_id)
+    again, changed = revoke_key_by_id(db, key.client_id)
+    assert not changed and again.revoked_at == revoked.revoked_at
     with db.read() as conn:
         operations = conn.execute(
             select(audit_log.c.operation).where(audit_log.c.target_id == key.client_id)

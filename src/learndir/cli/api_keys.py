@@ -109,9 +109,13 @@ def revoke(
 
     db = open_database(database_url(database))
     try:
-        key = revoke_key_by_id(db, client_id)
+        key, revoked = revoke_key_by_id(db, client_id)
     except DomainError as exc:
         fail(exc)
     finally:
         db.dispose()
-    typer.echo(f"API key {key.client_id} of {key.login} ({key.account_url}) revoked")
+    what = f"API key {key.client_id} of {key.login} ({key.account_url})"
+    if revoked:
+        typer.echo(f"{what} revoked; its tokens no longer work")
+    else:
+        typer.echo(f"{what} was already revoked at {when_text(key.revoked_at)} UTC")

@@ -173,24 +173,25 @@ def revoke_key(db: Database, actor: Actor, client_id: Any) -> None:
         _revoke(conn, actor.account, row, actor.user_id)
 
 
-def revoke_key_by_id(db: Database, client_id: str) -> KeyInfo:
-    """The command line's revocation: any account's key, without an acting user."""
+def revoke_key_by_id(db: Database, client_id: str) -> tuple[KeyInfo, bool]:
+    """The command line's revocation: any account's key, without an acting user. Answers the
+    key as it now is, and whether this call revoked it (False: it was revoked before)."""
     with db.write() as conn:
         row = _find(conn, client_id)
         if row is None:
             raise _unknown_key()
-        _revoke(conn, account_info(conn, row.account_id), row, None)
+        revoked = _revoke(conn, account_info(conn, row.account_id), row, None)
         found = conn.execute(_SELECT_KEYS.where(api_keys.c.client_id == row.client_id)).one()
-    return _info(found)
+    return _info(found), revoked
 
 
 def _holds_owner_role(conn: Connection, actor: Actor, user_id: str) -> bool:
     return load_targets(conn, actor, [user_id], "clientId")[0].is_owner
 
 
-def _revoke(conn: Connection, account: AccountInfo, row: Any, actor_id: str | None) -> None:
+def _revoke(conn: Connection, account: AccountInfo, row: Any, actor_id: str | None) -> bool:
     if row.revoked_at is not None:
-        return
+        return False
     now = utcnow()
     conn.execute(
         update(api_keys)
@@ -222,3 +223,4 @@ def _revoke(conn: Connection, account: AccountInfo, row: Any, actor_id: str | No
             )
         ],
     )
+    return True
