@@ -32,7 +32,8 @@ from learndir.db.engine import Database
 from learndir.db.schema import access_tokens, accounts, api_keys, users
 
 _MANAGERS = (RoleKind.OWNER, RoleKind.ACCOUNT_ADMINISTRATOR)
-# Client ids are 32 hex digits; anything that cannot be one is unknown without a query.
+# The column's width: a longer id, or one with control or non-ASCII characters (which
+# PostgreSQL may refuse), cannot be a key and is unknown without a query.
 _MAX_CLIENT_ID = 64
 
 
