@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # sent by another once it runs out.
     worker_lease_seconds: float = 60.0
 
+    # The audit trail keeps records this many days (0: forever); the worker deletes older ones
+    # once an hour.
+    audit_retention_days: int = 365
+
     # Where links in messages point (the set-password page): the address users reach.
     public_url: str = "http://127.0.0.1:8080"
     # E-mail over SMTP. Without a host, messages wait in the outbox and say why.

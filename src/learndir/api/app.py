@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from learndir.api import docs, invite
 from learndir.api.ispring_rest import (
     api_keys,
+    audit,
     directory,
     invitations,
     users_read,
@@ -319,6 +320,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory.router,
         invitations.router,
         webhooks.router,
+        audit.router,
         api_keys.router,
     ):
         app.include_router(router)

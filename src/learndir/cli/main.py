@@ -318,6 +318,57 @@ def outbox_retry(
 
 
 @app.command()
+def audit(
+    account_url: Annotated[str, typer.Option("--account-url", help="The account's URL.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only changes made by this user id.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Only changes to this target id.")
+    ] = None,
+    operation: Annotated[
+        str | None, typer.Option("--operation", help="Only this operation, e.g. USER_UPDATED.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The account's audit trail, newest first: who changed what, when, from where."""
+    from learndir.api.ispring_rest.audit import audit_view
+    from learndir.core.audit import audit_query, read_audit_by_account_url
+
+    db = _open(_database_url(database_url))
+    try:
+        query = audit_query(user, target, operation, since, until, page_size=limit)
+        records, _ = read_audit_by_account_url(db, account_url, query)
+    except DomainError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    views = [audit_view(r) for r in records]
+    if as_json:
+        typer.echo(json.dumps(views, ensure_ascii=False))
+        return
+    header = ("time", "operation", "target", "by", "via", "changes")
+    print_table(
+        header,
+        [
+            (
+                v["time"],
+                v["operation"],
+                f"{v['targetType']} {v['targetId']}",
+                v["login"] or v["userId"] or "-",
+                " ".join(p for p in (v["interface"], v["clientAddress"]) if p),
+                ", ".join(c["field"] for c in v["changes"])[:80] or "-",
+            )
+            for v in views
+        ],
+    )
+
+
+@app.command()
 def demo(
     account_file: Annotated[Path, typer.Option("--account-file")] = Path("examples/demo.yaml"),
     database_url: DatabaseUrl = None,

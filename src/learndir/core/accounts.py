@@ -15,6 +15,7 @@ from learndir.core import roles as roles_repo
 from learndir.core.account_settings import settings_changed
 from learndir.core.actor import AccountInfo
 from learndir.core.auth import account_url_key, create_api_key_for_user, load_actor
+from learndir.core.changes import Change, Operation, TargetKind, record
 from learndir.core.common import fold, new_id, utcnow
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, invalid
@@ -308,6 +309,26 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 .where(users.c.account_id == account_id, users.c.status == 1)
                 .scalar_subquery()
             )
+        )
+        record(
+            conn,
+            owner_actor.account,
+            [
+                Change(
+                    Operation.ACCOUNT_CREATED,
+                    TargetKind.ACCOUNT,
+                    account_id,
+                    None,
+                    after={
+                        "url": spec.url.strip().rstrip("/"),
+                        "name": spec.name,
+                        "seatLimit": spec.seat_limit,
+                        "ownerUserId": owner_id,
+                        "ownerLogin": spec.owner.login,
+                        "users": len(spec.users) + 1,
+                    },
+                )
+            ],
         )
         key = create_api_key_for_user(conn, owner_actor.account, owner_id, None)
     return CreatedAccount(

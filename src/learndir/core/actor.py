@@ -52,6 +52,14 @@ class Actor:
         return self.account.id
 
     @property
+    def administers_account(self) -> bool:
+        """The account owner and account administrators: they manage the account itself
+        (webhooks, API keys, sign-in locks, the audit trail)."""
+        return any(
+            g.role.kind in (RoleKind.OWNER, RoleKind.ACCOUNT_ADMINISTRATOR) for g in self.grants
+        )
+
+    @property
     def is_learner_only(self) -> bool:
         return all(g.role.kind is RoleKind.LEARNER for g in self.grants)
 

@@ -31,7 +31,6 @@ from learndir.core.users.targets import load_targets
 from learndir.db.engine import Database
 from learndir.db.schema import access_tokens, accounts, api_keys, users
 
-_MANAGERS = (RoleKind.OWNER, RoleKind.ACCOUNT_ADMINISTRATOR)
 # The column's width: a longer id, or one with control or non-ASCII characters (which
 # PostgreSQL may refuse), cannot be a key and is unknown without a query.
 _MAX_CLIENT_ID = 64
@@ -58,7 +57,7 @@ class CreatedKey:
 
 
 def _require_manager(actor: Actor) -> None:
-    if not any(g.role.kind in _MANAGERS for g in actor.grants):
+    if not actor.administers_account:
         raise denied("only the account owner and account administrators manage API keys")
 
 

@@ -71,7 +71,6 @@ class TargetKind(StrEnum):
     GROUP = "group"
     API_KEY = "api_key"
     SIGNIN = "signin"
-    INVITATION = "invitation"
     WEBHOOK_SUBSCRIBER = "webhook_subscriber"
     ACCOUNT = "account"
 
@@ -324,6 +323,24 @@ def record_user_changes(
             for kind in kinds
         )
     record(conn, account, changes)
+
+
+def password_changed(
+    user_id: str,
+    actor_id: str | None,
+    operation: Operation = Operation.USER_PASSWORD_CHANGED,
+    *,
+    had_password: bool = True,
+) -> Change:
+    """What the trail shows of a password: that it changed, never a value or a hash."""
+    return Change(
+        operation,
+        TargetKind.USER,
+        user_id,
+        actor_id,
+        before={"password": "(old, not shown)" if had_password else None},
+        after={"password": "(new, not shown)"},
+    )
 
 
 def account_info(conn: Connection, account_id: str) -> AccountInfo:

@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from learndir.core.errors import invalid
+
 # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses.
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 
@@ -49,3 +51,16 @@ def whole_number(value: Any) -> int | None:
 def fold(value: str) -> str:
     """The case-insensitive key of a login, e-mail, code or field name."""
     return value.strip().casefold()
+
+
+def parse_time(value: Any, parameter: str) -> datetime | None:
+    """An ISO 8601 time given as text (without a zone it is UTC); None when not given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid(parameter, "must be an ISO 8601 time")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(parameter, f"{value!r} is not an ISO 8601 time") from None
+    return as_utc(moment)

@@ -9,10 +9,11 @@ mints the code when it sends it (only its hash is kept), so no raw code is ever 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,10 +25,17 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core.account_settings import settings_changed
 from learndir.core.actor import Actor
 from learndir.core.auth import account_url_key
-from learndir.core.changes import CONFIRMATION_CODE, EventType, queue_event
-from learndir.core.common import as_utc, as_uuid_text, fold, new_id, utcnow
+from learndir.core.changes import (
+    CONFIRMATION_CODE,
+    Change,
+    EventType,
+    Operation,
+    TargetKind,
+    queue_event,
+    record,
+)
+from learndir.core.common import as_utc, as_uuid_text, fold, new_id, parse_time, utcnow
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
-from learndir.core.roles import RoleKind
 from learndir.db.engine import Database
 from learndir.db.schema import (
     accounts,
@@ -40,8 +48,6 @@ MAX_LENGTH = 255
 SUBSCRIPTION_TYPES = frozenset(EventType)
 # Subscription params the events understand: the vendor's userIds filter.
 PARAM_NAMES = frozenset({"userIds"})
-
-_ADMIN_KINDS = (RoleKind.OWNER, RoleKind.ACCOUNT_ADMINISTRATOR)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def code_hash(code: str) -> str:
 
 
 def _require_admin(actor: Actor) -> None:
-    if not any(g.role.kind in _ADMIN_KINDS for g in actor.grants):
+    if not actor.administers_account:
         raise denied("only the account owner and account administrators manage webhooks")
 
 
@@ -140,6 +146,55 @@ def _set(conn: Connection, subscriber_id: str, account_id: str, **values: Any) -
     settings_changed(conn, account_id)
 
 
+def _subscriber_view(conn: Connection, account_id: str, name: str) -> dict[str, Any] | None:
+    """The subscriber as the audit trail shows it: never the secret, only whether one is set."""
+    row = conn.execute(
+        select(webhook_subscribers).where(
+            webhook_subscribers.c.account_id == account_id,
+            webhook_subscribers.c.name_key == fold(name),
+        )
+    ).first()
+    if row is None:
+        return None
+    kinds = conn.execute(
+        select(webhook_subscriptions.c.event_type, webhook_subscriptions.c.params)
+        .where(webhook_subscriptions.c.subscriber_id == row.id)
+        .order_by(webhook_subscriptions.c.event_type)
+    ).all()
+    return {
+        "subscriberId": row.id,
+        "subscriberName": row.name,
+        "callbackUrl": row.callback_url,
+        "secretSet": row.secret is not None,
+        "confirmed": row.confirmed,
+        "enabled": row.enabled,
+        "subscriptions": [
+            {"type": k.event_type, "params": json.loads(k.params) if k.params else []}
+            for k in kinds
+        ],
+    }
+
+
+@contextlib.contextmanager
+def _recorded(conn: Connection, actor: Actor, name: str) -> Iterator[None]:
+    """Records what the block did to the subscriber `name` in the audit trail."""
+    before = _subscriber_view(conn, actor.account_id, name)
+    yield
+    after = _subscriber_view(conn, actor.account_id, name)
+    either = after or before
+    if either is None or before == after:
+        return
+    change = Change(
+        Operation.WEBHOOK_SUBSCRIBER_CHANGED,
+        TargetKind.WEBHOOK_SUBSCRIBER,
+        either["subscriberId"],
+        actor.user_id,
+        before=before,
+        after=after,
+    )
+    record(conn, actor.account, [change])
+
+
 # ---- the vendor's calls ---------------------------------------------------------------------
 
 
@@ -148,7 +203,7 @@ def register(db: Database, actor: Actor, name: Any, callback_url: Any, secret: A
     checked_name = _name(name)
     url = _url(callback_url)
     checked_secret = _secret(secret) or None
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked_name):
         try:
             with conn.begin_nested():
                 conn.execute(
@@ -194,7 +249,7 @@ def confirm(db: Database, actor: Actor, name: Any, code: Any) -> None:
     checked = _name(name)
     given = _text(code, "code")
     assert given is not None
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         valid = (
             row.code_hash is not None
@@ -211,7 +266,7 @@ def set_enabled(db: Database, actor: Actor, name: Any, enabled: bool) -> None:
     """Disabled subscribers get no new events; those already queued wait until enabled."""
     _require_admin(actor)
     checked = _name(name)
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         _set(conn, row.id, actor.account_id, enabled=enabled)
 
@@ -219,7 +274,7 @@ def set_enabled(db: Database, actor: Actor, name: Any, enabled: bool) -> None:
 def remove(db: Database, actor: Actor, name: Any) -> None:
     _require_admin(actor)
     checked = _name(name)
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.subscriber_id == row.id))
         conn.execute(
@@ -237,7 +292,7 @@ def change_settings(db: Database, actor: Actor, name: Any, callback_url: Any, se
     new_secret = _secret(secret)
     if url is None and new_secret is None:
         raise invalid("callbackUrl", "give callbackUrl, secret or both")
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         values: dict[str, Any] = {}
         if new_secret is not None:
@@ -296,7 +351,7 @@ def subscribe(db: Database, actor: Actor, name: Any, subscription: Any) -> None:
     kind = _subscription_type(subscription.get("subscriptionType"), "subscription.subscriptionType")
     params = parse_params(subscription.get("params"))
     stored = json.dumps(params) if params else None
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         _drop_subscription(conn, row.id, kind)
         conn.execute(
@@ -311,7 +366,7 @@ def unsubscribe(db: Database, actor: Actor, name: Any, subscription_type: Any) -
     _require_admin(actor)
     checked = _name(name)
     kind = _subscription_type(subscription_type, "subscriptionType")
-    with db.write() as conn:
+    with db.write() as conn, _recorded(conn, actor, checked):
         row = _find(conn, actor.account_id, checked, lock=True)
         _drop_subscription(conn, row.id, kind)
         settings_changed(conn, actor.account_id)
@@ -369,16 +424,7 @@ def replay(db: Database, actor: Actor, name: Any, since: datetime | None = None)
 
 
 def parse_since(value: Any) -> datetime | None:
-    """An ISO 8601 time; without a zone it is UTC."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise invalid("since", "must be an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid("since", f"{value!r} is not an ISO 8601 time") from None
-    return as_utc(moment)
+    return parse_time(value, "since")
 
 
 def replay_in(conn: Connection, account_id: str, name: str, since: datetime | None) -> int:

@@ -28,6 +28,7 @@ from typing import IO, Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from learndir.core.audit import purge_audit
 from learndir.core.origin import Interface, Origin, acting_from
 from learndir.core.users.schedules import apply_due_changes
 from learndir.db.engine import Database
@@ -77,6 +78,16 @@ def scheduled_changes(db: Database, _worker_id: str) -> int:
     return changed
 
 
+def _audit_retention(days: int) -> Job:
+    def purge(db: Database, _worker_id: str) -> int:
+        purged = purge_audit(db, days)
+        if purged:
+            log.info("audit records older than %d days deleted: %d", days, purged)
+        return purged
+
+    return purge
+
+
 class Worker:
     def __init__(
         self,
@@ -112,6 +123,8 @@ class Worker:
             jobs.append(
                 every(settings.scheduler_interval_seconds, scheduled_changes, "scheduled_changes")
             )
+        if settings.audit_retention_days > 0:
+            jobs.append(every(3600, _audit_retention(settings.audit_retention_days), "audit"))
         return cls(
             db,
             jobs,

@@ -56,15 +56,18 @@ def _ids(data: dict[str, Any], name: str, *, required: bool = True) -> list[str]
     return value
 
 
-def _page_params(request: Request) -> tuple[int | None, str | None]:
+def page_size_param(request: Request) -> int | None:
     raw_size = request.query_params.get("pageSize")
     size: int | None = None
     if raw_size is not None and raw_size.strip():
         size = whole_number(raw_size)
         if size is None:
             raise invalid("pageSize", "must be a whole number")
-    token = request.query_params.get("pageToken") or None
-    return size, token
+    return size
+
+
+def _page_params(request: Request) -> tuple[int | None, str | None]:
+    return page_size_param(request), request.query_params.get("pageToken") or None
 
 
 PageFetch = Callable[[Actor, int | None, str | None], tuple[list[Any], str | None]]

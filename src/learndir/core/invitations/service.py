@@ -13,13 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
 from learndir.core.actor import Actor
+from learndir.core.changes import (
+    Change,
+    Operation,
+    TargetKind,
+    account_info,
+    password_changed,
+    record,
+)
 from learndir.core.common import as_utc, new_id, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid, not_found
 from learndir.core.invitations.tokens import token_hash
+from learndir.core.origin import set_credential
 from learndir.core.passwords import hash_password
 from learndir.core.profile_fields import is_email, phone_e164
 from learndir.core.users.changes import editable_user
@@ -240,6 +250,18 @@ def resend(
         ]
         _void(conn, target.id, now)
         conn.execute(insert(outbox), new_rows)
+        record(
+            conn,
+            actor.account,
+            [
+                _invitation_change(
+                    Operation.INVITATION_RESENT,
+                    target.id,
+                    actor.user_id,
+                    {"invitations": [{"id": r["id"], "channel": r["channel"]} for r in new_rows]},
+                )
+            ],
+        )
         rows = _rows_of(conn, target.id)
     made = {r["id"] for r in new_rows}
     return [_invitation(r, now) for r in rows if r.id in made]
@@ -263,7 +285,24 @@ def revoke(db: Database, actor: Actor, user_id: str) -> int:
     """Voids every open invitation of the user; returns how many were open."""
     with db.write() as conn:
         target = editable_user(conn, actor, user_id)
-        return _void(conn, target.id, utcnow())
+        voided = _void(conn, target.id, utcnow())
+        if voided:
+            record(
+                conn,
+                actor.account,
+                [
+                    _invitation_change(
+                        Operation.INVITATION_REVOKED, target.id, actor.user_id, {"revoked": voided}
+                    )
+                ],
+            )
+        return voided
+
+
+def _invitation_change(
+    operation: Operation, user_id: str, actor_id: str | None, details: dict[str, Any]
+) -> Change:
+    return Change(operation, TargetKind.USER, user_id, actor_id, details=details)
 
 
 # ---- the set-password link --------------------------------------------------------------
@@ -361,4 +400,14 @@ def accept(db: Database, raw: str, password: str) -> InvitationLink:
         if changed != 1:
             raise link_error(LinkState.REVOKED)
         _void(conn, user_id, now, keep=outbox_id)
+        # The link is the credential: the user set their own password with it.
+        set_credential("invitation", current.login)
+        account_id = conn.execute(
+            select(users.c.account_id).where(users.c.id == user_id)
+        ).scalar_one()
+        record(
+            conn,
+            account_info(conn, account_id),
+            [password_changed(user_id, user_id, Operation.INVITATION_ACCEPTED, had_password=False)],
+        )
     return replace(current, state=LinkState.USED)

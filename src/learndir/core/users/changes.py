@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from learndir.core import departments as departments_repo
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor
-from learndir.core.changes import record_user_changes, users_before
+from learndir.core.changes import password_changed, record, record_user_changes, users_before
 from learndir.core.common import as_uuid_text, fold, utcnow, whole_number
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
@@ -484,6 +484,7 @@ def change_password(
         conn.execute(
             update(users).where(users.c.id == target.id).values(password_hash=password_hash)
         )
+        record(conn, actor.account, [password_changed(target.id, actor.user_id)])
 
 
 def _password_target(conn: Connection, actor: Actor, user_id: str) -> Target:
