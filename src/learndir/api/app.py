@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from learndir.api import docs, invite
 from learndir.api.connections import BODY_TIMED_OUT
 from learndir.api.ispring_rest import (
+    api_keys,
     audit,
     directory,
     invitations,
@@ -393,6 +394,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invitations.router,
         webhooks.router,
         audit.router,
+        api_keys.router,
     ):
         app.include_router(router)
     app.include_router(invite.router)
