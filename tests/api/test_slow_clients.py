@@ -11,6 +11,8 @@ import gc
 import json
 import multiprocessing
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -312,3 +314,24 @@ def test_a_reused_connection_is_timed_too(slow_server: Server) -> None:
             answer, waited = _answer_until_closed(connection, HEADER_TIMEOUT + 5, b"a")
             assert answer.startswith(b"HTTP/1.1 408")
             assert HEADER_TIMEOUT - 0.5 < waited < HEADER_TIMEOUT + 2
+
+
+@pytest.mark.parametrize(
+    ("limits", "cap", "soft_after"),
+    [((300, 10_000), 1000, 1256), ((300, 600), 344, 600)],
+)
+def test_the_open_file_limit_is_raised_to_fit_the_cap_or_the_cap_lowered(
+    limits: tuple[int, int], cap: int, soft_after: int
+) -> None:
+    """In a process of its own, whose open-file limits are set first (as ulimit would)."""
+    script = (
+        "import resource\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, {limits})\n"
+        "from learndir.api.connections import fit_open_files\n"
+        "print(fit_open_files(1000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == [str(cap), str(soft_after)]
+    assert ("leaves room for 344 connections" in done.stderr) == (cap < 1000)
