@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from learndir.core.signin import SigninPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEARNDIR_", extra="ignore")
@@ -44,6 +46,17 @@ class Settings(BaseSettings):
     # once an hour.
     audit_retention_days: int = 365
 
+    # Sign-in throttling (core.signin): a login or API client is locked at its
+    # signin_login_threshold-th failure in a row, a client address at its
+    # signin_address_threshold-th; first for signin_lock_seconds, then twice as long at each
+    # further failure, up to signin_max_lock_seconds. Counts start again after
+    # signin_window_seconds without a failure or a lock.
+    signin_login_threshold: int = 5
+    signin_address_threshold: int = 50
+    signin_lock_seconds: float = 60.0
+    signin_max_lock_seconds: float = 3600.0
+    signin_window_seconds: float = 900.0
+
     # Where links in messages point (the set-password page): the address users reach.
     public_url: str = "http://127.0.0.1:8080"
     # E-mail over SMTP. Without a host, messages wait in the outbox and say why.
@@ -65,3 +78,13 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def signin_policy(settings: Settings) -> SigninPolicy:
+    return SigninPolicy(
+        login_threshold=settings.signin_login_threshold,
+        address_threshold=settings.signin_address_threshold,
+        first_lock_seconds=settings.signin_lock_seconds,
+        max_lock_seconds=settings.signin_max_lock_seconds,
+        window_seconds=settings.signin_window_seconds,
+    )

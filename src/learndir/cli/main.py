@@ -41,6 +41,7 @@ EXIT_CODES: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 6,
     ErrorCode.NOT_FOUND: 7,
     ErrorCode.DEPARTMENT_NOT_EMPTY: 8,
+    ErrorCode.TOO_MANY_ATTEMPTS: 9,
 }
 
 DatabaseUrl = Annotated[
@@ -521,3 +522,9 @@ Interactive API documentation: {base}/docs (the OpenAPI document: {base}/openapi
 
 Serving on {base} (Ctrl+C to stop)
 """
+
+
+# Command groups in modules of their own; imported last, as they use the helpers above.
+from learndir.cli.signin import signin_app  # noqa: E402
+
+app.add_typer(signin_app, name="signin")

@@ -16,17 +16,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+)
 
+from learndir.core import signin
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.origin import set_credential
-from learndir.core.passwords import verify_password
+from learndir.core.passwords import dummy_hash, verify_password
 from learndir.core.roles import Role, role_from_values
 from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
+    ID,
     access_tokens,
     account_seats,
     accounts,
@@ -58,6 +72,14 @@ def account_url_key(url: str) -> str:
 
 def _unauthenticated(reason: str) -> DomainError:
     return DomainError(ErrorCode.UNAUTHENTICATED, reason)
+
+
+class _WrongSecret(Exception):
+    """Inside issue_token's transaction: the client id or secret is wrong."""
+
+
+# What an unknown client id's secret is compared with, so that it costs what a wrong one does.
+_DUMMY_DIGEST = _sha256(secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True)
@@ -186,6 +208,39 @@ def find_user_id(conn: Connection, account_url: str, login_or_email: str) -> str
     return None
 
 
+def _candidate(rank: int, key_column: Any) -> Select[Any]:
+    return select(
+        users.c.account_id, users.c.id, users.c.password_hash, literal(rank).label("rank")
+    ).where(key_column == bindparam("key"))
+
+
+# A sign-in's lookup is one statement whatever it finds (the account, a user by login, a user by
+# e-mail, nothing), so that its time tells nothing; users are found by key alone (see
+# core.users.keys), and the account picked from the few rows found.
+_SELECT_SIGNIN = union_all(
+    select(
+        accounts.c.id, cast(null(), ID), cast(null(), users.c.password_hash.type), literal(0)
+    ).where(accounts.c.url_key == bindparam("url_key")),
+    _candidate(1, users.c.login_key),
+    _candidate(2, users.c.email_key),
+)
+
+
+def _signin_lookup(
+    conn: Connection, account_url: str, login_or_email: str
+) -> tuple[str | None, str | None, str | None]:
+    """(account id, user id, password hash) for a sign-in; None where unknown or unset."""
+    rows = conn.execute(
+        _SELECT_SIGNIN, {"url_key": account_url_key(account_url), "key": fold(login_or_email)}
+    ).all()
+    account_id = next((row[0] for row in rows if row[3] == 0), None)
+    # A login match wins over an e-mail match.
+    found = sorted((row for row in rows if row[3] > 0 and row[0] == account_id), key=lambda r: r[3])
+    if account_id is None or not found:
+        return account_id, None, None
+    return account_id, found[0][1], found[0][2]
+
+
 def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:
     with db.write() as conn:
         user_id = find_user_id(conn, account_url, login)
@@ -209,28 +264,37 @@ def issue_token(
         raise invalid("grant_type", "must be client_credentials")
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    with db.write() as conn:
-        row = conn.execute(
-            select(api_keys.c.secret_hash, api_keys.c.user_id).where(
-                api_keys.c.client_id == client_id
+    # Failures are counted per client id and address (see core.signin).
+    attempt = signin.with_address(signin.client_subject(client_id))
+    on_record = signin.check(db, attempt)
+    try:
+        with db.write() as conn:
+            row = conn.execute(
+                select(api_keys.c.secret_hash, api_keys.c.user_id).where(
+                    api_keys.c.client_id == client_id
+                )
+            ).first()
+            stored = row.secret_hash if row is not None else _DUMMY_DIGEST
+            if not hmac.compare_digest(stored, _sha256(client_secret)) or row is None:
+                raise _WrongSecret
+            if load_actor(conn, row.user_id) is None:
+                raise _unauthenticated("the API key's user is not active")
+            conn.execute(
+                delete(access_tokens).where(
+                    access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
+                )
             )
-        ).first()
-        if row is None or not hmac.compare_digest(row.secret_hash, _sha256(client_secret)):
-            raise _unauthenticated("unknown client_id or wrong client_secret")
-        if load_actor(conn, row.user_id) is None:
-            raise _unauthenticated("the API key's user is not active")
-        conn.execute(
-            delete(access_tokens).where(
-                access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
+            conn.execute(
+                insert(access_tokens).values(
+                    token_hash=_sha256(token),
+                    user_id=row.user_id,
+                    expires_at=now + timedelta(seconds=lifetime),
+                )
             )
-        )
-        conn.execute(
-            insert(access_tokens).values(
-                token_hash=_sha256(token),
-                user_id=row.user_id,
-                expires_at=now + timedelta(seconds=lifetime),
-            )
-        )
+    except _WrongSecret:
+        signin.failed(db, attempt)
+        raise _unauthenticated("unknown client_id or wrong client_secret") from None
+    signin.succeeded(db, on_record)
     return IssuedToken(access_token=token, expires_in=lifetime)
 
 
@@ -288,18 +352,23 @@ _verified = _VerifiedPasswords()
 def authenticate_credentials(
     db: Database, account_url: str | None, login_or_email: str | None, password: str | None
 ) -> Actor:
+    """The user whose credentials these are. Failures are counted and locked out per login and
+    address (see core.signin); an unknown account or login, a user without a password and a
+    wrong password cost the same Argon2 verification and get the same answer."""
     if not account_url or not login_or_email or not password:
         raise _unauthenticated("account URL, login or e-mail, and password are all required")
+    attempt = signin.with_address(
+        signin.login_subject(account_url_key(account_url), login_or_email)
+    )
+    on_record = signin.check(db, attempt)
     with db.read() as conn:
-        user_id = find_user_id(conn, account_url, login_or_email)
-        stored = None
-        if user_id is not None:
-            stored = conn.execute(
-                select(users.c.password_hash).where(users.c.id == user_id)
-            ).scalar_one()
+        account_id, user_id, stored = _signin_lookup(conn, account_url, login_or_email)
     # The hash is checked outside any transaction: it takes tens of milliseconds.
-    if user_id is None or not stored or not _verified.verify(stored, password):
+    verified = _verified.verify(stored or dummy_hash(), password)
+    if user_id is None or not stored or not verified:
+        signin.failed(db, signin.attach_account(attempt, account_id))
         raise _unauthenticated("wrong account URL, login or password")
+    signin.succeeded(db, on_record)
     with db.read() as conn:
         actor = load_actor(conn, user_id)
     if actor is None:
