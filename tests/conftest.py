@@ -26,10 +26,6 @@ from tests.support import (
 pytest_plugins = ["tests.browser", "tests.receivers"]
 
 BACKENDS = ["sqlite", "postgres"]
-UNTHROTTLED = {
-    "LEARNDIR_SIGNIN_LOGIN_THRESHOLD": "1000000",
-    "LEARNDIR_SIGNIN_ADDRESS_THRESHOLD": "1000000",
-}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -75,9 +71,7 @@ def db(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # Tests send wrong credentials from one address all session long: they test answers, not
-    # sign-in throttling (tests/api/test_signin.py does, with servers of its own).
-    running = start_server(database_url, Path(tmp_path_factory.mktemp("logs")), env=UNTHROTTLED)
+    running = start_server(database_url, Path(tmp_path_factory.mktemp("logs")))
     yield running
     stop_server(running)
 
