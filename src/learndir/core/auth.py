@@ -74,10 +74,6 @@ def _unauthenticated(reason: str) -> DomainError:
     return DomainError(ErrorCode.UNAUTHENTICATED, reason)
 
 
-class _WrongSecret(Exception):
-    """Inside issue_token's transaction: the client id or secret is wrong."""
-
-
 # What an unknown client id's secret is compared with, so that it costs what a wrong one does.
 _DUMMY_DIGEST = _sha256(secrets.token_urlsafe(32))
 
@@ -265,36 +261,29 @@ def issue_token(
     token = secrets.token_urlsafe(32)
     now = utcnow()
     # Failures are counted per client id and address (see core.signin).
-    attempt = signin.with_address(signin.client_subject(client_id))
-    on_record = signin.check(db, attempt)
-    try:
-        with db.write() as conn:
-            row = conn.execute(
-                select(api_keys.c.secret_hash, api_keys.c.user_id).where(
-                    api_keys.c.client_id == client_id
-                )
-            ).first()
-            stored = row.secret_hash if row is not None else _DUMMY_DIGEST
-            if not hmac.compare_digest(stored, _sha256(client_secret)) or row is None:
-                raise _WrongSecret
-            if load_actor(conn, row.user_id) is None:
-                raise _unauthenticated("the API key's user is not active")
-            conn.execute(
-                delete(access_tokens).where(
-                    access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
-                )
+    with signin.attempt(db, signin.client_subject(client_id)) as attempt, db.write() as conn:
+        row = conn.execute(
+            select(api_keys.c.secret_hash, api_keys.c.user_id).where(
+                api_keys.c.client_id == client_id
             )
-            conn.execute(
-                insert(access_tokens).values(
-                    token_hash=_sha256(token),
-                    user_id=row.user_id,
-                    expires_at=now + timedelta(seconds=lifetime),
-                )
+        ).first()
+        stored = row.secret_hash if row is not None else _DUMMY_DIGEST
+        if not hmac.compare_digest(stored, _sha256(client_secret)) or row is None:
+            raise attempt.wrong(_unauthenticated("unknown client_id or wrong client_secret"))
+        if load_actor(conn, row.user_id) is None:
+            raise _unauthenticated("the API key's user is not active")
+        conn.execute(
+            delete(access_tokens).where(
+                access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
             )
-    except _WrongSecret:
-        signin.failed(db, attempt)
-        raise _unauthenticated("unknown client_id or wrong client_secret") from None
-    signin.succeeded(db, on_record)
+        )
+        conn.execute(
+            insert(access_tokens).values(
+                token_hash=_sha256(token),
+                user_id=row.user_id,
+                expires_at=now + timedelta(seconds=lifetime),
+            )
+        )
     return IssuedToken(access_token=token, expires_in=lifetime)
 
 
@@ -357,18 +346,14 @@ def authenticate_credentials(
     wrong password cost the same Argon2 verification and get the same answer."""
     if not account_url or not login_or_email or not password:
         raise _unauthenticated("account URL, login or e-mail, and password are all required")
-    attempt = signin.with_address(
-        signin.login_subject(account_url_key(account_url), login_or_email)
-    )
-    on_record = signin.check(db, attempt)
-    with db.read() as conn:
-        account_id, user_id, stored = _signin_lookup(conn, account_url, login_or_email)
-    # The hash is checked outside any transaction: it takes tens of milliseconds.
-    verified = _verified.verify(stored or dummy_hash(), password)
-    if user_id is None or not stored or not verified:
-        signin.failed(db, signin.attach_account(attempt, account_id))
-        raise _unauthenticated("wrong account URL, login or password")
-    signin.succeeded(db, on_record)
+    subject = signin.login_subject(account_url_key(account_url), login_or_email)
+    with signin.attempt(db, subject) as attempt:
+        with db.read() as conn:
+            attempt.account_id, user_id, stored = _signin_lookup(conn, account_url, login_or_email)
+        # The hash is checked outside any transaction: it takes tens of milliseconds.
+        verified = _verified.verify(stored or dummy_hash(), password)
+        if user_id is None or not stored or not verified:
+            raise attempt.wrong(_unauthenticated("wrong account URL, login or password"))
     with db.read() as conn:
         actor = load_actor(conn, user_id)
     if actor is None:

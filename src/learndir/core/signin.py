@@ -2,21 +2,23 @@
 address, and a subject with too many failures is locked for a while.
 
 Every way in (X-Auth headers, SOAP credentials, the token endpoint, the set-password page, the
-console's sign-in) calls `check` before it looks at a credential, `failed` when the credential
-was wrong and `succeeded` when it was right. The counts live in the database (`signin_failures`),
-so every server process and node sees the same ones. Each failure is one atomic upsert in a
-transaction of its own, committed although the request it belongs to is rejected. A lock is
-refused without looking at the credential, so a correct password does not tell a guesser that
-it was correct. An address lock holds for that address only, and a login lock for that login
-only: a guesser's address does not lock others out of their own logins.
+console's sign-in) looks at a credential inside `attempt`: it refuses a locked subject first,
+counts a failure when the credential is wrong and clears the login's count when it is right.
+The counts live in the database (`signin_failures`), so every server process and node sees the
+same ones. Each failure is one atomic upsert in a transaction of its own, committed although
+the request it belongs to is rejected. A lock is refused without looking at the credential, so
+a correct password does not tell a guesser that it was correct. An address lock holds for that
+address only, and a login lock for that login only: a guesser's address does not lock others
+out of their own logins.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -152,6 +154,44 @@ def check(db: Database, subjects: Sequence[Subject]) -> frozenset[Subject]:
         raise too_many_attempts(max(locked), now)
     on_record = {(r.scope, r.subject) for r in rows}
     return frozenset(s for s in subjects if (s.scope.value, s.key) in on_record)
+
+
+class Attempt:
+    """One sign-in inside `attempt`: `wrong` marks it failed."""
+
+    def __init__(self) -> None:
+        self.is_wrong = False
+        # The login's account, once the sign-in has found it.
+        self.account_id: str | None = None
+
+    def wrong(self, error: DomainError) -> DomainError:
+        """Counts this attempt as failed; returns `error`, for the caller to raise."""
+        self.is_wrong = True
+        return error
+
+
+@contextlib.contextmanager
+def attempt(db: Database, subject: Subject | None) -> Iterator[Attempt]:
+    """A sign-in as `subject` (a login or API client; None: the address alone) from the current
+    client address. Refuses it while locked; when the block raises the error of
+    `Attempt.wrong`, counts a failure; when the block ends normally, clears the login's count."""
+    subjects = with_address(subject)
+    on_record = check(db, subjects)
+    current = Attempt()
+    try:
+        yield current
+    except DomainError:
+        if current.is_wrong:
+            account_id = current.account_id
+            failed(
+                db,
+                [
+                    replace(s, account_id=account_id) if s.scope is Scope.LOGIN else s
+                    for s in subjects
+                ],
+            )
+        raise
+    succeeded(db, on_record)
 
 
 def failed(db: Database, subjects: Sequence[Subject]) -> None:
@@ -413,10 +453,3 @@ def operator_unlock(
     if not cleared:
         raise not_found("sign-in lock")
     return int(cleared)
-
-
-def attach_account(subjects: Sequence[Subject], account_id: str | None) -> list[Subject]:
-    """`subjects` with the login's account, once the sign-in has found it."""
-    if account_id is None:
-        return list(subjects)
-    return [replace(s, account_id=account_id) if s.scope is Scope.LOGIN else s for s in subjects]

@@ -358,15 +358,13 @@ def _link(conn: Connection, raw: str) -> tuple[str, str, InvitationLink]:
 def invitation_by_token(db: Database, raw: str) -> InvitationLink:
     """What the link `raw` leads to, without authenticating: its token is the credential, so
     unknown tokens count as failed sign-ins of the client's address (see core.signin)."""
-    attempt = signin.with_address(None)
-    signin.check(db, attempt)
-    try:
-        with db.read() as conn:
+    with signin.attempt(db, None) as attempt, db.read() as conn:
+        try:
             return _link(conn, raw)[2]
-    except DomainError as exc:
-        if exc.code is ErrorCode.NOT_FOUND:
-            signin.failed(db, attempt)
-        raise
+        except DomainError as exc:
+            if exc.code is ErrorCode.NOT_FOUND:
+                raise attempt.wrong(exc) from None
+            raise
 
 
 def link_error(state: LinkState) -> DomainError:
