@@ -5,10 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from learndir.core.signin import SigninPolicy
 
 
 class Settings(BaseSettings):
@@ -51,11 +49,11 @@ class Settings(BaseSettings):
     # signin_address_threshold-th; first for signin_lock_seconds, then twice as long at each
     # further failure, up to signin_max_lock_seconds. Counts start again after
     # signin_window_seconds without a failure or a lock.
-    signin_login_threshold: int = 5
-    signin_address_threshold: int = 50
-    signin_lock_seconds: float = 60.0
-    signin_max_lock_seconds: float = 3600.0
-    signin_window_seconds: float = 900.0
+    signin_login_threshold: PositiveInt = 5
+    signin_address_threshold: PositiveInt = 50
+    signin_lock_seconds: PositiveFloat = 60.0
+    signin_max_lock_seconds: PositiveFloat = 3600.0
+    signin_window_seconds: PositiveFloat = 900.0
 
     # Where links in messages point (the set-password page): the address users reach.
     public_url: str = "http://127.0.0.1:8080"
@@ -78,13 +76,3 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
-
-
-def signin_policy(settings: Settings) -> SigninPolicy:
-    return SigninPolicy(
-        login_threshold=settings.signin_login_threshold,
-        address_threshold=settings.signin_address_threshold,
-        first_lock_seconds=settings.signin_lock_seconds,
-        max_lock_seconds=settings.signin_max_lock_seconds,
-        window_seconds=settings.signin_window_seconds,
-    )

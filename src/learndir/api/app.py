@@ -38,7 +38,7 @@ from learndir.core.passwords import dummy_hash
 from learndir.db.engine import Database
 from learndir.delivery.outbox import backlog, webhook_backlog
 from learndir.delivery.worker import Worker
-from learndir.settings import Settings, get_settings, signin_policy
+from learndir.settings import Settings, get_settings
 
 access_log = logging.getLogger("learndir.access")
 error_log = logging.getLogger("learndir.error")
@@ -247,7 +247,15 @@ def _tune_garbage_collector() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(settings.database_url, pool_size=settings.threads)
-    signin.configure(signin_policy(settings))
+    signin.configure(
+        signin.SigninPolicy(
+            login_threshold=settings.signin_login_threshold,
+            address_threshold=settings.signin_address_threshold,
+            first_lock_seconds=settings.signin_lock_seconds,
+            max_lock_seconds=settings.signin_max_lock_seconds,
+            window_seconds=settings.signin_window_seconds,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
