@@ -112,3 +112,18 @@ def test_subjects_no_column_holds_are_counted_by_digest(
     signin.failed(db, [subject])
     with pytest.raises(DomainError):
         signin.check(db, [subject])
+
+
+def test_stale_counts_are_forgotten(db: Database, policy: signin.SigninPolicy) -> None:
+    stale, recent = _login(), _login()
+    signin.failed(db, [stale, recent])
+    long_ago = utcnow() - timedelta(seconds=policy.window_seconds + 1)
+    with db.write() as conn:
+        conn.execute(
+            update(signin_failures)
+            .where(signin_failures.c.subject == stale.key)
+            .values(last_failed_at=long_ago)
+        )
+    assert signin.forget_stale(db, policy.window_seconds) >= 1
+    assert _row(db, stale) is None
+    assert _row(db, recent) == (1, None)

@@ -250,6 +250,15 @@ def succeeded(db: Database, on_record: frozenset[Subject]) -> None:
             conn.execute(delete(signin_failures).where(_matching(cleared)))
 
 
+def forget_stale(db: Database, window_seconds: float) -> int:
+    """Deletes the counts that would start again anyway (no failure or lock for
+    `window_seconds`): a guesser trying many logins leaves no lasting rows. Returns how many."""
+    quiet_since = utcnow() - timedelta(seconds=window_seconds)
+    stale = func.coalesce(signin_failures.c.locked_until, signin_failures.c.last_failed_at)
+    with db.write() as conn:
+        return int(conn.execute(delete(signin_failures).where(stale < quiet_since)).rowcount)
+
+
 # ---- locks: who is locked out, and unlocking ----------------------------------------------
 
 
