@@ -60,10 +60,6 @@ def configure(policy: SigninPolicy) -> None:
     _policy = policy
 
 
-def policy() -> SigninPolicy:
-    return _policy
-
-
 class Scope(StrEnum):
     LOGIN = "login"
     CLIENT = "client"
@@ -127,7 +123,7 @@ def _matching(subjects: Sequence[Subject]) -> Any:
     )
 
 
-def too_many_attempts(locked_until: datetime, now: datetime) -> DomainError:
+def _too_many_attempts(locked_until: datetime, now: datetime) -> DomainError:
     seconds = max(1, math.ceil((locked_until - now).total_seconds()))
     return DomainError(
         ErrorCode.TOO_MANY_ATTEMPTS,
@@ -151,7 +147,7 @@ def check(db: Database, subjects: Sequence[Subject]) -> frozenset[Subject]:
     locks = [as_utc(r.locked_until) for r in rows if r.locked_until is not None]
     locked = [until for until in locks if until > now]
     if locked:
-        raise too_many_attempts(max(locked), now)
+        raise _too_many_attempts(max(locked), now)
     on_record = {(r.scope, r.subject) for r in rows}
     return frozenset(s for s in subjects if (s.scope.value, s.key) in on_record)
 
