@@ -117,6 +117,7 @@ def test_a_login_is_locked_after_the_threshold_even_for_its_password(
     throttled: Server, fresh: World
 ) -> None:
     url, password = fresh.account_url, fresh.passwords["admin"]
+    before = fresh.snapshot()
     with client(throttled, "127.0.0.2") as http:
         for _ in range(3):
             assert rest(http, url, "admin", "wrong-password").status_code == 401
@@ -140,6 +141,7 @@ def test_a_login_is_locked_after_the_threshold_even_for_its_password(
         # A login's lock holds wherever the sign-in comes from; other logins are not touched.
         assert rest(elsewhere, url, "admin", password).status_code == 429
         assert rest(elsewhere, url, "owner", fresh.passwords["owner"]).status_code == 200
+    assert fresh.snapshot() == before
 
 
 def test_the_owner_lists_and_unlocks_a_login(throttled: Server, fresh: World, db: Database) -> None:
@@ -163,6 +165,7 @@ def test_the_owner_lists_and_unlocks_a_login(throttled: Server, fresh: World, db
         assert http.get("/signin/locks", headers=bearer(fresh)).json() == []
         again = http.delete("/signin/locks", params={"login": "admin"}, headers=bearer(fresh))
         assert again.status_code == 404
+        assert http.delete("/signin/locks", headers=bearer(fresh, "admin")).status_code == 400
     with db.read() as conn:
         audited = conn.execute(
             select(audit_log.c.operation, audit_log.c.actor_user_id, audit_log.c.changes).where(
