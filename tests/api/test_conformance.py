@@ -86,6 +86,7 @@ class Api:
     victim_users: list[str] = field(default_factory=list)
     victim_departments: list[str] = field(default_factory=list)
     victim_groups: list[str] = field(default_factory=list)
+    victim_keys: list[str] = field(default_factory=list)
     client_id: str = ""
     client_secret: str = ""
     db: Database | None = None
@@ -134,6 +135,14 @@ class Api:
                 )
         return name
 
+    def new_key(self) -> str:
+        """A key of a user other than the owner, whose token the run uses."""
+        response = self.client.post(
+            "/api-keys", json={"userId": self.users[1]}, headers=self.headers(JSON)
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["clientId"])
+
     def new_smart_group(self) -> str:
         body = {"name": f"Smart {uuid.uuid4().hex[:8]}", "rules": _smart_rules(self.departments[1])}
         return str(self.post("/group/smart", body))
@@ -170,6 +179,7 @@ def api(server: Server, db: Database) -> Iterator[Api]:
         api.victim_departments = [api.new_department() for _ in range(EXAMPLES)]
         api.victim_groups = [api.new_group() for _ in range(EXAMPLES)]
         api.smart_groups = [api.new_smart_group() for _ in range(2)]
+        api.victim_keys = [api.new_key() for _ in range(EXAMPLES)]
         yield api
 
 
@@ -181,6 +191,7 @@ DESTRUCTIVE = {
     ("DELETE", "/user/{userId}"),
     ("DELETE", "/department/{departmentId}"),
     ("DELETE", "/group/{groupId}"),
+    ("DELETE", "/api-keys/{clientId}"),
 }
 
 
@@ -200,6 +211,7 @@ def _pools(api: Api, method: str, path: str) -> dict[str, list[str]]:
         "userId": api.victim_users if destructive else api.users,
         "departmentId": api.victim_departments if destructive else api.departments,
         "parentId": api.departments,
+        "clientId": api.victim_keys,
         "groupId": api.victim_groups
         if destructive
         else (api.smart_groups if smart else api.groups + api.smart_groups),
@@ -526,6 +538,9 @@ SUCCESS: dict[tuple[str, str], Callable[[Api], Request]] = {
     ("POST", "/webhook/replay"): lambda a: Request(
         body={"subscriberName": a.new_subscriber(), "since": "2026-01-01T00:00:00Z"}
     ),
+    ("GET", "/api-keys"): lambda a: Request(),
+    ("POST", "/api-keys"): lambda a: Request(body={"userId": a.users[1]}, status=201),
+    ("DELETE", "/api-keys/{clientId}"): lambda a: Request({"clientId": a.new_key()}, status=204),
 }
 
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learndir.api import docs, invite
 from learndir.api.ispring_rest import (
+    api_keys,
     audit,
     directory,
     invitations,
@@ -334,6 +335,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invitations.router,
         webhooks.router,
         audit.router,
+        api_keys.router,
         signin_locks.router,
     ):
         app.include_router(router)

@@ -6,11 +6,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
 
+from learndir.cli import api_keys, signin
+from learndir.cli.common import EXIT_CODES, DatabaseUrl, JsonFlag, print_table
+from learndir.cli.common import database_url as _database_url
+from learndir.cli.common import fail as _fail
+from learndir.cli.common import open_database as _open
+from learndir.cli.common import when_text as _when
 from learndir.core.errors import DomainError, ErrorCode
 
 app = typer.Typer(
@@ -18,57 +24,14 @@ app = typer.Typer(
     no_args_is_help=True,
     help="learndir: a self-hosted user directory speaking the iSpring Learn API.",
 )
-api_key_app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 outbox_app = typer.Typer(no_args_is_help=True, help="Invitation messages waiting or sent.")
-app.add_typer(api_key_app, name="api-key")
+app.add_typer(api_keys.app, name="api-key")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscribers and their backlog.")
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
-
-DEFAULT_DATABASE_URL = "sqlite:///learndir.db"
-
-# Domain error -> process exit code.
-EXIT_CODES: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_PARAMETERS: 2,
-    ErrorCode.ACCOUNT_EXISTS: 3,
-    ErrorCode.LOGIN_TAKEN: 4,
-    ErrorCode.EMAIL_TAKEN: 4,
-    ErrorCode.FIELD_VALUE_TAKEN: 4,
-    ErrorCode.SEAT_LIMIT_EXCEEDED: 5,
-    ErrorCode.PERMISSION_DENIED: 6,
-    ErrorCode.UNAUTHENTICATED: 6,
-    ErrorCode.NOT_FOUND: 7,
-    ErrorCode.DEPARTMENT_NOT_EMPTY: 8,
-    ErrorCode.TOO_MANY_ATTEMPTS: 9,
-}
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help=f"SQLAlchemy URL; default $LEARNDIR_DATABASE_URL, else {DEFAULT_DATABASE_URL}",
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _database_url(option: str | None) -> str:
-    return option or os.environ.get("LEARNDIR_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
-def _fail(exc: DomainError) -> NoReturn:
-    typer.echo(f"error: {exc.describe()}", err=True)
-    raise typer.Exit(EXIT_CODES.get(exc.code, 1))
-
-
-def _open(url: str) -> Any:
-    from learndir.db.engine import Database
-    from learndir.db.migrate import upgrade_database
-
-    upgrade_database(url)
-    return Database(url, pool_size=2)
+app.add_typer(signin.app, name="signin")
 
 
 def _load_spec(path: Path) -> Any:
@@ -124,29 +87,6 @@ def init(
         typer.echo(f"Account {created.account_url} created.")
         for key, value in result.items():
             typer.echo(f"  {key}: {value}")
-
-
-@api_key_app.command("create")
-def api_key_create(
-    account_url: Annotated[str, typer.Option("--account-url")],
-    login: Annotated[str, typer.Option("--login", help="Login or e-mail of the key's user.")],
-    database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Create an API key that acts with the rights of user LOGIN."""
-    from learndir.core.auth import create_api_key
-
-    db = _open(_database_url(database_url))
-    try:
-        key = create_api_key(db, account_url, login)
-    except DomainError as exc:
-        _fail(exc)
-    finally:
-        db.dispose()
-    if as_json:
-        typer.echo(json.dumps({"clientId": key.client_id, "clientSecret": key.client_secret}))
-    else:
-        typer.echo(f"clientId: {key.client_id}\nclientSecret: {key.client_secret}")
 
 
 @webhooks_app.command("list")
@@ -301,10 +241,6 @@ OutboxStatus = Annotated[
 ]
 
 
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
-
-
 @outbox_app.command("list")
 def outbox_list(
     status: OutboxStatus = None,
@@ -344,30 +280,20 @@ def outbox_list(
         )
         return
     header = ("id", "channel", "recipient", "status", "attempts", "created", "sent", "last error")
-    _print_table(
-        header,
-        [
-            (
-                e.id,
-                e.channel,
-                e.recipient,
-                e.status,
-                str(e.attempts),
-                _when(e.created_at),
-                _when(e.sent_at),
-                (e.last_error or "-").replace("\n", " ")[:80],
-            )
-            for e in entries
-        ],
-    )
-
-
-def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """Columns padded to their widest cell; the last one is left free."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        typer.echo("  ".join([*cells, row[-1]]))
+    rows = [
+        (
+            e.id,
+            e.channel,
+            e.recipient,
+            e.status,
+            str(e.attempts),
+            _when(e.created_at),
+            _when(e.sent_at),
+            (e.last_error or "-").replace("\n", " ")[:80],
+        )
+        for e in entries
+    ]
+    print_table(header, rows)
 
 
 @outbox_app.command("retry")
@@ -427,7 +353,7 @@ def audit(
         typer.echo(json.dumps(views, ensure_ascii=False))
         return
     header = ("time", "operation", "target", "by", "via", "changes")
-    _print_table(
+    print_table(
         header,
         [
             (
@@ -522,9 +448,3 @@ Interactive API documentation: {base}/docs (the OpenAPI document: {base}/openapi
 
 Serving on {base} (Ctrl+C to stop)
 """
-
-
-# Command groups in modules of their own; imported last, as they use the helpers above.
-from learndir.cli.signin import signin_app  # noqa: E402
-
-app.add_typer(signin_app, name="signin")

@@ -8,29 +8,29 @@ from typing import Annotated
 
 import typer
 
-from learndir.cli.main import DatabaseUrl, JsonFlag, _database_url, _fail, _open
+from learndir.cli.common import DatabaseUrl, JsonFlag, database_url, fail, open_database
 from learndir.core.errors import DomainError
 
-signin_app = typer.Typer(no_args_is_help=True, help="Sign-in locks after failed sign-ins.")
+app = typer.Typer(no_args_is_help=True, help="Sign-in locks after failed sign-ins.")
 
 
-@signin_app.command("locks")
+@app.command("locks")
 def locks(
     account_url: Annotated[
         str | None, typer.Option("--account-url", help="Only this account's logins.")
     ] = None,
-    database_url: DatabaseUrl = None,
+    database: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Every lock now in force: logins, API clients and client addresses."""
     from learndir.core.auth import account_url_key
     from learndir.core.signin import all_locks
 
-    db = _open(_database_url(database_url))
+    db = open_database(database_url(database))
     try:
         found = all_locks(db, account_url_key(account_url) if account_url else None)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         db.dispose()
     listed = [
@@ -53,7 +53,7 @@ def locks(
         )
 
 
-@signin_app.command("unlock")
+@app.command("unlock")
 def unlock(
     account_url: Annotated[str | None, typer.Option("--account-url")] = None,
     login: Annotated[
@@ -63,7 +63,7 @@ def unlock(
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="An API key's client id.")
     ] = None,
-    database_url: DatabaseUrl = None,
+    database: DatabaseUrl = None,
 ) -> None:
     """Clear the failures and lock of a login (with --account-url), an address or a client."""
     from learndir.core.auth import account_url_key
@@ -73,7 +73,7 @@ def unlock(
     if len(given) != 1:
         typer.echo("error: give one of --login (with --account-url), --address, --client-id")
         raise typer.Exit(2)
-    db = _open(_database_url(database_url))
+    db = open_database(database_url(database))
     try:
         cleared = operator_unlock(
             db,
@@ -83,7 +83,7 @@ def unlock(
             client_id=client_id,
         )
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         db.dispose()
     typer.echo(f"unlocked: {cleared}")

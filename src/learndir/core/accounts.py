@@ -330,7 +330,7 @@ def create_account(db: Database, spec: AccountSpec) -> CreatedAccount:
                 )
             ],
         )
-        key = create_api_key_for_user(conn, owner_id)
+        key = create_api_key_for_user(conn, owner_actor.account, owner_id, None)
     return CreatedAccount(
         account_id=account_id,
         account_url=spec.url.strip().rstrip("/"),

@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     Select,
+    Table,
     and_,
     bindparam,
     cast,
@@ -26,12 +28,15 @@ from sqlalchemy import (
     insert,
     literal,
     null,
+    or_,
     select,
     union_all,
+    update,
 )
 
 from learndir.core import signin
 from learndir.core.actor import AccountInfo, Actor, Grant
+from learndir.core.changes import Change, Operation, TargetKind, account_info, iso_utc, record
 from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.origin import set_credential
@@ -54,6 +59,9 @@ from learndir.db.schema import (
 
 ACTIVE = 1
 DEFAULT_TOKEN_LIFETIME = 1800
+# A token's (and its key's) last use is written at most this often: authentication runs on
+# every request and must not write on every one.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _sha256(value: str) -> str:
@@ -130,7 +138,12 @@ def _with_grants(query: Select[Any]) -> Select[Any]:
 # Built once and reused: authentication runs on every request.
 _SELECT_ACTOR = _with_grants(select(*_ACTOR_COLUMNS)).where(users.c.id == bindparam("user_id"))
 _SELECT_TOKEN_ACTOR = _with_grants(
-    select(access_tokens.c.expires_at, *_ACTOR_COLUMNS)
+    select(
+        access_tokens.c.expires_at,
+        access_tokens.c.client_id,
+        access_tokens.c.last_used_at.label("token_last_used_at"),
+        *_ACTOR_COLUMNS,
+    )
     .select_from(access_tokens)
     .join(users, users.c.id == access_tokens.c.user_id)
 ).where(access_tokens.c.token_hash == bindparam("token_hash"))
@@ -173,15 +186,41 @@ def load_actor(conn: Connection, user_id: str) -> Actor | None:
     return _actor(conn.execute(_SELECT_ACTOR, {"user_id": user_id}).all())
 
 
-def create_api_key_for_user(conn: Connection, user_id: str) -> ApiKey:
+def key_view(
+    client_id: str, user_id: str, created_at: datetime, revoked_at: datetime | None
+) -> dict[str, Any]:
+    """A key as the audit trail shows it: never its secret or the secret's hash."""
+    return {
+        "clientId": client_id,
+        "userId": user_id,
+        "createdAt": iso_utc(created_at),
+        "revokedAt": iso_utc(revoked_at) if revoked_at is not None else None,
+    }
+
+
+def create_api_key_for_user(
+    conn: Connection, account: AccountInfo, user_id: str, actor_id: str | None
+) -> ApiKey:
+    """A new key of `user_id`, recorded in the audit trail; only the secret's hash is kept."""
     key = ApiKey(client_id=secrets.token_hex(16), client_secret=secrets.token_urlsafe(32))
+    now = utcnow()
     conn.execute(
         insert(api_keys).values(
             client_id=key.client_id,
             secret_hash=_sha256(key.client_secret),
             user_id=user_id,
-            created_at=utcnow(),
+            created_at=now,
         )
+    )
+    after = key_view(key.client_id, user_id, now, None)
+    record(
+        conn,
+        account,
+        [
+            Change(
+                Operation.API_KEY_CREATED, TargetKind.API_KEY, key.client_id, actor_id, after=after
+            )
+        ],
     )
     return key
 
@@ -242,7 +281,10 @@ def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:
         user_id = find_user_id(conn, account_url, login)
         if user_id is None:
             raise invalid("login", f"no user {login!r} in account {account_url!r}")
-        return create_api_key_for_user(conn, user_id)
+        account_id = conn.execute(
+            select(users.c.account_id).where(users.c.id == user_id)
+        ).scalar_one()
+        return create_api_key_for_user(conn, account_info(conn, account_id), user_id, None)
 
 
 def issue_token(
@@ -262,13 +304,20 @@ def issue_token(
     now = utcnow()
     # Failures are counted per client id and address (see core.signin).
     with signin.attempt(db, signin.client_subject(client_id)) as attempt, db.write() as conn:
+        # Locked, so that a revocation either waits for this token and deletes it, or is seen.
         row = conn.execute(
-            select(api_keys.c.secret_hash, api_keys.c.user_id).where(
-                api_keys.c.client_id == client_id
-            )
+            select(api_keys.c.secret_hash, api_keys.c.user_id, api_keys.c.revoked_at)
+            .where(api_keys.c.client_id == client_id)
+            .with_for_update(key_share=True)
         ).first()
+        # An unknown client id is compared with a dummy digest: it costs what a wrong secret
+        # costs. A revoked key gets the same answer as an unknown one.
         stored = row.secret_hash if row is not None else _DUMMY_DIGEST
-        if not hmac.compare_digest(stored, _sha256(client_secret)) or row is None:
+        if (
+            not hmac.compare_digest(stored, _sha256(client_secret))
+            or row is None
+            or row.revoked_at is not None
+        ):
             raise attempt.wrong(_unauthenticated("unknown client_id or wrong client_secret"))
         if load_actor(conn, row.user_id) is None:
             raise _unauthenticated("the API key's user is not active")
@@ -282,7 +331,12 @@ def issue_token(
                 token_hash=_sha256(token),
                 user_id=row.user_id,
                 expires_at=now + timedelta(seconds=lifetime),
+                client_id=client_id,
+                created_at=now,
             )
+        )
+        conn.execute(
+            update(api_keys).where(api_keys.c.client_id == client_id).values(last_used_at=now)
         )
     return IssuedToken(access_token=token, expires_in=lifetime)
 
@@ -295,13 +349,44 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
     if not rows:
         raise _unauthenticated("unknown access token")
     token_hash = _sha256(token.strip())
-    if as_utc(rows[0].expires_at) <= utcnow():
+    now = utcnow()
+    if as_utc(rows[0].expires_at) <= now:
         raise _unauthenticated("the access token has expired; request a new one")
     actor = _actor(rows)
     if actor is None:
         raise _unauthenticated("the token's user is not active")
-    set_credential(f"token:{token_hash[:16]}", actor.login)
+    client_id = rows[0].client_id
+    last_used = rows[0].token_last_used_at
+    if last_used is None or as_utc(last_used) <= now - LAST_USED_RESOLUTION:
+        _touch(db, token_hash, client_id, now)
+    credential = f"token:{token_hash[:16]}"
+    set_credential(f"key:{client_id} {credential}" if client_id else credential, actor.login)
     return actor
+
+
+def _touch(db: Database, token_hash: str, client_id: str | None, now: datetime) -> None:
+    """Writes the last use of a token and of its key, skipping a row someone else has locked
+    (a revocation, another request's write of the same minute): it never waits for a lock.
+    On PostgreSQL in a short transaction of its own, so no lock outlives this call and a
+    request's own transaction never holds one; on SQLite, whose writers take turns, in the
+    request's transaction when it writes."""
+    stale = now - LAST_USED_RESOLUTION
+    with db.write() if db.is_sqlite else db.engine.begin() as conn:
+        if client_id is not None:
+            _touch_row(conn, api_keys, api_keys.c.client_id, client_id, stale, now)
+        _touch_row(conn, access_tokens, access_tokens.c.token_hash, token_hash, stale, now)
+
+
+def _touch_row(
+    conn: Connection, table: Table, key: Column[str], value: str, stale: datetime, now: datetime
+) -> None:
+    last_used = table.c.last_used_at
+    free = (
+        select(key)
+        .where(key == value, or_(last_used.is_(None), last_used <= stale))
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    conn.execute(update(table).where(key.in_(free.scalar_subquery())).values(last_used_at=now))
 
 
 class _VerifiedPasswords:

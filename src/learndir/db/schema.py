@@ -225,7 +225,8 @@ api_keys = Table(
     # Set by revocation (the key's tokens are deleted in the same transaction); kept for the
     # audit trail and the key list.
     Column("revoked_at", DateTime(timezone=True), nullable=True),
-    # When a token was last issued with the key.
+    # When the key was last used: a token bought with it, or a request made with one (to the
+    # minute).
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Index(None, "user_id"),
 )
