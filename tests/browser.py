@@ -46,6 +46,8 @@ class OfflinePage:
     page: Page
     # Every request for anything but the loopback server, refused.
     outside: list[str] = field(default_factory=list)
+    # Everything the pages' Content-Security-Policy blocked (directive and what was blocked).
+    csp_violations: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -63,5 +65,13 @@ def offline_page(browser: Browser) -> Iterator[OfflinePage]:
             route.abort()
 
     page.route("**/*", only_loopback)
+    # Playwright's own scripts run outside the page's policy, so they can report on it.
+    context.expose_binding(
+        "reportCspViolation", lambda _source, text: result.csp_violations.append(text)
+    )
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "window.reportCspViolation(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));"
+    )
     yield result
     context.close()

@@ -24,6 +24,21 @@ class Settings(BaseSettings):
     # start); 0 or less leaves them to other processes.
     scheduler_interval_seconds: float = 30.0
 
+    # Slow and idle clients (see api/connections.py). The request headers must arrive within
+    # header_timeout_seconds of the connection's start (or of the request's first byte on a
+    # reused connection), the whole body within body_timeout_seconds of the headers (408
+    # otherwise); a connection idle between requests is closed after keepalive_timeout_seconds
+    # (whole seconds, uvicorn's own timeout). A server process holds at most max_connections
+    # open connections (its open-file limit is raised to fit); more are answered 503 at once.
+    header_timeout_seconds: PositiveFloat = 10.0
+    body_timeout_seconds: PositiveFloat = 60.0
+    keepalive_timeout_seconds: PositiveInt = 5
+    max_connections: PositiveInt = 4096
+    # Behind a reverse proxy: the proxies whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed (comma-separated addresses or networks, "*" for any). The client address they
+    # give is the one sign-in throttling and the audit trail see.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+
     # The background worker (outbox delivery, scheduled changes) runs inside `learndir serve`
     # unless this is false (then run `learndir worker` somewhere).
     worker_enabled: bool = True

@@ -70,7 +70,11 @@ def test_the_form_states_the_policy_and_is_never_cached(server: Server, w: World
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    assert "script-src" not in policy and "unsafe-inline" not in policy
     page = response.text
     assert "at least 8 characters" in " ".join(page.split())
     assert _login(w, user_id) in page and "Acme" in page
@@ -202,6 +206,7 @@ def test_from_the_link_to_signing_in(server: Server, w: World, offline_page: Off
     page.goto(f"{server.base_url}/invite/{raw}")
     assert "already been used" in page.locator("main").inner_text()
     assert offline_page.outside == []
+    assert offline_page.csp_violations == []
 
 
 def test_an_expired_link_in_the_browser(
@@ -217,3 +222,4 @@ def test_an_expired_link_in_the_browser(
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_report()
     assert page.get_by_label("New password").count() == 0
+    assert offline_page.csp_violations == []

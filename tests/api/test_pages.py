@@ -10,11 +10,29 @@ from axe_playwright_python.sync_playwright import Axe
 from tests.browser import OfflinePage
 from tests.support import Server
 
+PAGE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def assert_page_headers(response: httpx.Response) -> str:
+    """The security headers of every HTML page; returns its Content-Security-Policy."""
+    assert response.headers["content-type"].startswith("text/html")
+    for name, value in PAGE_HEADERS.items():
+        assert response.headers[name] == value, name
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    return policy
+
 
 def test_home_page_says_what_this_is(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src" not in assert_page_headers(response)
+    assert "<style" not in response.text and "<script" not in response.text
     for link in ('href="/docs"', 'href="/openapi.json"', 'href="/soap?wsdl"', 'href="/health"'):
         assert link in response.text
 
@@ -23,6 +41,30 @@ def test_home_page_under_a_prefix_links_within_it(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/index.php/api/v2/")
     assert response.status_code == 200
     assert 'href="/index.php/api/v2/docs"' in response.text
+    assert 'href="/index.php/api/v2/assets/pages.css"' in response.text
+    style = httpx.get(f"{server.base_url}/index.php/api/v2/assets/pages.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+
+
+def test_docs_page_has_no_inline_script(server: Server) -> None:
+    response = httpx.get(f"{server.base_url}/docs")
+    assert response.status_code == 200
+    policy = assert_page_headers(response)
+    assert "script-src 'self'" in policy
+    assert "<script>" not in response.text and "<style" not in response.text
+
+
+def test_api_answers_are_not_sniffed(server: Server) -> None:
+    for path in (
+        "/health",
+        "/openapi.json",
+        "/soap?wsdl",
+        "/no-such-path",
+        "/docs/assets/swagger-ui.css",
+    ):
+        response = httpx.get(f"{server.base_url}{path}")
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], path
 
 
 def test_home_page_in_the_browser(server: Server, offline_page: OfflinePage) -> None:
@@ -35,6 +77,7 @@ def test_home_page_in_the_browser(server: Server, offline_page: OfflinePage) -> 
     page.get_by_role("link", name="Interactive API documentation").click()
     page.wait_for_url(f"{server.base_url}/docs")
     assert offline_page.outside == []
+    assert offline_page.csp_violations == []
 
 
 def test_docs_render_offline(server: Server, offline_page: OfflinePage) -> None:
@@ -47,4 +90,7 @@ def test_docs_render_offline(server: Server, offline_page: OfflinePage) -> None:
     assert {"user", "department", "group", "role", "token"} <= {t.split("\n")[0] for t in tags}
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert "/user/{userId}" in [p.replace("\u200b", "") for p in paths]
+    page.locator(".opblock-summary").first.click()
+    page.wait_for_selector(".opblock-body", timeout=5_000)
     assert offline_page.outside == []
+    assert offline_page.csp_violations == []

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learndir.api import docs, invite
+from learndir.api.connections import BODY_TIMED_OUT
 from learndir.api.ispring_rest import (
     api_keys,
     audit,
@@ -60,6 +61,40 @@ def loggable_path(path: str) -> str:
     return _INVITE_TOKEN.sub(r"\1[token]", path)
 
 
+# Every answer: no content sniffing, no framing, no script or style of any kind (an API answer
+# opened in a browser is data, never a page).
+_API_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+# HTML pages, unless a page sends its own (the docs page runs Swagger UI; the set-password page
+# adds no-store): styles from learndir's own files, no script, no framing, no referrer (a
+# page's address may carry a token).
+_PAGE_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+def _security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The security headers an answer with `headers` lacks."""
+    present = set()
+    page = False
+    for name, value in headers:
+        present.add(name)
+        if name == b"content-type" and value.startswith(b"text/html"):
+            page = True
+    return [
+        header for header in (_PAGE_HEADERS if page else _API_HEADERS) if header[0] not in present
+    ]
+
+
 def _interface(path: str) -> Interface:
     for prefix, interface in (
         ("/soap", Interface.SOAP),
@@ -83,8 +118,9 @@ def request_origin(scope: Scope, request_id: str) -> Origin:
 
 
 class RequestGuard:
-    """Caps request bodies before anything parses them, and writes one log line per request
-    with a request id (never a body, header value or query string)."""
+    """Caps request bodies before anything parses them, writes one log line per request with a
+    request id (never a body, header value or query string), and adds the security headers to
+    every answer."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -98,15 +134,20 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         status_holder = {"status": 0}
+        answered = False
 
         async def send_logged(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode("latin-1")),
+                    *_security_headers(message["headers"]),
                 ]
+            elif not message.get("more_body"):
+                answered = True
             await send(message)
 
         declared = headers.get(b"content-length")
@@ -115,14 +156,18 @@ class RequestGuard:
         except ValueError:
             too_large = True
         received = 0
+        # The client went away (or its body timed out) before it had its answer.
+        disconnected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, disconnected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise _BodyTooLarge
+            elif message["type"] == "http.disconnect" and not answered:
+                disconnected = True
             return message
 
         try:
@@ -137,6 +182,10 @@ class RequestGuard:
                 scope, send_logged, 413, "request_too_large", "Request too large", "request", reason
             )
         except Exception:
+            if disconnected:
+                # Nobody to answer: the client left mid-request (ClientDisconnect, or what
+                # FastAPI made of it). Logged once below, as the client's doing, not ours.
+                return
             # Rendered here, inside the guard, so the 500 is logged once with its request id
             # and the connection stays usable.
             error_log.exception(
@@ -150,14 +199,38 @@ class RequestGuard:
                     scope, send_logged, 500, "internal_error", "Internal error", None, None
                 )
         finally:
-            access_log.info(
-                "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
-                request_id,
-                scope.get("method"),
-                loggable_path(scope.get("path", "")),
-                status_holder["status"],
-                (time.perf_counter() - started) * 1000,
-            )
+            duration_ms = (time.perf_counter() - started) * 1000
+            path = loggable_path(scope.get("path", ""))
+            if not disconnected:
+                access_log.info(
+                    "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
+                    request_id,
+                    scope.get("method"),
+                    path,
+                    status_holder["status"],
+                    duration_ms,
+                )
+            elif BODY_TIMED_OUT in scope.get("state", {}):
+                access_log.info(
+                    "request body timed out: request_id=%s method=%s path=%s status=408 "
+                    "received_bytes=%d duration_ms=%.1f (LEARNDIR_BODY_TIMEOUT_SECONDS=%g)",
+                    request_id,
+                    scope.get("method"),
+                    path,
+                    received,
+                    duration_ms,
+                    scope["state"][BODY_TIMED_OUT],
+                )
+            else:
+                access_log.info(
+                    "client disconnected: request_id=%s method=%s path=%s "
+                    "received_bytes=%d duration_ms=%.1f",
+                    request_id,
+                    scope.get("method"),
+                    path,
+                    received,
+                    duration_ms,
+                )
 
     async def _drain(self, receive: Receive, already: int) -> None:
         """Reads and discards the rest of the body, so the client gets the 413 cleanly."""

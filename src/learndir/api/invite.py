@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from learndir.api.docs import OWN_ASSETS, base_path
 from learndir.api.execution import call_core
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.invitations import service
@@ -44,7 +45,7 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -65,6 +66,7 @@ def _page(
     errors: list[str] | None = None,
 ) -> HTMLResponse:
     context: dict[str, Any] = {
+        "assets": base_path(request) + OWN_ASSETS,
         "view": view,
         "link": link,
         "errors": errors or [],

@@ -178,11 +178,16 @@ def _log_config() -> dict[str, Any]:
 def _run_server(url: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from learndir.api.connections import GuardedHttpProtocol, fit_open_files
     from learndir.db.migrate import upgrade_database
+    from learndir.settings import Settings
 
     upgrade_database(url)
-    # Worker processes build their own app from the environment.
+    # Worker processes build their own app (and connection limits) from the environment.
     os.environ["LEARNDIR_DATABASE_URL"] = url
+    settings = Settings(database_url=url)
+    # Here, so that a too-low open-file limit is reported at start; worker processes inherit it.
+    fit_open_files(settings.max_connections)
     uvicorn.run(
         "learndir.api.app:create_app",
         factory=True,
@@ -192,6 +197,11 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
         log_config=_log_config(),
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Header and body read timeouts and the connection cap (api/connections.py); uvicorn's
+        # own limit_concurrency is left off: it refuses only once a request's headers are in.
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 
