@@ -36,6 +36,10 @@ from learndir.db.schema import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIVE = 1
+UNTHROTTLED = {
+    "LEARNDIR_SIGNIN_LOGIN_THRESHOLD": "1000000",
+    "LEARNDIR_SIGNIN_ADDRESS_THRESHOLD": "1000000",
+}
 PG_ADMIN_URL = os.environ.get("LEARNDIR_TEST_PG", "postgresql://root@127.0.0.1:5432/postgres")
 
 
@@ -80,10 +84,12 @@ class Server:
 def start_server(
     database_url: str, log_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None
 ) -> Server:
-    """`learndir serve` as its own process, as a user would run it."""
+    """`learndir serve` as its own process, as a user would run it. It does not lock sign-ins
+    out unless `env` sets LEARNDIR_SIGNIN_* (tests/api/test_signin.py): the tests send wrong
+    credentials from one address all session long to test the answers."""
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
-    process_env = {**os.environ, **(env or {})}
+    process_env = {**os.environ, **UNTHROTTLED, **(env or {})}
     process = subprocess.Popen(
         [
             sys.executable,

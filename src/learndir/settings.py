@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     # once an hour.
     audit_retention_days: int = 365
 
+    # Sign-in throttling (core.signin): a login or API client is locked at its
+    # signin_login_threshold-th failure in a row, a client address at its
+    # signin_address_threshold-th; first for signin_lock_seconds, then twice as long at each
+    # further failure, up to signin_max_lock_seconds. Counts start again after
+    # signin_window_seconds without a failure or a lock.
+    signin_login_threshold: PositiveInt = 5
+    signin_address_threshold: PositiveInt = 50
+    signin_lock_seconds: PositiveFloat = 60.0
+    signin_max_lock_seconds: PositiveFloat = 3600.0
+    signin_window_seconds: PositiveFloat = 900.0
+
     # Where links in messages point (the set-password page): the address users reach.
     public_url: str = "http://127.0.0.1:8080"
     # E-mail over SMTP. Without a host, messages wait in the outbox and say why.

@@ -25,7 +25,17 @@ VENDOR_SPEC_PATH = (
     Path(__file__).resolve().parent / "openapi" / "ispring-learn-rest-users-openapi.yaml"
 )
 # The iSpring operations; they keep the iSpring wire rules (XML or JSON, <response> roots).
-TAGS = ["user", "department", "departments", "group", "role", "token", "webhook", "apiKey"]
+TAGS = [
+    "user",
+    "department",
+    "departments",
+    "group",
+    "role",
+    "token",
+    "webhook",
+    "apiKey",
+    "signin",
+]
 ERROR_SCHEMA: dict[str, Any] = RAW["components"]["schemas"]["ErrorResponse"]
 
 

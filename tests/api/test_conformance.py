@@ -90,6 +90,7 @@ class Api:
     client_id: str = ""
     client_secret: str = ""
     db: Database | None = None
+    account_url: str = ""
 
     def headers(self, accept: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Accept": accept}
@@ -171,6 +172,7 @@ def api(server: Server, db: Database) -> Iterator[Api]:
             client_id=key.client_id,
             client_secret=key.client_secret,
             db=db,
+            account_url=world.account_url,
         )
         api.users += [api.new_user(world.departments["sales"]) for _ in range(3)]
         api.victim_users = [api.new_user() for _ in range(2 * EXAMPLES)]
@@ -348,7 +350,21 @@ def _invited(api: Api) -> str:
     return user_id
 
 
+def _failed_signin(api: Api) -> str:
+    """The login of a new user with a failed sign-in on record."""
+    login = _login_of(api, api.new_user())
+    headers = {
+        "X-Auth-Account-Url": api.account_url,
+        "X-Auth-Email": login,
+        "X-Auth-Password": "not-the-password",
+    }
+    assert api.client.get("/role", headers=headers).status_code == 401
+    return login
+
+
 SUCCESS: dict[tuple[str, str], Callable[[Api], Request]] = {
+    ("GET", "/signin/locks"): lambda a: Request(),
+    ("DELETE", "/signin/locks"): lambda a: Request(query={"login": _failed_signin(a)}, status=204),
     ("POST", "/api/v3/token"): lambda a: Request(
         body={
             "client_id": a.client_id,

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, insert, select, text
 
-from learndir.core.auth import authenticate_token
+from learndir.core.auth import authenticate_credentials, authenticate_token
+from learndir.core.common import utcnow
 from learndir.core.errors import DomainError, ErrorCode
+from learndir.core.origin import Interface, Origin, acting_from
 from learndir.core.users.commands import AddUser
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.migrate import upgrade_database
-from learndir.db.schema import user_field_values, users
+from learndir.db.schema import signin_failures, user_field_values, users
 from tests.support import World, acme_spec, fresh_postgres_database, make_world, postgres_available
 
 EXISTING_USERS = 3000
@@ -221,3 +223,42 @@ def test_duplicates_are_found_by_their_own_index(
     assert lookups, [p for _, p in plans]
     for statement, plan in plans:
         assert not _problems(world.db, plan), (statement, plan)
+
+
+def test_sign_in_statements_use_keys(never_analysed: World) -> None:
+    """A sign-in (right or wrong password, unknown login) finds the user by its unique index
+    and its failure counts by their primary key, also when a guesser has filled the counts."""
+    world = never_analysed
+    origin = Origin(Interface.REST, client_address="192.0.2.10")
+    now = utcnow()
+    with world.db.write() as conn:
+        conn.execute(
+            insert(signin_failures),
+            [
+                {
+                    "scope": "address",
+                    "subject": f"198.18.{i // 250}.{i % 250}",
+                    "failures": 1,
+                    "first_failed_at": now,
+                    "last_failed_at": now,
+                }
+                for i in range(EXISTING_USERS)
+            ],
+        )
+
+    def sign_ins() -> None:
+        with acting_from(origin):
+            authenticate_credentials(world.db, world.account_url, "owner", "Owner-Pass-1")
+            for login in ("owner", "bulk17@acme.test", "nobody"):
+                with pytest.raises(DomainError):
+                    authenticate_credentials(world.db, world.account_url, login, "wrong")
+            authenticate_credentials(world.db, world.account_url, "owner", "Owner-Pass-1")
+
+    plans = _plans(world.db, _captured(world.db, sign_ins))
+    assert any("signin_failures" in s for s, _ in plans)
+    for statement, plan in plans:
+        assert not _problems(world.db, plan), (statement, plan)
+        assert not re.search(r"Seq Scan on signin_failures|SCAN signin_failures\b", plan), (
+            statement,
+            plan,
+        )

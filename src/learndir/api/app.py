@@ -25,6 +25,7 @@ from learndir.api.ispring_rest import (
     audit,
     directory,
     invitations,
+    signin_locks,
     users_read,
     users_write,
     webhooks,
@@ -32,8 +33,10 @@ from learndir.api.ispring_rest import (
 from learndir.api.ispring_rest import routes as rest
 from learndir.api.ispring_rest.wire import error_body, render, render_error
 from learndir.api.soap import routes as soap
+from learndir.core import signin
 from learndir.core.errors import DomainError
 from learndir.core.origin import Interface, Origin, acting_from
+from learndir.core.passwords import dummy_hash
 from learndir.db.engine import Database
 from learndir.delivery.outbox import backlog, webhook_backlog
 from learndir.delivery.worker import Worker
@@ -318,10 +321,21 @@ def _tune_garbage_collector() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(settings.database_url, pool_size=settings.threads)
+    signin.configure(
+        signin.SigninPolicy(
+            login_threshold=settings.signin_login_threshold,
+            address_threshold=settings.signin_address_threshold,
+            first_lock_seconds=settings.signin_lock_seconds,
+            max_lock_seconds=settings.signin_max_lock_seconds,
+            window_seconds=settings.signin_window_seconds,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _tune_garbage_collector()
+        # Made now, so that the first sign-in of an unknown user costs no more than the next.
+        dummy_hash()
         # One pooled connection per thread: no request waits for a connection, none is opened
         # and closed again under load.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
@@ -395,6 +409,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         audit.router,
         api_keys.router,
+        signin_locks.router,
     ):
         app.include_router(router)
     app.include_router(invite.router)

@@ -84,6 +84,13 @@ def _unusable(
     return _page(request, 410, state.value, link)
 
 
+def _locked(request: Request, exc: DomainError) -> HTMLResponse:
+    """Too many unknown links from this address: the page says so, Retry-After says how long."""
+    page = _page(request, 429, "locked")
+    page.headers["Retry-After"] = str(exc.retry_after or 60)
+    return page
+
+
 def _not_found(request: Request) -> HTMLResponse:
     # The same wording as a revoked link: an unknown token tells nothing more.
     return _page(request, 404, LinkState.REVOKED.value)
@@ -103,6 +110,8 @@ def show(request: Request, token: str) -> HTMLResponse:
     except DomainError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             return _not_found(request)
+        if exc.code is ErrorCode.TOO_MANY_ATTEMPTS:
+            return _locked(request, exc)
         raise
     if link.state is not LinkState.VALID:
         return _unusable(request, link.state, link)
@@ -150,6 +159,8 @@ async def submit(request: Request, token: str) -> HTMLResponse:
     except DomainError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             return _not_found(request)
+        if exc.code is ErrorCode.TOO_MANY_ATTEMPTS:
+            return _locked(request, exc)
         if exc.code in _STATE_OF_ERROR:
             return _unusable(request, _STATE_OF_ERROR[exc.code])
         if exc.code is ErrorCode.INVALID_PARAMETERS:

@@ -25,6 +25,7 @@ EXIT_CODES: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 6,
     ErrorCode.NOT_FOUND: 7,
     ErrorCode.DEPARTMENT_NOT_EMPTY: 8,
+    ErrorCode.TOO_MANY_ATTEMPTS: 9,
 }
 
 DatabaseUrl = Annotated[

@@ -23,23 +23,29 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    cast,
     delete,
     insert,
+    literal,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 
+from learndir.core import signin
 from learndir.core.actor import AccountInfo, Actor, Grant
 from learndir.core.changes import Change, Operation, TargetKind, account_info, iso_utc, record
 from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.origin import set_credential
-from learndir.core.passwords import verify_password
+from learndir.core.passwords import dummy_hash, verify_password
 from learndir.core.roles import Role, role_from_values
 from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
+    ID,
     access_tokens,
     account_seats,
     accounts,
@@ -74,6 +80,10 @@ def account_url_key(url: str) -> str:
 
 def _unauthenticated(reason: str) -> DomainError:
     return DomainError(ErrorCode.UNAUTHENTICATED, reason)
+
+
+# What an unknown client id's secret is compared with, so that it costs what a wrong one does.
+_DUMMY_DIGEST = _sha256(secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,39 @@ def find_user_id(conn: Connection, account_url: str, login_or_email: str) -> str
     return None
 
 
+def _candidate(rank: int, key_column: Any) -> Select[Any]:
+    return select(
+        users.c.account_id, users.c.id, users.c.password_hash, literal(rank).label("rank")
+    ).where(key_column == bindparam("key"))
+
+
+# A sign-in's lookup is one statement whatever it finds (the account, a user by login, a user by
+# e-mail, nothing), so that its time tells nothing; users are found by key alone (see
+# core.users.keys), and the account picked from the few rows found.
+_SELECT_SIGNIN = union_all(
+    select(
+        accounts.c.id, cast(null(), ID), cast(null(), users.c.password_hash.type), literal(0)
+    ).where(accounts.c.url_key == bindparam("url_key")),
+    _candidate(1, users.c.login_key),
+    _candidate(2, users.c.email_key),
+)
+
+
+def _signin_lookup(
+    conn: Connection, account_url: str, login_or_email: str
+) -> tuple[str | None, str | None, str | None]:
+    """(account id, user id, password hash) for a sign-in; None where unknown or unset."""
+    rows = conn.execute(
+        _SELECT_SIGNIN, {"url_key": account_url_key(account_url), "key": fold(login_or_email)}
+    ).all()
+    account_id = next((row[0] for row in rows if row[3] == 0), None)
+    # A login match wins over an e-mail match.
+    found = sorted((row for row in rows if row[3] > 0 and row[0] == account_id), key=lambda r: r[3])
+    if account_id is None or not found:
+        return account_id, None, None
+    return account_id, found[0][1], found[0][2]
+
+
 def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:
     with db.write() as conn:
         user_id = find_user_id(conn, account_url, login)
@@ -259,20 +302,23 @@ def issue_token(
         raise invalid("grant_type", "must be client_credentials")
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    with db.write() as conn:
+    # Failures are counted per client id and address (see core.signin).
+    with signin.attempt(db, signin.client_subject(client_id)) as attempt, db.write() as conn:
         # Locked, so that a revocation either waits for this token and deletes it, or is seen.
         row = conn.execute(
             select(api_keys.c.secret_hash, api_keys.c.user_id, api_keys.c.revoked_at)
             .where(api_keys.c.client_id == client_id)
             .with_for_update(key_share=True)
         ).first()
-        # A revoked key gets the same answer as an unknown one.
+        # An unknown client id is compared with a dummy digest: it costs what a wrong secret
+        # costs. A revoked key gets the same answer as an unknown one.
+        stored = row.secret_hash if row is not None else _DUMMY_DIGEST
         if (
-            row is None
+            not hmac.compare_digest(stored, _sha256(client_secret))
+            or row is None
             or row.revoked_at is not None
-            or not hmac.compare_digest(row.secret_hash, _sha256(client_secret))
         ):
-            raise _unauthenticated("unknown client_id or wrong client_secret")
+            raise attempt.wrong(_unauthenticated("unknown client_id or wrong client_secret"))
         if load_actor(conn, row.user_id) is None:
             raise _unauthenticated("the API key's user is not active")
         conn.execute(
@@ -380,18 +426,19 @@ _verified = _VerifiedPasswords()
 def authenticate_credentials(
     db: Database, account_url: str | None, login_or_email: str | None, password: str | None
 ) -> Actor:
+    """The user whose credentials these are. Failures are counted and locked out per login and
+    address (see core.signin); an unknown account or login, a user without a password and a
+    wrong password cost the same Argon2 verification and get the same answer."""
     if not account_url or not login_or_email or not password:
         raise _unauthenticated("account URL, login or e-mail, and password are all required")
-    with db.read() as conn:
-        user_id = find_user_id(conn, account_url, login_or_email)
-        stored = None
-        if user_id is not None:
-            stored = conn.execute(
-                select(users.c.password_hash).where(users.c.id == user_id)
-            ).scalar_one()
-    # The hash is checked outside any transaction: it takes tens of milliseconds.
-    if user_id is None or not stored or not _verified.verify(stored, password):
-        raise _unauthenticated("wrong account URL, login or password")
+    subject = signin.login_subject(account_url_key(account_url), login_or_email)
+    with signin.attempt(db, subject) as attempt:
+        with db.read() as conn:
+            attempt.account_id, user_id, stored = _signin_lookup(conn, account_url, login_or_email)
+        # The hash is checked outside any transaction: it takes tens of milliseconds.
+        verified = _verified.verify(stored or dummy_hash(), password)
+        if user_id is None or not stored or not verified:
+            raise attempt.wrong(_unauthenticated("wrong account URL, login or password"))
     with db.read() as conn:
         actor = load_actor(conn, user_id)
     if actor is None:

@@ -20,6 +20,8 @@ class ErrorCode(StrEnum):
     INVITATION_USED = "invitation_used"
     INVITATION_EXPIRED = "invitation_expired"
     INVITATION_REVOKED = "invitation_revoked"
+    # Signing in is locked for a while after too many failures (see core.signin).
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
 
 
 # The seed documents' own strings, byte for byte, where they define one.
@@ -37,11 +39,13 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVITATION_USED: "This link has already been used",
     ErrorCode.INVITATION_EXPIRED: "This link has expired",
     ErrorCode.INVITATION_REVOKED: "This link is no longer valid",
+    ErrorCode.TOO_MANY_ATTEMPTS: "Too many attempts",
 }
 
 
 class DomainError(Exception):
-    """A rule said no. `parameter` and `reason` say which input and why, when one is to blame."""
+    """A rule said no. `parameter` and `reason` say which input and why, when one is to blame;
+    `retry_after`, in seconds, when asking again later can succeed."""
 
     def __init__(
         self,
@@ -50,8 +54,10 @@ class DomainError(Exception):
         *,
         parameter: str | None = None,
         message: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.code = code
+        self.retry_after = retry_after
         self.parameter = parameter
         self.reason = reason
         self.message = message or MESSAGES[code].format(parameter=parameter or "value")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -17,3 +20,11 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash of a random, forgotten password, made once per process with the real parameters:
+    a sign-in for an unknown user is verified against it, so it costs what a wrong password
+    costs and its timing tells nothing."""
+    return hash_password(secrets.token_urlsafe(32))

@@ -216,6 +216,21 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def write_apart(self) -> Iterator[Connection]:
+        """A transaction of its own, committed when the block ends even if the request around
+        it then fails: for what a rejected request must leave behind (a failed sign-in's count).
+        Not inside a request's SQLite write transaction: it would wait for itself."""
+        unit = self._current_unit()
+        if self.is_sqlite:
+            if unit is not None and unit.writes:
+                raise RuntimeError("write_apart() inside a SQLite write unit would deadlock")
+            with self._sqlite_write() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
     def _sqlite_write(self) -> Iterator[Connection]:
         """BEGIN IMMEDIATE, after this process's and the other processes' writers (see
         _sqlite_writer_turn)."""

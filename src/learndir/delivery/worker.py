@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from learndir.core.audit import purge_audit
 from learndir.core.origin import Interface, Origin, acting_from
+from learndir.core.signin import forget_stale
 from learndir.core.users.schedules import apply_due_changes
 from learndir.db.engine import Database
 from learndir.delivery.outbox import OutboxJob
@@ -88,6 +89,13 @@ def _audit_retention(days: int) -> Job:
     return purge
 
 
+def _stale_signin_failures(window_seconds: float) -> Job:
+    def forget(db: Database, _worker_id: str) -> int:
+        return forget_stale(db, window_seconds)
+
+    return forget
+
+
 class Worker:
     def __init__(
         self,
@@ -125,6 +133,7 @@ class Worker:
             )
         if settings.audit_retention_days > 0:
             jobs.append(every(3600, _audit_retention(settings.audit_retention_days), "audit"))
+        jobs.append(every(600, _stale_signin_failures(settings.signin_window_seconds), "signin"))
         return cls(
             db,
             jobs,

@@ -34,6 +34,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVITATION_USED: 410,
     ErrorCode.INVITATION_EXPIRED: 410,
     ErrorCode.INVITATION_REVOKED: 410,
+    ErrorCode.TOO_MANY_ATTEMPTS: 429,
 }
 
 # Element names whose content is a list even with a single child.
@@ -162,6 +163,8 @@ def render_error(request: Request, exc: DomainError) -> Response:
     )
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

@@ -16,7 +16,7 @@ from lxml import etree
 from starlette.responses import Response
 
 from learndir.api.xml import local_name, parse_xml
-from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.errors import MESSAGES, DomainError, ErrorCode, invalid
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SERVICE_NS = "http://ispringlearn.com/go/services/api/soap"
@@ -43,6 +43,8 @@ FAULTS: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.FIELD_VALUE_TAKEN: (CLIENT, 409),
     ErrorCode.ACCOUNT_EXISTS: (CLIENT, 409),
     ErrorCode.DEPARTMENT_NOT_EMPTY: (CLIENT, 409),
+    # A sign-in lock is the seed's authentication Fault (see domain_fault_response).
+    ErrorCode.TOO_MANY_ATTEMPTS: (CLIENT, 401),
 }
 # A code missing from the table (a newer one) is still the client's doing.
 _CLIENT_FAULT = (CLIENT, 400)
@@ -143,9 +145,17 @@ def soap_fault_response(
 
 
 def domain_fault_response(error: DomainError) -> Response:
-    return soap_fault_response(
-        error.code, error.message, parameter=error.parameter, reason=error.reason
+    """The Fault for `error`. A sign-in lock reads as the seed's authentication Fault (the
+    clients know no other), with its code and reason in the detail and a Retry-After header."""
+    message = error.message
+    if error.code is ErrorCode.TOO_MANY_ATTEMPTS:
+        message = MESSAGES[ErrorCode.UNAUTHENTICATED]
+    response = soap_fault_response(
+        error.code, message, parameter=error.parameter, reason=error.reason
     )
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def internal_fault_response() -> Response:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from learndir.core import signin
 from learndir.core.actor import Actor
 from learndir.core.changes import (
     Change,
@@ -355,9 +356,15 @@ def _link(conn: Connection, raw: str) -> tuple[str, str, InvitationLink]:
 
 
 def invitation_by_token(db: Database, raw: str) -> InvitationLink:
-    """What the link `raw` leads to, without authenticating: its token is the credential."""
-    with db.read() as conn:
-        return _link(conn, raw)[2]
+    """What the link `raw` leads to, without authenticating: its token is the credential, so
+    unknown tokens count as failed sign-ins of the client's address (see core.signin)."""
+    with signin.attempt(db, None) as attempt, db.read() as conn:
+        try:
+            return _link(conn, raw)[2]
+        except DomainError as exc:
+            if exc.code is ErrorCode.NOT_FOUND:
+                raise attempt.wrong(exc) from None
+            raise
 
 
 def link_error(state: LinkState) -> DomainError:
