@@ -208,11 +208,7 @@ class Database:
         if unit is not None and unit.writes:
             yield unit.conn
             return
-        if self.is_sqlite:
-            with self._sqlite_write() as conn:
-                yield conn
-            return
-        with self.engine.connect() as conn, conn.begin():
+        with self._own_write() as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -221,9 +217,14 @@ class Database:
         it then fails: for what a rejected request must leave behind (a failed sign-in's count).
         Not inside a request's SQLite write transaction: it would wait for itself."""
         unit = self._current_unit()
+        if self.is_sqlite and unit is not None and unit.writes:
+            raise RuntimeError("write_apart() inside a SQLite write unit would deadlock")
+        with self._own_write() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _own_write(self) -> Iterator[Connection]:
         if self.is_sqlite:
-            if unit is not None and unit.writes:
-                raise RuntimeError("write_apart() inside a SQLite write unit would deadlock")
             with self._sqlite_write() as conn:
                 yield conn
             return
