@@ -312,10 +312,14 @@ def test_revoke_unknown_or_other_accounts_key_is_404(
     other = make_world(db, acme_spec())
     foreign = create_api_key(db, other.account_url, "owner")
     owner = world.token("owner")
-    for client_id in (foreign.client_id, "0" * 32, "x" * 300, "%00", "caf%C3%A9"):
+    for client_id in (foreign.client_id, "0" * 32, "x" * 300, "caf%C3%A9"):
         answer = keys_call(server, "DELETE", f"/{client_id}", token=owner)
         assert answer.status_code == 404, (client_id, answer.text)
         assert answer.json()["parameter"] == "clientId"
+    # A control character is refused by the one input rule before any lookup.
+    answer = keys_call(server, "DELETE", "/%00", token=owner)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["parameter"] == "clientId"
     token = buy_token(server, foreign.client_id, foreign.client_secret)
     assert token.status_code == 200  # untouched
 
