@@ -24,6 +24,7 @@ from learndir.core.common import utcnow
 from learndir.db.engine import Database
 from learndir.db.schema import audit_log
 from learndir.delivery.worker import scheduled_changes
+from tests.invitations import invite_new_user, outbox_ids, send
 from tests.support import Server, World, acme_spec, make_world
 
 
@@ -368,3 +369,32 @@ def test_scheduled_changes_are_recorded_as_the_schedulers(server: Server, world:
     assert last["operation"] == "USER_STATUS_CHANGED"
     assert last["interface"] == "scheduler" and last["userId"] is None
     assert change_of(last, "status") == (1, 3)
+
+
+def test_invitations_are_recorded(server: Server, world: World) -> None:
+    owner = Client(server, world)
+    user = invite_new_user(world)
+    owner.ok("POST", f"/user/{user}/invitation/revoke")
+    owner.ok("POST", f"/user/{user}/invitation/resend", {"channel": "email"})
+    raw = send(world.db, outbox_ids(world.db, user)[0])
+    accepted = httpx.post(
+        f"{server.base_url}/invite/{raw}",
+        data={"password": "Chosen-Pass-42", "confirmation": "Chosen-Pass-42"},
+        headers={"X-Request-Id": "accept-1"},
+        timeout=30,
+    )
+    assert accepted.status_code == 200, accepted.text
+    trail = records(owner, user)
+    assert [r["operation"] for r in trail] == [
+        "USER_REGISTERED",
+        "INVITATION_REVOKED",
+        "INVITATION_RESENT",
+        "INVITATION_ACCEPTED",
+    ]
+    _, revoked, resent, accept = trail
+    assert revoked["details"] == {"revoked": 1}
+    assert [i["channel"] for i in resent["details"]["invitations"]] == ["email"]
+    assert accept["interface"] == "invite" and accept["credential"] == "invitation"
+    assert accept["userId"] == user and accept["requestId"] == "accept-1"
+    assert change_of(accept, "password") == (None, "(new, not shown)")
+    assert "Chosen-Pass-42" not in json.dumps(trail) and raw not in json.dumps(trail)
