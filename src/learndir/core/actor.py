@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learndir.core.roles import Permission, Role, RoleKind
+from learndir.core.roles import ACCOUNT_WIDE, Permission, Role, RoleKind
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,7 @@ class Actor:
     def administers_account(self) -> bool:
         """The account owner and account administrators: they manage the account itself
         (webhooks, API keys, sign-in locks, the audit trail)."""
-        return any(
-            g.role.kind in (RoleKind.OWNER, RoleKind.ACCOUNT_ADMINISTRATOR) for g in self.grants
-        )
+        return any(g.role.kind in ACCOUNT_WIDE for g in self.grants)
 
     @property
     def is_learner_only(self) -> bool:

@@ -32,7 +32,6 @@ from learndir.core.changes import Change, Operation, TargetKind, account_info, r
 from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
 from learndir.core.origin import current_address
-from learndir.core.roles import ACCOUNT_WIDE
 from learndir.db.engine import Database
 from learndir.db.schema import accounts, api_keys, signin_failures, users
 
@@ -173,6 +172,12 @@ def attempt(db: Database, subject: Subject | None) -> Iterator[Attempt]:
     `Attempt.wrong`, counts a failure; when the block ends normally, clears the login's count."""
     subjects = with_address(subject)
     on_record = check(db, subjects)
+    # A login or client with failures on record is charged before its credential is checked:
+    # guesses sent side by side cannot all pass the check before any of them is counted. The
+    # charge is the failure when the guess is wrong; a correct credential clears it.
+    charged = [s for s in on_record if s.scope is not Scope.ADDRESS]
+    if charged:
+        _charge(db, charged)
     current = Attempt()
     try:
         yield current
@@ -184,10 +189,26 @@ def attempt(db: Database, subject: Subject | None) -> Iterator[Attempt]:
                 [
                     replace(s, account_id=account_id) if s.scope is Scope.LOGIN else s
                     for s in subjects
+                    if s not in charged
                 ],
             )
         raise
     succeeded(db, on_record)
+
+
+def _charge(db: Database, subjects: Sequence[Subject]) -> None:
+    """Counts one failure for each subject ahead of the check; refuses the attempt when that
+    takes a count past its threshold (the attempts before it used up what was allowed)."""
+    now = utcnow()
+    with db.write_apart() as conn:
+        counted = [_count_failure(conn, db.is_sqlite, s, now) for s in subjects]
+    beyond = [
+        until
+        for (failures, until), s in zip(counted, subjects, strict=True)
+        if until is not None and failures > _threshold(s.scope)
+    ]
+    if beyond:
+        raise _too_many_attempts(max(beyond), now)
 
 
 def failed(db: Database, subjects: Sequence[Subject]) -> None:
@@ -200,9 +221,11 @@ def failed(db: Database, subjects: Sequence[Subject]) -> None:
             _count_failure(conn, db.is_sqlite, subject, now)
 
 
-def _count_failure(conn: Connection, is_sqlite: bool, subject: Subject, now: datetime) -> None:
+def _count_failure(
+    conn: Connection, is_sqlite: bool, subject: Subject, now: datetime
+) -> tuple[int, datetime | None]:
     """One atomic upsert: a new count, one more, or (after a quiet window) a fresh start; then
-    the lock, if the count has reached the threshold."""
+    the lock, if the count has reached the threshold. Returns the count and the lock's end."""
     table = signin_failures
     quiet_since = now - timedelta(seconds=_policy.window_seconds)
     stale = func.coalesce(table.c.locked_until, table.c.last_failed_at) < quiet_since
@@ -228,13 +251,15 @@ def _count_failure(conn: Connection, is_sqlite: bool, subject: Subject, now: dat
     )
     failures = conn.execute(statement.returning(table.c.failures)).scalar_one()
     threshold = _threshold(subject.scope)
-    if failures >= threshold:
-        until = now + timedelta(seconds=_lock_seconds(failures, threshold))
-        conn.execute(
-            update(table)
-            .where(table.c.scope == subject.scope.value, table.c.subject == subject.key)
-            .values(locked_until=until)
-        )
+    if failures < threshold:
+        return failures, None
+    until = now + timedelta(seconds=_lock_seconds(failures, threshold))
+    conn.execute(
+        update(table)
+        .where(table.c.scope == subject.scope.value, table.c.subject == subject.key)
+        .values(locked_until=until)
+    )
+    return failures, until
 
 
 def succeeded(db: Database, on_record: frozenset[Subject]) -> None:
@@ -309,7 +334,7 @@ def _locks(conn: Connection, condition: Any) -> list[SigninLock]:
 
 
 def _require_admin(actor: Actor) -> None:
-    if not any(g.role.kind in ACCOUNT_WIDE for g in actor.grants):
+    if not actor.administers_account:
         raise denied("only the account owner and account administrators manage sign-in locks")
 
 
