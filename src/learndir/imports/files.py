@@ -36,10 +36,15 @@ class FileProblem(ValueError):
 @dataclass(frozen=True)
 class Row:
     """One data row: its number as a person counts rows in the file (the header is row 1 of a
-    CSV without blank lines before it, and of a sheet) and its cells by column header."""
+    CSV without blank lines before it, and of a sheet) and its cells, one per header (a header
+    may repeat: the vendor's template has a Group column per group)."""
 
     number: int
-    values: dict[str, str]
+    cells: tuple[str, ...]
+
+    def by_header(self, headers: list[str]) -> dict[str, str]:
+        """The cells by header, for files whose headers are unique."""
+        return dict(zip(headers, self.cells, strict=True))
 
 
 @dataclass
@@ -171,14 +176,8 @@ def _checked_headers(cells: list[str]) -> list[str]:
     headers = [cell.strip().lstrip("\ufeff") for cell in cells]
     while headers and not headers[-1]:
         headers.pop()
-    seen: dict[str, str] = {}
-    for header in headers:
-        key = header.casefold()
-        if not header:
-            raise FileProblem("a column has no header; name every column or remove it")
-        if key in seen:
-            raise FileProblem(f"the column {header!r} appears twice")
-        seen[key] = header
+    if not all(headers):
+        raise FileProblem("a column has no header; name every column or remove it")
     return headers
 
 
@@ -198,8 +197,8 @@ def _csv_rows(reader: Any, headers: list[str], header_line: int, encoding: str) 
             raise FileProblem(
                 f"row {reader.line_num} has {len(cells)} cells but the header names {width} columns"
             )
-        values = {h: (cells[i].strip() if i < len(cells) else "") for i, h in enumerate(headers)}
-        yield Row(reader.line_num, values)
+        texts = [cell.strip() for cell in cells[:width]]
+        yield Row(reader.line_num, tuple(texts + [""] * (width - len(texts))))
 
 
 def _unreadable(exc: Exception, encoding: str, line: int) -> FileProblem:
@@ -253,7 +252,7 @@ def _xlsx_rows(rows: Iterator[tuple[Any, ...]], headers: list[str], number: int)
         if any(texts[width:]):
             raise FileProblem(f"row {number} has cells beyond the {width} named columns")
         texts += [""] * (width - len(texts))
-        yield Row(number, dict(zip(headers, texts[:width], strict=True)))
+        yield Row(number, tuple(texts[:width]))
 
 
 def _cell_text(value: Any) -> str:
