@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from learndir.core.errors import denied
 from learndir.core.roles import ACCOUNT_WIDE, Permission, Role, RoleKind
 
 
@@ -56,6 +57,12 @@ class Actor:
         """The account owner and account administrators: they manage the account itself
         (webhooks, API keys, sign-in locks, the audit trail)."""
         return any(g.role.kind in ACCOUNT_WIDE for g in self.grants)
+
+    def require_account_admin(self, doing: str) -> None:
+        """Permission Denied unless the actor administers the account; `doing` says what only
+        they may do ("manage webhooks")."""
+        if not self.administers_account:
+            raise denied(f"only the account owner and account administrators {doing}")
 
     @property
     def is_learner_only(self) -> bool:

@@ -57,8 +57,7 @@ class CreatedKey:
 
 
 def _require_manager(actor: Actor) -> None:
-    if not actor.administers_account:
-        raise denied("only the account owner and account administrators manage API keys")
+    actor.require_account_admin("manage API keys")
 
 
 def _is_owner(actor: Actor) -> bool:

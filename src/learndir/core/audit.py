@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, select
 from learndir.core.actor import Actor
 from learndir.core.auth import account_url_key
 from learndir.core.common import as_utc, as_uuid_text, parse_time, utcnow
-from learndir.core.errors import denied, invalid, not_found
+from learndir.core.errors import invalid, not_found
 from learndir.core.paging import check_page_size
 from learndir.db.engine import Database
 from learndir.db.schema import accounts, audit_log
@@ -101,8 +101,7 @@ def read_audit(
     db: Database, actor: Actor, query: AuditQuery
 ) -> tuple[list[AuditRecord], str | None]:
     """A page of the actor's account's trail, newest first, and the next page's token."""
-    if not actor.administers_account:
-        raise denied("only the account owner and account administrators read the audit trail")
+    actor.require_account_admin("read the audit trail")
     with db.read() as conn:
         return _page(conn, actor.account_id, query)
 

@@ -42,7 +42,6 @@ from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.origin import set_credential
 from learndir.core.passwords import dummy_hash, verify_password
 from learndir.core.roles import Role, role_from_values
-from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
     ID,
@@ -225,24 +224,6 @@ def create_api_key_for_user(
     return key
 
 
-_SELECT_ACCOUNT_BY_URL = select(accounts.c.id).where(accounts.c.url_key == bindparam("url_key"))
-
-
-def find_user_id(conn: Connection, account_url: str, login_or_email: str) -> str | None:
-    """The user of the account whose login, else whose e-mail, is `login_or_email`."""
-    account_id = conn.execute(
-        _SELECT_ACCOUNT_BY_URL, {"url_key": account_url_key(account_url)}
-    ).scalar()
-    if account_id is None:
-        return None
-    key = fold(login_or_email)
-    for column in ("login_key", "email_key"):  # a login match wins over an e-mail match
-        found = users_by_key(conn, account_id, column, [key])
-        if found:
-            return found[0]
-    return None
-
-
 def _candidate(rank: int, key_column: Any) -> Select[Any]:
     return select(
         users.c.account_id, users.c.id, users.c.password_hash, literal(rank).label("rank")
@@ -278,12 +259,9 @@ def _signin_lookup(
 
 def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:
     with db.write() as conn:
-        user_id = find_user_id(conn, account_url, login)
-        if user_id is None:
+        account_id, user_id, _ = _signin_lookup(conn, account_url, login)
+        if account_id is None or user_id is None:
             raise invalid("login", f"no user {login!r} in account {account_url!r}")
-        account_id = conn.execute(
-            select(users.c.account_id).where(users.c.id == user_id)
-        ).scalar_one()
         return create_api_key_for_user(conn, account_info(conn, account_id), user_id, None)
 
 
@@ -344,11 +322,11 @@ def issue_token(
 def authenticate_token(db: Database, token: str | None) -> Actor:
     if not token or not token.strip():
         raise _unauthenticated("no access token given")
+    token_hash = _sha256(token.strip())
     with db.read() as conn:
-        rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": _sha256(token.strip())}).all()
+        rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": token_hash}).all()
     if not rows:
         raise _unauthenticated("unknown access token")
-    token_hash = _sha256(token.strip())
     now = utcnow()
     if as_utc(rows[0].expires_at) <= now:
         raise _unauthenticated("the access token has expired; request a new one")
@@ -371,7 +349,7 @@ def _touch(db: Database, token_hash: str, client_id: str | None, now: datetime) 
     request's own transaction never holds one; on SQLite, whose writers take turns, in the
     request's transaction when it writes."""
     stale = now - LAST_USED_RESOLUTION
-    with db.write() if db.is_sqlite else db.engine.begin() as conn:
+    with db.write() if db.is_sqlite else db.write_apart() as conn:
         if client_id is not None:
             _touch_row(conn, api_keys, api_keys.c.client_id, client_id, stale, now)
         _touch_row(conn, access_tokens, access_tokens.c.token_hash, token_hash, stale, now)

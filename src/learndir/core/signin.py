@@ -30,8 +30,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from learndir.core.actor import Actor
 from learndir.core.changes import Change, Operation, TargetKind, account_info, record
 from learndir.core.common import as_utc, fold, utcnow
-from learndir.core.errors import DomainError, ErrorCode, denied, invalid, not_found
+from learndir.core.errors import DomainError, ErrorCode, invalid, not_found
 from learndir.core.origin import current_address
+from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import accounts, api_keys, signin_failures, users
 
@@ -334,8 +335,7 @@ def _locks(conn: Connection, condition: Any) -> list[SigninLock]:
 
 
 def _require_admin(actor: Actor) -> None:
-    if not actor.administers_account:
-        raise denied("only the account owner and account administrators manage sign-in locks")
+    actor.require_account_admin("manage sign-in locks")
 
 
 def account_locks(db: Database, actor: Actor) -> list[SigninLock]:
@@ -378,13 +378,12 @@ def _login_subjects(conn: Connection, account_id: str, url_key: str, login: str)
     """The subjects a user can be locked under: the login as given and, when it names a user,
     that user's login and e-mail (either may have been used to sign in)."""
     keys = {fold(login)}
-    row = conn.execute(
-        select(users.c.login, users.c.email).where(
-            users.c.account_id == account_id,
-            or_(users.c.login_key == fold(login), users.c.email_key == fold(login)),
-        )
-    ).first()
-    if row is not None:
+    # By the unique indexes (core.users.keys), a login match before an e-mail match.
+    found = users_by_key(conn, account_id, "login_key", [fold(login)]) or users_by_key(
+        conn, account_id, "email_key", [fold(login)]
+    )
+    if found:
+        row = conn.execute(select(users.c.login, users.c.email).where(users.c.id == found[0])).one()
         keys |= {fold(value) for value in (row.login, row.email) if value}
     return [login_subject(url_key, key, account_id) for key in sorted(keys)]
 

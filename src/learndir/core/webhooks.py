@@ -35,7 +35,7 @@ from learndir.core.changes import (
     record,
 )
 from learndir.core.common import as_utc, as_uuid_text, fold, new_id, parse_time, utcnow
-from learndir.core.errors import DomainError, ErrorCode, denied, invalid
+from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.db.engine import Database
 from learndir.db.schema import (
     accounts,
@@ -76,8 +76,7 @@ def code_hash(code: str) -> str:
 
 
 def _require_admin(actor: Actor) -> None:
-    if not actor.administers_account:
-        raise denied("only the account owner and account administrators manage webhooks")
+    actor.require_account_admin("manage webhooks")
 
 
 def _text(value: Any, parameter: str, *, required: bool = True) -> str | None:
