@@ -15,6 +15,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///learndir.db"
     # Largest request body accepted, in bytes; larger bodies get 413 before parsing.
     max_body_bytes: int = 1_048_576
+    # Largest import file accepted by POST /import (CSV or XLSX), in bytes.
+    max_import_bytes: int = 200 * 1_048_576
+    # Finished import jobs (their status, plan and error report) are kept this many days.
+    import_retention_days: int = 30
     token_lifetime_seconds: int = 1800
     log_level: str = "INFO"
     # Requests one server process runs at once in its thread pool (database calls on

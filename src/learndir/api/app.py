@@ -24,6 +24,7 @@ from learndir.api.ispring_rest import (
     api_keys,
     audit,
     directory,
+    imports,
     invitations,
     signin_locks,
     users_read,
@@ -122,9 +123,11 @@ class RequestGuard:
     request id (never a body, header value or query string), and adds the security headers to
     every answer."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int = 0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # File uploads (POST .../import) may be larger than any API call.
+        self.max_upload_bytes = max(max_upload_bytes, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,8 +154,14 @@ class RequestGuard:
             await send(message)
 
         declared = headers.get(b"content-length")
+        limit = (
+            self.max_upload_bytes
+            if scope.get("method") == "POST"
+            and scope.get("path", "").rstrip("/").endswith("/import")
+            else self.max_body_bytes
+        )
         try:
-            too_large = declared is not None and int(declared) > self.max_body_bytes
+            too_large = declared is not None and int(declared) > limit
         except ValueError:
             too_large = True
         received = 0
@@ -164,7 +173,7 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             elif message["type"] == "http.disconnect" and not answered:
                 disconnected = True
@@ -177,7 +186,7 @@ class RequestGuard:
                 await self.app(scope, limited_receive, send_logged)
         except _BodyTooLarge:
             await self._drain(receive, received)
-            reason = f"the request body is larger than {self.max_body_bytes} bytes"
+            reason = f"the request body is larger than {limit} bytes"
             await self._send_error(
                 scope, send_logged, 413, "request_too_large", "Request too large", "request", reason
             )
@@ -410,10 +419,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         api_keys.router,
         signin_locks.router,
+        imports.router,
     ):
         app.include_router(router)
     app.include_router(invite.router)
     docs.install(app)
     app.add_middleware(ApiPrefixes)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_import_bytes,
+    )
     return app

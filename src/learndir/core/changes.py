@@ -28,6 +28,7 @@ from learndir.core.actor import AccountInfo
 from learndir.core.common import new_id, utcnow
 from learndir.core.origin import Interface, current
 from learndir.core.users.queries import Subordination, UserView, field_list, views_of
+from learndir.db.bulk import insert_many
 from learndir.db.schema import accounts, audit_log, events, webhook_deliveries
 
 
@@ -131,8 +132,9 @@ def _audit(conn: Connection, account: AccountInfo, changes: list[Change], now: d
         "credential": origin.credential if origin is not None else None,
         "actor_login": origin.login if origin is not None else None,
     }
-    conn.execute(
-        insert(audit_log),
+    insert_many(
+        conn,
+        audit_log,
         [
             {
                 **who,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -414,4 +415,88 @@ audit_log = Table(
     Index(None, "account_id", "target_id"),
     Index(None, "account_id", "actor_user_id"),
     Index(None, "occurred_at"),
+)
+
+
+# Import jobs (bulk import and file sync): one row per run, from the command line or REST. A
+# job is applied in batches, each one transaction that also moves `rows_done` on, so a job
+# resumes after a crash at the first batch that did not commit. The worker that runs a REST job
+# holds a lease on it, renewed every batch; a lease that runs out lets another worker go on.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    # Who runs it (kept as text: the record outlives the user).
+    Column("actor_user_id", ID, nullable=False),
+    Column("actor_login", String(255), nullable=True),
+    Column("interface", String(16), nullable=False),
+    # create, update, upsert or sync; the column users are matched on (login, email or a
+    # unique profile field's name); whether new users without a password are invited.
+    Column("mode", String(16), nullable=False),
+    Column("match_by", String(128), nullable=False),
+    Column("invite", Boolean, nullable=False, server_default=false()),
+    Column("dry_run", Boolean, nullable=False, server_default=false()),
+    Column("file_name", String(255), nullable=False),
+    Column("encoding", String(64), nullable=True),
+    Column("delimiter", String(8), nullable=True),
+    # JSON list of the file's headers, once read (the error report repeats them).
+    Column("headers", Text, nullable=True),
+    # queued -> running -> done | failed
+    Column("status", String(16), nullable=False),
+    # rows -> managers -> missing (sync) -> done: what the job does next.
+    Column("phase", String(16), nullable=False),
+    Column("rows_total", Integer, nullable=True),
+    Column("rows_done", Integer, nullable=False, server_default="0"),
+    # JSON {action: count}.
+    Column("totals", Text, nullable=False),
+    # Why a job failed as a whole (a file that is not a table, unknown columns).
+    Column("failure", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Index(None, "status"),
+    Index(None, "account_id", "created_at"),
+)
+
+# An uploaded file, in pieces of at most a megabyte, so that any node's worker can run the job
+# and a restart loses nothing; deleted with the job.
+import_chunks = Table(
+    "import_chunks",
+    metadata,
+    Column("job_id", ID, ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# What became of each row of a job (the plan of a dry run, the report of a real one), and the
+# users a sync deactivated. The keys let a later batch find a login or e-mail given twice in
+# the file; user_id is every user the file names, which a sync does not deactivate.
+import_results = Table(
+    "import_results",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("job_id", ID, ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("row_number", Integer, nullable=True),
+    # create, update, move, deactivate, unchanged or error.
+    Column("action", String(16), nullable=False),
+    Column("user_id", ID, nullable=True),
+    Column("login", String(255), nullable=True),
+    Column("match_key", String(512), nullable=True),
+    Column("email_key", String(320), nullable=True),
+    # The Manager login cell, set once every row is in (a manager may come later in the file).
+    Column("manager", String(255), nullable=True),
+    # JSON [{field, before, after}] of what the row changes.
+    Column("changes", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    # JSON list of the row's cells, for the error report.
+    Column("cells", Text, nullable=True),
+    Index(None, "job_id", "match_key"),
+    Index(None, "job_id", "email_key"),
+    Index(None, "job_id", "user_id"),
+    Index(None, "job_id", "action"),
 )

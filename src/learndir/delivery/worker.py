@@ -29,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from learndir.core.audit import purge_audit
+from learndir.core.imports.jobs import ImportJobs, purge_jobs
 from learndir.core.origin import Interface, Origin, acting_from
 from learndir.core.signin import forget_stale
 from learndir.core.users.schedules import apply_due_changes
@@ -42,7 +43,11 @@ log = logging.getLogger("learndir.worker")
 Job = Callable[[Database, str], int]
 # How often a worker that lost the SQLite delivery lock checks whether it is free again.
 LOCK_RETRY_SECONDS = 1.0
-_QUEUE_INSERTS = ("INSERT INTO outbox ", "INSERT INTO webhook_deliveries ")
+_QUEUE_INSERTS = (
+    "INSERT INTO outbox ",
+    "INSERT INTO webhook_deliveries ",
+    "INSERT INTO import_jobs ",
+)
 _QUEUED = "learndir_outbox_queued"
 _COMMITTED = "learndir_outbox_committed"
 # The longest pause of a job that keeps failing (the pause doubles from 1 s).
@@ -84,6 +89,16 @@ def _audit_retention(days: int) -> Job:
         purged = purge_audit(db, days)
         if purged:
             log.info("audit records older than %d days deleted: %d", days, purged)
+        return purged
+
+    return purge
+
+
+def _import_retention(days: int) -> Job:
+    def purge(db: Database, _worker_id: str) -> int:
+        purged = purge_jobs(db, days)
+        if purged:
+            log.info("import jobs finished over %d days ago deleted: %d", days, purged)
         return purged
 
     return purge
@@ -134,12 +149,16 @@ class Worker:
         if settings.audit_retention_days > 0:
             jobs.append(every(3600, _audit_retention(settings.audit_retention_days), "audit"))
         jobs.append(every(600, _stale_signin_failures(settings.signin_window_seconds), "signin"))
+        imports = ImportJobs()
+        jobs.append(imports)
+        if settings.import_retention_days > 0:
+            jobs.append(every(3600, _import_retention(settings.import_retention_days), "imports"))
         return cls(
             db,
             jobs,
             poll_interval=settings.worker_poll_seconds,
             idle_poll_interval=settings.worker_idle_poll_seconds,
-            closers=[outbox_job.close],
+            closers=[outbox_job.close, imports.close],
         )
 
     def wake(self) -> None:

@@ -37,6 +37,7 @@ from learndir.core.smart_groups import account_smart_groups, refresh_memberships
 from learndir.core.users.commands import AddUser, ApiGeneration, RoleItem
 from learndir.core.users.keys import users_by_key
 from learndir.core.users.queries import UserView
+from learndir.db.bulk import insert_many
 from learndir.db.engine import Database
 from learndir.db.schema import (
     account_seats,
@@ -94,7 +95,7 @@ _INSERT_OUTBOX = insert(outbox)
 
 
 @dataclass
-class _Invitation:
+class Invitation:
     channel: str
     recipient: str
     message: str
@@ -111,7 +112,7 @@ class UserPlan:
     custom: list[tuple[ProfileField, str]] = field(default_factory=list)
     roles: list[tuple[Role, list[Department]]] = field(default_factory=list)
     group_ids: list[str] = field(default_factory=list)
-    invitations: list[_Invitation] = field(default_factory=list)
+    invitations: list[Invitation] = field(default_factory=list)
     # The account at the settings version the plan was checked against.
     account: AccountInfo | None = None
 
@@ -190,7 +191,7 @@ def add_user_in(
                 TargetKind.USER,
                 user_id,
                 actor.user_id,
-                after=_registered(conn, account, plan, user_id),
+                after=registered_snapshot(conn, account, plan, user_id),
             )
         ],
     )
@@ -206,7 +207,7 @@ def add_user_in(
     return user_id
 
 
-def _registered(
+def registered_snapshot(
     conn: Connection, account: AccountInfo, plan: UserPlan, user_id: str
 ) -> dict[str, object] | None:
     """The new user as a read shows them, made from the plan without reading the rows back
@@ -489,7 +490,7 @@ def resolve_groups(
 
 def _invitations(
     cmd: AddUser, generation: ApiGeneration, plan: UserPlan, default_message: str
-) -> list[_Invitation]:
+) -> list[Invitation]:
     """The older generation invites by default and the newer one on request; only the newer
     SOAP generation demands the message's text, elsewhere the account's default is sent."""
     result = []
@@ -512,7 +513,7 @@ def _invitations(
                     "nor a login that is an e-mail) to invite",
                 )
         else:
-            result.append(_Invitation("email", recipient, message or default_message))
+            result.append(Invitation("email", recipient, message or default_message))
     if cmd.send_login_sms:
         message = (cmd.invitation_sms_message or "").strip()
         if not message:
@@ -520,7 +521,7 @@ def _invitations(
         phone = plan.builtin.get("phone")
         if not phone:
             raise invalid("sendLoginSMS", "the user has no phone number in the profile")
-        result.append(_Invitation("sms", phone_e164(phone), message))
+        result.append(Invitation("sms", phone_e164(phone), message))
     return result
 
 
@@ -643,20 +644,31 @@ def duplicate_from_integrity_error(
     raise exc
 
 
-def insert_user(
-    conn: Connection,
+@dataclass
+class PlanRows:
+    """The rows that write one checked plan, built without touching the database: addUser
+    inserts one plan's, an import a whole batch's at once."""
+
+    user: dict[str, object]
+    values: list[dict[str, object]]
+    roles: list[dict[str, object]]
+    managed: list[dict[str, object]]
+    members: list[dict[str, object]]
+    invitations: list[dict[str, object]]
+
+
+def plan_rows(
     account_id: str,
     added_by: str | None,
     plan: UserPlan,
     password_hash: str | None,
     status: int = ACTIVE,
-) -> str:
-    """Writes a checked plan: the user, profile values, roles, groups and invitations."""
-    user_id = new_id()
+    user_id: str | None = None,
+) -> PlanRows:
+    user_id = user_id or new_id()
     now = utcnow()
-    inserted = conn.execute(
-        _INSERT_USER[conn.dialect.name],
-        {
+    return PlanRows(
+        user={
             "id": user_id,
             "account_id": account_id,
             "department_id": plan.department.id,
@@ -670,11 +682,7 @@ def insert_user(
             "added_by": added_by,
             **{c: plan.builtin.get(c) or None for c in _BUILTIN_COLUMNS},
         },
-    )
-    if inserted.rowcount != 1:
-        raise _duplicate(conn, account_id, plan.login, plan.email, [])
-    if plan.custom:
-        rows = [
+        values=[
             {
                 "user_id": user_id,
                 "field_id": f.id,
@@ -682,38 +690,68 @@ def insert_user(
                 "unique_key": fold(value) if f.is_unique else None,
             }
             for f, value in plan.custom
-        ]
+        ],
+        roles=[{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles],
+        managed=[
+            {"user_id": user_id, "role_id": r.id, "department_id": d.id}
+            for r, depts in plan.roles
+            for d in depts
+        ],
+        members=[{"group_id": g, "user_id": user_id} for g in plan.group_ids],
+        invitations=[
+            {
+                "id": new_id(),
+                "account_id": account_id,
+                "user_id": user_id,
+                "channel": inv.channel,
+                "recipient": inv.recipient,
+                "message": inv.message,
+                "status": "pending",
+                "created_at": now,
+                "next_attempt_at": now,
+                "password_link": password_hash is None,
+            }
+            for inv in plan.invitations
+        ],
+    )
+
+
+def insert_user(
+    conn: Connection,
+    account_id: str,
+    added_by: str | None,
+    plan: UserPlan,
+    password_hash: str | None,
+    status: int = ACTIVE,
+) -> str:
+    """Writes a checked plan: the user, profile values, roles, groups and invitations."""
+    rows = plan_rows(account_id, added_by, plan, password_hash, status)
+    inserted = conn.execute(_INSERT_USER[conn.dialect.name], rows.user)
+    if inserted.rowcount != 1:
+        raise _duplicate(conn, account_id, plan.login, plan.email, [])
+    if rows.values:
         # One statement for every value, so its row count tells whether all went in.
-        statement = _INSERT_FIELD_VALUES[conn.dialect.name].values(rows)
-        if conn.execute(statement).rowcount != len(rows):
+        statement = _INSERT_FIELD_VALUES[conn.dialect.name].values(rows.values)
+        if conn.execute(statement).rowcount != len(rows.values):
             raise _duplicate(conn, account_id, None, None, plan.custom)
-    conn.execute(_INSERT_USER_ROLE, [{"user_id": user_id, "role_id": r.id} for r, _ in plan.roles])
-    managed = [
-        {"user_id": user_id, "role_id": r.id, "department_id": d.id}
-        for r, depts in plan.roles
-        for d in depts
+    write_plan_rows(conn, [rows], users_and_values=False)
+    return str(rows.user["id"])
+
+
+def write_plan_rows(
+    conn: Connection, batch: Sequence[PlanRows], *, users_and_values: bool = True
+) -> None:
+    """Inserts the rows of checked plans, one statement per table for the whole batch."""
+    tables: list[tuple[Table, list[dict[str, object]]]] = [
+        (user_roles, [r for rows in batch for r in rows.roles]),
+        (user_role_departments, [r for rows in batch for r in rows.managed]),
+        (group_members, [r for rows in batch for r in rows.members]),
+        (outbox, [r for rows in batch for r in rows.invitations]),
     ]
-    if managed:
-        conn.execute(_INSERT_MANAGED, managed)
-    if plan.group_ids:
-        conn.execute(_INSERT_MEMBER, [{"group_id": g, "user_id": user_id} for g in plan.group_ids])
-    if plan.invitations:
-        conn.execute(
-            _INSERT_OUTBOX,
-            [
-                {
-                    "id": new_id(),
-                    "account_id": account_id,
-                    "user_id": user_id,
-                    "channel": inv.channel,
-                    "recipient": inv.recipient,
-                    "message": inv.message,
-                    "status": "pending",
-                    "created_at": now,
-                    "next_attempt_at": now,
-                    "password_link": password_hash is None,
-                }
-                for inv in plan.invitations
-            ],
-        )
-    return user_id
+    if users_and_values:
+        tables[:0] = [
+            (users, [rows.user for rows in batch]),
+            (user_field_values, [r for rows in batch for r in rows.values]),
+        ]
+    for table, rows in tables:
+        insert_many(conn, table, rows)
