@@ -24,6 +24,7 @@ from learndir.api.ispring_rest import (
     api_keys,
     audit,
     directory,
+    exports,
     invitations,
     signin_locks,
     users_read,
@@ -410,6 +411,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         api_keys.router,
         signin_locks.router,
+        exports.router,
     ):
         app.include_router(router)
     app.include_router(invite.router)
