@@ -135,11 +135,8 @@ def _most_groups(conn: Connection, actor: Actor) -> int:
 
 def _supervisor_logins(db: Database, account_id: str, views: Iterable[UserView]) -> dict[str, str]:
     """The logins of the page's manual supervisors, by id: one query by primary key."""
-    wanted = {
-        v.subordination.supervisor_id
-        for v in views
-        if v.subordination.type == "manual" and v.subordination.supervisor_id
-    }
+    # A supervisor id is kept only for `manual` subordination (queries.UserView).
+    wanted = {v.subordination.supervisor_id for v in views if v.subordination.supervisor_id}
     if not wanted:
         return {}
     with db.read() as conn:
@@ -172,7 +169,6 @@ def _row(
     supervisors: dict[str, str],
 ) -> Row:
     managed = dict.fromkeys(d for _, depts in view.roles for d in depts)
-    supervisor = view.subordination.supervisor_id
     group_cells = sorted(
         directory.group_names[g] for g in view.groups if g in directory.group_names
     )
@@ -188,9 +184,7 @@ def _row(
         STATUS_NAMES.get(view.status, str(view.status)),
         LIST_SEPARATOR.join(role.name for role, _ in view.roles),
         LIST_SEPARATOR.join(managed),
-        supervisors.get(supervisor, "")
-        if view.subordination.type == "manual" and supervisor
-        else "",
+        supervisors.get(view.subordination.supervisor_id or "", ""),
         *group_cells,
         *[""] * (group_columns - len(group_cells)),
     )
