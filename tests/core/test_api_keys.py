@@ -100,7 +100,9 @@ def test_revoked_key_buys_no_token_with_the_unknown_keys_answer(db: Database, wo
     assert not changed and again.revoked_at == revoked.revoked_at
     with db.read() as conn:
         operations = conn.execute(
-            select(audit_log.c.operation).where(audit_log.c.target_id == key.client_id)
+            select(audit_log.c.operation)
+            .where(audit_log.c.target_id == key.client_id)
+            .order_by(audit_log.c.id)
         ).scalars()
         assert list(operations) == ["API_KEY_CREATED", "API_KEY_REVOKED"]
 

@@ -41,7 +41,9 @@ from tests.support import World, acme_spec, make_world
 HEADER = "Login,Email,First Name,Employee ID,Country,Department code,Status"
 
 
-def write(tmp_path: Path, lines: list[str], name: str = "users.csv", encoding: str = "utf-8") -> Path:
+def write(
+    tmp_path: Path, lines: list[str], name: str = "users.csv", encoding: str = "utf-8"
+) -> Path:
     path = tmp_path / name
     path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
     return path
@@ -288,11 +290,13 @@ def test_sync_deactivates_whom_the_file_leaves_out(world: World, tmp_path: Path)
     for login in keep:
         row = rows[login]
         with world.db.read() as conn:
-            eid = conn.execute(
-                select(user_field_values.c.value).where(
-                    user_field_values.c.user_id == row.id
+            eid = (
+                conn.execute(
+                    select(user_field_values.c.value).where(user_field_values.c.user_id == row.id)
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         employee = next(v for v in eid if "-" in v)
         lines.append(f"{login},{row.email or ''},{row.first_name or ''},{employee},DE,,,")
     lines.append("newdept.user,nd@x.test,Nd,Z-1,DE,Acme/Logistics,logistics,")
@@ -336,9 +340,9 @@ def test_groups_replace_and_add(world: World, tmp_path: Path) -> None:
     assert job.totals["update"] == 2, results
     with world.db.read() as conn:
         member = conn.execute(
-            select(groups.c.name, group_members.c.user_id).join(
-                group_members, group_members.c.group_id == groups.c.id
-            ).where(groups.c.account_id == world.account_id)
+            select(groups.c.name, group_members.c.user_id)
+            .join(group_members, group_members.c.group_id == groups.c.id)
+            .where(groups.c.account_id == world.account_id)
         ).all()
     held: dict[str, set[str]] = {}
     for name, user_id in member:
@@ -382,9 +386,11 @@ def test_invitations_when_asked(world: World, tmp_path: Path) -> None:
     path = write(tmp_path, [HEADER, "invited,invited@x.test,I,V-1,DE,sales,"])
     run(world, path, invite=True)
     with world.db.read() as conn:
-        sent = conn.execute(
-            select(outbox.c.recipient).where(outbox.c.account_id == world.account_id)
-        ).scalars().all()
+        sent = (
+            conn.execute(select(outbox.c.recipient).where(outbox.c.account_id == world.account_id))
+            .scalars()
+            .all()
+        )
     assert "invited@x.test" in sent
 
 

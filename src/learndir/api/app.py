@@ -24,6 +24,7 @@ from learndir.api.ispring_rest import (
     api_keys,
     audit,
     directory,
+    exports,
     imports,
     invitations,
     signin_locks,
@@ -419,6 +420,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         api_keys.router,
         signin_locks.router,
+        exports.router,
         imports.router,
     ):
         app.include_router(router)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from learndir.cli import api_keys, imports, signin
+from learndir.cli import api_keys, exports, imports, signin
 from learndir.cli.common import EXIT_CODES, DatabaseUrl, JsonFlag, print_table
 from learndir.cli.common import database_url as _database_url
 from learndir.cli.common import fail as _fail
@@ -32,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(signin.app, name="signin")
+exports.register(app)
 imports.register(app)
 
 

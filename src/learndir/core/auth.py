@@ -41,7 +41,7 @@ from learndir.core.common import as_utc, fold, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.origin import set_credential
 from learndir.core.passwords import dummy_hash, verify_password
-from learndir.core.roles import Role, role_from_values
+from learndir.core.roles import Role, RoleKind, role_from_values
 from learndir.db.engine import Database
 from learndir.db.schema import (
     ID,
@@ -255,6 +255,49 @@ def _signin_lookup(
     if account_id is None or not found:
         return account_id, None, None
     return account_id, found[0][1], found[0][2]
+
+
+# The account, and its owner (the holder of its owner role).
+_SELECT_OWNER = select(
+    accounts.c.id,
+    select(user_roles.c.user_id)
+    .join(roles, roles.c.id == user_roles.c.role_id)
+    .where(roles.c.account_id == accounts.c.id, roles.c.kind == RoleKind.OWNER.value)
+    .limit(1)
+    .scalar_subquery()
+    .label("user_id"),
+).where(accounts.c.url_key == bindparam("url_key"))
+
+
+def actor_for_login(db: Database, account_url: str, login: str | None) -> Actor:
+    """The acting user of a command run where the database is (the command line): the user
+    with this login or e-mail (case-insensitive) in the account at `account_url`, or the
+    account's owner without one. No password: whoever runs the command reaches the database.
+    Not found naming the unknown account or user; Unauthorized when the user is not active."""
+    with db.read() as conn:
+        if login is None:
+            row = conn.execute(_SELECT_OWNER, {"url_key": account_url_key(account_url)}).first()
+            account_id, user_id = (row.id, row.user_id) if row is not None else (None, None)
+        else:
+            account_id, user_id, _ = _signin_lookup(conn, account_url, login)
+        if account_id is None:
+            raise DomainError(
+                ErrorCode.NOT_FOUND,
+                f"no account {account_url!r}",
+                parameter="accountUrl",
+                message="Unknown account",
+            )
+        if user_id is None:
+            raise DomainError(
+                ErrorCode.NOT_FOUND,
+                f"no user {login!r} in account {account_url!r}",
+                parameter="login",
+                message="Unknown user",
+            )
+        actor = load_actor(conn, user_id)
+    if actor is None:
+        raise _unauthenticated(f"user {login or 'owner'!r} of {account_url!r} is not active")
+    return actor
 
 
 def create_api_key(db: Database, account_url: str, login: str) -> ApiKey:

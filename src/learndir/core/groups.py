@@ -93,15 +93,20 @@ def _require_not_learner(actor: Actor) -> None:
         raise denied("learners cannot see groups")
 
 
+def account_groups(conn: Connection, account_id: str) -> list[Group]:
+    """Every group of the account, by name."""
+    rows = conn.execute(
+        select(groups.c.id, groups.c.name, groups.c.is_smart)
+        .where(groups.c.account_id == account_id)
+        .order_by(groups.c.name, groups.c.id)
+    )
+    return [Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows]
+
+
 def list_groups(db: Database, actor: Actor) -> list[Group]:
     _require_not_learner(actor)
     with db.read() as conn:
-        rows = conn.execute(
-            select(groups.c.id, groups.c.name, groups.c.is_smart)
-            .where(groups.c.account_id == actor.account_id)
-            .order_by(groups.c.name, groups.c.id)
-        )
-        return [Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows]
+        return account_groups(conn, actor.account_id)
 
 
 def page_groups(

@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 
 from learndir.core.errors import DomainError, invalid
-from learndir.core.users.changes import parse_status
+from learndir.core.users.changes import ACTIVE, INACTIVE, TERMINATED, parse_status
 
+# A status as the vendor's template and learndir's export write it.
+STATUS_NAMES = {ACTIVE: "Active", INACTIVE: "Inactive", TERMINATED: "Employment Ended"}
 _STATUS_WORDS = {
-    "active": 1,
-    "inactive": 3,
-    "deactivated": 3,
-    "employment ended": 5,
-    "terminated": 5,
+    **{name.casefold(): status for status, name in STATUS_NAMES.items()},
+    "deactivated": INACTIVE,
+    "terminated": TERMINATED,
 }
 _YES = frozenset({"yes", "y", "true", "1", "active"})
 _NO = frozenset({"no", "n", "false", "0", "inactive"})

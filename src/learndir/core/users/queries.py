@@ -9,7 +9,7 @@ they manage); a user may always read their own profile.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -272,6 +272,43 @@ def numbered_page(
         )
         rows = conn.execute(base.order_by(users.c.id).limit(size).offset((number - 1) * size)).all()
         return NumberedPage(_views(conn, settings, rows), number, total)
+
+
+def visible_user_ids(conn: Connection, actor: Actor) -> Select[Any]:
+    """The ids of every user the actor may see, as a statement to aggregate over (an export
+    counts their groups before its first row); Permission Denied when they may see nobody."""
+    settings = account_settings(conn, actor.account)
+    return _filtered(conn, actor, _view_scope(actor), settings, UserFilter()).with_only_columns(
+        users.c.id
+    )
+
+
+def pages_of_users(db: Database, actor: Actor, page_size: int = _BATCH) -> Iterator[list[UserView]]:
+    """Every user the actor may see, in id order, a keyset page at a time: for exports, whose
+    memory must not grow with the account. Each page is read on a connection of its own, held
+    only while the page is read (a slow consumer holds none), and a user that exists throughout
+    is seen exactly once. Permission Denied is raised by this call, before any page is read."""
+    scope = _view_scope(actor)
+
+    def pages() -> Iterator[list[UserView]]:
+        after = ""
+        while True:
+            with db.read() as conn:
+                settings = account_settings(conn, actor.account)
+                rows = conn.execute(
+                    _filtered(conn, actor, scope, settings, UserFilter())
+                    .where(users.c.id > after)
+                    .order_by(users.c.id)
+                    .limit(page_size)
+                ).all()
+                views = _views(conn, settings, rows)
+            if views:
+                yield views
+            if len(rows) < page_size:
+                return
+            after = rows[-1].id
+
+    return pages()
 
 
 def find_existing(db: Database, actor: Actor, user_ids: Sequence[str] | None) -> list[str]:
