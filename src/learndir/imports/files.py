@@ -118,14 +118,21 @@ def _encoding(sample: bytes, given: str | None) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    best = from_bytes(sample, cp_isolation=_LEGACY).best()
+    # Single-byte code pages first: a short file with a few accented or Cyrillic letters also
+    # decodes, meaninglessly but without errors, in a CJK code page. A multi-byte one is
+    # taken only when it reads as clearly less chaotic.
+    single = from_bytes(sample, cp_isolation=_SINGLE_BYTE).best()
+    multi = from_bytes(sample, cp_isolation=_MULTI_BYTE).best()
+    best = single
+    if best is None or (multi is not None and multi.chaos + 0.1 < best.chaos):
+        best = multi
     if best is None:
         raise FileProblem("the file's encoding is not recognised; give it (e.g. windows-1251)")
     return codecs.lookup(best.encoding).name
 
 
 # The code pages an Excel "CSV" export is written in, by Windows locale.
-_LEGACY = [
+_SINGLE_BYTE = [
     "cp1250",
     "cp1251",
     "cp1252",
@@ -136,13 +143,10 @@ _LEGACY = [
     "cp1257",
     "cp1258",
     "cp874",
-    "cp932",
-    "cp936",
-    "cp949",
-    "cp950",
     "koi8_r",
     "iso8859_15",
 ]
+_MULTI_BYTE = ["cp932", "cp936", "cp949", "cp950"]
 
 
 def _delimiter(sample: str, given: str | None) -> str:
