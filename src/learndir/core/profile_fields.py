@@ -178,6 +178,7 @@ _PLAIN_EMAIL = re.compile(
     r"(?P<local>[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*)"
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
+_WHITE_SPACE = re.compile(r"\s")
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion"})
 
 
@@ -262,7 +263,7 @@ def check_value(field: ProfileField, raw: str, parameter: str) -> str:
             except LookupError:
                 raise invalid(parameter, "not a country (an ISO 3166 code or name)") from None
         return str(country.alpha_2)
-    if field.type == "login" and any(ch.isspace() for ch in value):
+    if field.type == "login" and _WHITE_SPACE.search(value):
         raise invalid(parameter, "a login cannot contain white space")
     return value
 

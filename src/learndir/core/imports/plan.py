@@ -12,12 +12,12 @@ rows go on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from learndir.core.actor import Actor, Scope
@@ -42,6 +42,7 @@ from learndir.core.roles import Permission, Role, RoleKind
 from learndir.core.smart_groups import refresh_memberships
 from learndir.core.users.changes import ACTIVE, release_seats
 from learndir.core.users.commands import ApiGeneration, RoleItem
+from learndir.core.users.keys import rows_by_keys
 from learndir.core.users.queries import UserView, views_of
 from learndir.core.users.service import (
     Invitation,
@@ -118,9 +119,9 @@ class RowResult:
             "match_key": self.match_key[:512] if self.match_key else None,
             "email_key": self.email_key[:320] if self.email_key else None,
             "manager": self.manager[:255] if self.manager is not None else None,
-            "changes": json.dumps(self.changes, ensure_ascii=False) if self.changes else None,
+            "changes": orjson.dumps(self.changes).decode() if self.changes else None,
             "error": self.error,
-            "cells": json.dumps(list(self.cells), ensure_ascii=False) if self.cells else None,
+            "cells": orjson.dumps(list(self.cells)).decode() if self.cells else None,
         }
 
 
@@ -167,9 +168,23 @@ class Wanted:
     add_groups: list[GroupRef] = field(default_factory=list)
     manager: str | None = None
 
-    @property
-    def login(self) -> str:
-        return self.values.get("login", "").strip()
+    login: str = ""
+    email: str = ""
+
+    def __post_init__(self) -> None:
+        self.login = self.values.get("login", "").strip()
+        self.email = self.values.get("email", "").strip()
+        self.login_key = fold(self.login)
+        self.email_key = fold(self.email)
+
+
+@dataclass(frozen=True)
+class ReadRow:
+    number: int
+    cells: tuple[str, ...]
+    login: str
+    wanted: Wanted | None
+    error: str | None = None
 
 
 class RowReader:
@@ -187,6 +202,18 @@ class RowReader:
                 self.headers[c.field] = c.header
                 self.headers[f"fields.{c.field}"] = c.header
         self.by_kind = {kind: columns.of(kind) for kind in ColumnKind}
+        self.login_index = next(c.index for c in columns.columns if c.field == "login")
+
+    def prepare(self, number: int, cells: tuple[str, ...]) -> ReadRow:
+        """The row read, or why it cannot be: what needs no database (the import reads the
+        next batch's rows this way while the current one is written)."""
+        login = _cell(cells, self.login_index).strip()
+        try:
+            return ReadRow(number, cells, login, self.read(number, cells))
+        except RowError as exc:
+            return ReadRow(number, cells, login, None, exc.reason)
+        except DomainError as exc:
+            return ReadRow(number, cells, login, None, describe(exc, self.headers))
 
     def read(self, number: int, cells: tuple[str, ...]) -> Wanted:
         values = {name: cells[i] if i < len(cells) else "" for i, name in self.fields.items()}
@@ -311,6 +338,8 @@ class Batch:
     seats_taken: int = 0
     seats_released: int = 0
     departments_created: int = 0
+    # The e-mail addresses the batch's accepted rows give (see JobState.email_rows).
+    email_rows: dict[int, int] = field(default_factory=dict)
 
     def changes_users(self) -> bool:
         return bool(self.creates or self.before)
@@ -327,60 +356,44 @@ class JobState:
     reader: RowReader
     # A dry run writes nothing: the seats its creates would take are counted here.
     dry_seats: int = 0
+    # The e-mail addresses of the rows accepted so far, by their hash, with the row: a second
+    # row with one is refused (a dry run writes no user whose unique index would refuse it).
+    # Kept in memory, not indexed in the database: an index on random keys makes every batch
+    # write pages all over it; rebuilt from the job's results when a job resumes.
+    email_rows: dict[int, int] = field(default_factory=dict)
     # Role cells resolved by addUser's rules, by (role ids, managed department ids).
     roles_memo: dict[
         tuple[tuple[str, ...], tuple[str, ...]], list[tuple[Role, list[Department]]]
     ] = field(default_factory=dict)
 
 
-_SELECT_LOGIN_HOLDERS = select(users.c.login_key, users.c.id, users.c.account_id).where(
-    users.c.login_key.in_(bindparam("keys", expanding=True))
-)
-_SELECT_EMAIL_HOLDERS = select(users.c.email_key, users.c.id, users.c.account_id).where(
-    users.c.email_key.in_(bindparam("keys", expanding=True))
-)
+_SELECT_LOGIN_HOLDERS = select(users.c.login_key, users.c.id, users.c.account_id)
+_SELECT_EMAIL_HOLDERS = select(users.c.email_key, users.c.id, users.c.account_id)
 _SELECT_VALUE_HOLDERS = select(user_field_values.c.unique_key, user_field_values.c.user_id).where(
-    user_field_values.c.field_id == bindparam("field_id"),
-    user_field_values.c.unique_key.in_(bindparam("keys", expanding=True)),
+    user_field_values.c.field_id == bindparam("field_id")
 )
-_SELECT_EARLIER = {
-    name: select(column, import_results.c.row_number).where(
-        import_results.c.job_id == bindparam("job_id"),
-        column.in_(bindparam("keys", expanding=True)),
-    )
-    for name, column in (
-        ("match_key", import_results.c.match_key),
-        ("email_key", import_results.c.email_key),
-    )
-}
+_SELECT_EARLIER = select(import_results.c.match_key, import_results.c.row_number).where(
+    import_results.c.job_id == bindparam("job_id")
+)
 _SELECT_PASSWORDS = select(users.c.id, users.c.password_hash).where(
     users.c.id.in_(bindparam("ids", expanding=True))
 )
 
 
 def _holders(
-    conn: Connection, statement: Any, account_id: str, keys: Iterable[str]
+    conn: Connection, statement: Any, key: Any, account_id: str, keys: Iterable[str]
 ) -> dict[str, str]:
-    wanted = list(dict.fromkeys(k for k in keys if k))
-    if not wanted:
-        return {}
     return {
-        key: user_id
-        for key, user_id, account in conn.execute(statement, {"keys": wanted})
+        found: user_id
+        for found, user_id, account in rows_by_keys(conn, statement, key, keys)
         if account == account_id
     }
 
 
-def _earlier(conn: Connection, job_id: str, column: str, keys: Iterable[str]) -> dict[str, int]:
-    wanted = list(dict.fromkeys(k for k in keys if k))
-    if not wanted:
-        return {}
-    rows = conn.execute(_SELECT_EARLIER[column], {"job_id": job_id, "keys": wanted})
+def _earlier(conn: Connection, job_id: str, keys: Iterable[str]) -> dict[str, int]:
+    """The rows of earlier batches that gave these match keys."""
+    rows = rows_by_keys(conn, _SELECT_EARLIER, import_results.c.match_key, keys, job_id=job_id)
     return {key: number for key, number in rows if number is not None}
-
-
-def _email_of(wanted: Wanted) -> str:
-    return wanted.values.get("email", "").strip()
 
 
 class BatchPlanner:
@@ -400,23 +413,25 @@ class BatchPlanner:
         self.claimed: dict[tuple[str, str], int] = {}
         self.match_field = match_field(self.settings.fields, self.options.match_by)
         self.fields_by_name = {f.name: f for f in self.settings.fields}
+        self.roles_by_kind = {r.kind: r for r in self.settings.roles}
+        self.unique_custom = [f for f in self.settings.fields if f.is_unique and not f.is_builtin]
 
     # -- the whole batch --
 
-    def plan(self, rows: Sequence[tuple[int, tuple[str, ...]]]) -> list[RowResult]:
+    def plan(self, rows: Sequence[ReadRow]) -> list[RowResult]:
         results: list[RowResult] = []
         read: list[tuple[Wanted, RowResult]] = []
-        for number, cells in rows:
-            result = RowResult(number, Action.ERROR, cells=cells)
+        for row in rows:
+            result = RowResult(row.number, Action.ERROR, login=row.login or None, cells=row.cells)
             results.append(result)
+            if row.wanted is None:
+                result.error = row.error
+                continue
             try:
-                login = _cell(cells, self._login_index()).strip()
-                result.login = login or None
-                wanted = self.state.reader.read(number, cells)
-                result.match_key = self._match_key(wanted)
-                result.email_key = fold(_email_of(wanted)) or None
-                result.manager = wanted.manager
-                read.append((wanted, result))
+                result.match_key = self._match_key(row.wanted)
+                result.email_key = row.wanted.email_key or None
+                result.manager = row.wanted.manager
+                read.append((row.wanted, result))
             except RowError as exc:
                 result.error = exc.reason
             except DomainError as exc:
@@ -429,12 +444,9 @@ class BatchPlanner:
                 result.cells = None
         return results
 
-    def _login_index(self) -> int:
-        return next(c.index for c in self.state.reader.columns.columns if c.field == "login")
-
     def _match_key(self, wanted: Wanted) -> str | None:
         if self.match_field is None:
-            return fold(wanted.login)
+            return wanted.login_key
         text = wanted.values.get(self.match_field.name, "").strip()
         if not text:
             header = self.state.reader.headers.get(self.match_field.name, self.match_field.name)
@@ -444,37 +456,52 @@ class BatchPlanner:
         return fold(text)
 
     def _load(self, read: list[tuple[Wanted, RowResult]]) -> None:
-        """Everything the rows' decisions need, in a few statements for the whole batch."""
+        """Everything the rows' decisions need, in a few statements for the whole batch: the
+        users the rows name, then who holds the logins, e-mails and unique values that are
+        new to their row's user (for a file applied again, none are)."""
         conn, account_id = self.conn, self.actor.account_id
-        logins = [fold(w.login) for w, _ in read]
-        emails = [fold(_email_of(w)) for w, _ in read if _email_of(w)]
-        self.login_holders = _holders(conn, _SELECT_LOGIN_HOLDERS, account_id, logins)
-        self.email_holders = _holders(conn, _SELECT_EMAIL_HOLDERS, account_id, emails)
-        self.value_holders: dict[str, dict[str, str]] = {}
-        for f in self.settings.fields:
-            if f.is_builtin or not f.is_unique:
-                continue
-            keys = [fold(w.values[f.name]) for w, _ in read if w.values.get(f.name, "").strip()]
-            if keys:
-                rows = conn.execute(
-                    _SELECT_VALUE_HOLDERS, {"field_id": f.id, "keys": list(dict.fromkeys(keys))}
-                )
-                self.value_holders[f.id] = dict(rows.all())
         match_keys = [r.match_key for _, r in read if r.match_key]
         if self.match_field is None:
-            self.matched = dict(self.login_holders)
+            self.matched = _holders(
+                conn, _SELECT_LOGIN_HOLDERS, users.c.login_key, account_id, match_keys
+            )
         elif self.match_field.name == "email":
-            self.matched = dict(self.email_holders)
+            self.matched = _holders(
+                conn, _SELECT_EMAIL_HOLDERS, users.c.email_key, account_id, match_keys
+            )
         else:
-            self.matched = {
-                k: v for k, v in self.value_holders.get(self.match_field.id, {}).items()
-            }
-        self.earlier = _earlier(conn, self.state.job_id, "match_key", match_keys)
-        self.earlier_emails = _earlier(conn, self.state.job_id, "email_key", emails)
+            self.matched = self._value_holders(self.match_field, match_keys)
+        self.earlier = _earlier(conn, self.state.job_id, match_keys)
         ids = list(dict.fromkeys(self.matched.get(r.match_key or "", "") for _, r in read))
         ids = [i for i in ids if i]
         self.views: dict[str, UserView] = {v.id: v for v in views_of(conn, self.actor.account, ids)}
         self.targets = self._targets(list(self.views.values()))
+
+        def new_values(name: str) -> list[str]:
+            """The folded values of `name` that are not already their row's user's."""
+            keys = []
+            for w, r in read:
+                value = w.values.get(name, "").strip()
+                if not value:
+                    continue
+                view = self.views.get(self.matched.get(r.match_key or "", ""))
+                if view is None or fold(view.fields.get(name, "")) != fold(value):
+                    keys.append(fold(value))
+            return keys
+
+        self.login_holders = (
+            self.matched
+            if self.match_field is None
+            else _holders(
+                conn, _SELECT_LOGIN_HOLDERS, users.c.login_key, account_id, new_values("login")
+            )
+        )
+        self.email_holders = _holders(
+            conn, _SELECT_EMAIL_HOLDERS, users.c.email_key, account_id, new_values("email")
+        )
+        self.value_holders = {
+            f.id: self._value_holders(f, new_values(f.name)) for f in self.unique_custom
+        }
         with_password = [
             self.matched[r.match_key or ""]
             for w, r in read
@@ -486,6 +513,13 @@ class BatchPlanner:
             else {}
         )
         self.seats_left = self._seats_left()
+
+    def _value_holders(self, f: ProfileField, keys: Iterable[str]) -> dict[str, str]:
+        """Who holds these (folded) values of a unique profile field."""
+        rows = rows_by_keys(
+            self.conn, _SELECT_VALUE_HOLDERS, user_field_values.c.unique_key, keys, field_id=f.id
+        )
+        return {key: user_id for key, user_id in rows}
 
     def _targets(self, views: list[UserView]) -> dict[str, Target]:
         """The matched users as the permission checks see them, made from their views and the
@@ -550,6 +584,8 @@ class BatchPlanner:
             return
         for claim in self._row_claims:
             self.claimed.setdefault(claim, wanted.number)
+        if wanted.email:
+            self.batch.email_rows.setdefault(hash(wanted.email_key), wanted.number)
 
     def _match_header(self) -> str:
         name = self.match_field.name if self.match_field is not None else "login"
@@ -560,13 +596,13 @@ class BatchPlanner:
         return wanted.values.get(name, "").strip()
 
     def _claims(self, wanted: Wanted) -> list[tuple[str, str]]:
-        claims = [("login", fold(wanted.login))]
-        email = _email_of(wanted)
-        if email:
-            claims.append(("email", fold(email)))
-        for f in self.settings.fields:
-            if not f.is_builtin and f.is_unique and wanted.values.get(f.name, "").strip():
-                claims.append((f.id, fold(wanted.values[f.name])))
+        claims = [("login", wanted.login_key)]
+        if wanted.email:
+            claims.append(("email", wanted.email_key))
+        for f in self.unique_custom:
+            value = wanted.values.get(f.name, "").strip()
+            if value:
+                claims.append((f.id, fold(value)))
         return claims
 
     def _not_twice(self, wanted: Wanted, result: RowResult) -> None:
@@ -577,11 +613,11 @@ class BatchPlanner:
             raise RowError(
                 f"{self._match_header()}: {self._match_text(wanted)!r} is also in row {earlier}"
             )
-        email = fold(_email_of(wanted))
-        if email and email in self.earlier_emails:
+        email = wanted.email_key
+        earlier_email = self.state.email_rows.get(hash(email)) if email else None
+        if earlier_email is not None:
             raise RowError(
-                f"{headers.get('email', 'Email')}: {_email_of(wanted)!r} is also in row "
-                f"{self.earlier_emails[email]}"
+                f"{headers.get('email', 'Email')}: {wanted.email!r} is also in row {earlier_email}"
             )
         self._row_claims = self._claims(wanted)
         for kind, key in self._row_claims:
@@ -598,16 +634,16 @@ class BatchPlanner:
     def _taken(self, wanted: Wanted, user_id: str | None) -> None:
         """A login, e-mail or unique value another user of the account holds."""
         headers = self.state.reader.headers
-        holder = self.login_holders.get(fold(wanted.login))
+        holder = self.login_holders.get(wanted.login_key)
         if holder is not None and holder != user_id:
             raise RowError(f"{headers.get('login', 'Login')}: {wanted.login!r} is taken")
-        email = _email_of(wanted)
-        holder = self.email_holders.get(fold(email)) if email else None
+        email = wanted.email
+        holder = self.email_holders.get(wanted.email_key) if email else None
         if holder is not None and holder != user_id:
             raise RowError(f"{headers.get('email', 'Email')}: {email!r} is taken")
-        for f in self.settings.fields:
+        for f in self.unique_custom:
             value = wanted.values.get(f.name, "").strip()
-            if f.is_builtin or not f.is_unique or not value:
+            if not value:
                 continue
             holder = self.value_holders.get(f.id, {}).get(fold(value))
             if holder is not None and holder != user_id:
@@ -748,7 +784,7 @@ class BatchPlanner:
             self.batch.created.append((plan, user_id))
 
     def _role_of_kind(self, kind: RoleKind) -> Role:
-        return next(r for r in self.settings.roles if r.kind is kind)
+        return self.roles_by_kind[kind]
 
     def _update(self, wanted: Wanted, result: RowResult, view: UserView) -> None:
         changes: list[dict[str, Any]] = []

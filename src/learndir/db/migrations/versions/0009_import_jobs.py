@@ -99,9 +99,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_import_results"),
     )
-    for columns in (["job_id", "match_key"], ["job_id", "email_key"], ["job_id", "user_id"]):
-        op.create_index(f"ix_import_results_{'_'.join(columns)}", "import_results", columns)
-    op.create_index("ix_import_results_job_id_action", "import_results", ["job_id", "action"])
+    op.create_index("ix_import_results_job_id_id", "import_results", ["job_id", "id"])
+    op.create_index("ix_import_results_match_key_job_id", "import_results", ["match_key", "job_id"])
 
 
 def downgrade() -> None:
