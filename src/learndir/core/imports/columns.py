@@ -6,7 +6,8 @@ Department ID, Department code, Status or the older Active, Password, one Group 
 group, Add to Group), every profile field of the account by its name or its label, and
 learndir's own (Department path, Manager login, Role, Managed departments). A column nobody
 knows is an error that names it, rather than data silently left behind; only Group and Add to
-Group may repeat.
+Group may repeat. The Error column of an import's error report is left out, so the report can
+be fixed and uploaded again as it is.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _ALIASES: dict[ColumnKind, tuple[str, ...]] = {
     ColumnKind.MANAGED_DEPARTMENTS: ("managed departments", "manageable departments"),
 }
 _REPEATABLE = frozenset({ColumnKind.GROUP, ColumnKind.ADD_TO_GROUP})
+_REPORT_COLUMNS = frozenset({"error"})
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
@@ -96,6 +98,9 @@ def map_columns(headers: Sequence[str], fields: Sequence[ProfileField]) -> Colum
     repeated: list[str] = []
     for index, header in enumerate(headers):
         meaning = known.get(header_key(header))
+        if meaning is None and header_key(header) in _REPORT_COLUMNS:
+            # The reason column of an import's error report, uploaded again once fixed.
+            continue
         if meaning is None:
             unknown.append(header)
             continue

@@ -840,8 +840,14 @@ class BatchPlanner:
                     for d in ids
                     if d in self.directory.by_id
                 ]
-            new_roles = self._roles(wanted, roles, managed)
-            if _role_set(new_roles) != {(r.id, tuple(sorted(ids))) for r, ids in view.roles}:
+            held = {(r.id, tuple(sorted(ids))) for r, ids in view.roles}
+            asked = {
+                (r.id, tuple(sorted(d.id for d in managed)) if r.is_department_scoped else ())
+                for r in roles
+            }
+            # The roles the user holds, as they are (the owner's among them): nothing to check.
+            new_roles = None if asked == held else self._roles(wanted, roles, managed)
+            if new_roles is not None and _role_set(new_roles) != held:
                 changes.append(
                     {
                         "field": "roleIds",
