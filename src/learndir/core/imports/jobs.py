@@ -23,10 +23,11 @@ import gc
 import json
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -842,25 +843,56 @@ class ImportJobs:
 
 
 def _claim(db: Database, worker_id: str) -> str | None:
-    """An uploaded job nobody holds (queued, or running under a lease that ran out)."""
+    """An uploaded job nobody holds: queued, running under a lease that ran out, or running
+    under the lease of a process of this host that is gone (a restarted server takes its jobs
+    back at once instead of waiting for the lease to run out)."""
     now = utcnow()
-    free = and_(
+    unfinished = and_(
         import_jobs.c.status.in_(("queued", "running")),
         import_jobs.c.interface == Interface.REST.value,
-        or_(import_jobs.c.lease_until.is_(None), import_jobs.c.lease_until < now),
     )
+    free = or_(import_jobs.c.lease_until.is_(None), import_jobs.c.lease_until < now)
     with db.write() as conn:
-        row = conn.execute(
-            select(import_jobs.c.id).where(free).order_by(import_jobs.c.created_at).limit(1)
-        ).first()
-        if row is None:
-            return None
-        taken = conn.execute(
-            update(import_jobs)
-            .where(import_jobs.c.id == row.id, free)
-            .values(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-        )
-        return str(row.id) if taken.rowcount == 1 else None
+        rows = conn.execute(
+            select(import_jobs.c.id, import_jobs.c.lease_owner, import_jobs.c.lease_until)
+            .where(unfinished)
+            .order_by(import_jobs.c.created_at)
+            .limit(50)
+        ).all()
+        for row in rows:
+            lease_free = row.lease_until is None or _aware(row.lease_until) < now
+            if not lease_free and not _owner_is_gone(row.lease_owner):
+                continue
+            held = free if lease_free else import_jobs.c.lease_owner == row.lease_owner
+            taken = conn.execute(
+                update(import_jobs)
+                .where(import_jobs.c.id == row.id, unfinished, held)
+                .values(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            )
+            if taken.rowcount == 1:
+                return str(row.id)
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _owner_is_gone(owner: str | None) -> bool:
+    """A worker id (host:pid:suffix, see delivery.worker) of this host whose process is gone."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:40] or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _spool_file(db: Database, job_id: str) -> Path:
