@@ -192,6 +192,18 @@ def account_snapshot(db: Database, account_id: str) -> dict[str, int]:
         }
 
 
+def count_users(db: Database, account_id: str, login_prefix: str = "") -> int:
+    """The account's users whose login starts with `login_prefix`."""
+    with db.read() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(users)
+                .where(users.c.account_id == account_id, users.c.login_key.startswith(login_prefix))
+            ).scalar_one()
+        )
+
+
 def make_world(db: Database, spec: dict[str, Any]) -> World:
     created = create_account(db, AccountSpec.parse(spec))
     with db.read() as conn:

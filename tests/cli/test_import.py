@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from learndir.db.engine import Database
-from learndir.db.schema import import_jobs, users
+from learndir.db.schema import import_jobs
 from learndir.imports.files import open_table
 from tests.cli.test_cli import learndir
-from tests.support import World, acme_spec, make_world
+from tests.support import World, acme_spec, count_users, make_world
 
 HEADER = "Login,Email,First Name,Employee ID,Country,Department code"
 
@@ -35,17 +35,6 @@ def run_import(world: World, database_url: str, *args: str) -> subprocess.Comple
     return learndir(
         "import", *args, "--account-url", world.account_url, "--database-url", database_url
     )
-
-
-def count_users(db: Database, world: World, prefix: str = "") -> int:
-    with db.read() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(users)
-                .where(users.c.account_id == world.account_id, users.c.login_key.startswith(prefix))
-            ).scalar_one()
-        )
 
 
 def test_import_prints_a_summary_and_writes_the_errors(
@@ -73,7 +62,7 @@ def test_import_prints_a_summary_and_writes_the_errors(
     assert rows[0] == [*HEADER.split(","), "Error"]
     assert rows[1][:2] == ["cli.two", "not-an-email"]
     assert rows[1][-1].startswith("row 3: Email")
-    assert count_users(db, world, "cli.") == 2
+    assert count_users(db, world.account_id, "cli.") == 2
 
     # The report fixed and imported again: the rejected row goes in.
     fixed = tmp_path / "fixed.csv"
@@ -84,7 +73,7 @@ def test_import_prints_a_summary_and_writes_the_errors(
         csv.writer(out).writerows(table)
     again = run_import(world, database_url, str(fixed), "--strict")
     assert again.returncode == 0, again.stderr + again.stdout
-    assert count_users(db, world, "cli.") == 3
+    assert count_users(db, world.account_id, "cli.") == 3
 
 
 def test_json_dry_run_and_strict(
@@ -99,7 +88,7 @@ def test_json_dry_run_and_strict(
     assert summary["totals"]["create"] == 1 and summary["totals"]["error"] == 1
     assert [(p["row"], p["action"]) for p in summary["plan"]] == [(2, "create"), (3, "error")]
     assert "Employee ID" in summary["errors"][0]["error"]
-    assert count_users(db, world, "json.") == 0
+    assert count_users(db, world.account_id, "json.") == 0
 
 
 def test_a_file_that_cannot_be_imported(world: World, database_url: str, tmp_path: Path) -> None:
@@ -172,7 +161,7 @@ def test_killed_mid_import_then_run_again(
     try:
         # Killed once some batches are in and before the end.
         while time.monotonic() < deadline:
-            done = count_users(db, world, "kill")
+            done = count_users(db, world.account_id, "kill")
             if done >= 2000:
                 break
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
@@ -180,7 +169,7 @@ def test_killed_mid_import_then_run_again(
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
-    partial = count_users(db, world, "kill")
+    partial = count_users(db, world.account_id, "kill")
     assert 0 < partial < rows
     assert partial % 2000 == 0  # whole batches, never half of one
     with db.read() as conn:
@@ -195,4 +184,4 @@ def test_killed_mid_import_then_run_again(
     summary: dict[str, Any] = json.loads(rerun.stdout)
     assert summary["totals"]["unchanged"] == partial
     assert summary["totals"]["create"] == rows - partial
-    assert count_users(db, world, "kill") == rows
+    assert count_users(db, world.account_id, "kill") == rows

@@ -84,24 +84,16 @@ def scheduled_changes(db: Database, _worker_id: str) -> int:
     return changed
 
 
-def _audit_retention(days: int) -> Job:
-    def purge(db: Database, _worker_id: str) -> int:
-        purged = purge_audit(db, days)
+def _retention(what: str, days: int, purge: Callable[[Database, int], int]) -> Job:
+    """A job deleting `what` older than `days` days with `purge`."""
+
+    def run(db: Database, _worker_id: str) -> int:
+        purged = purge(db, days)
         if purged:
-            log.info("audit records older than %d days deleted: %d", days, purged)
+            log.info("%s older than %d days deleted: %d", what, days, purged)
         return purged
 
-    return purge
-
-
-def _import_retention(days: int) -> Job:
-    def purge(db: Database, _worker_id: str) -> int:
-        purged = purge_jobs(db, days)
-        if purged:
-            log.info("import jobs finished over %d days ago deleted: %d", days, purged)
-        return purged
-
-    return purge
+    return run
 
 
 def _stale_signin_failures(window_seconds: float) -> Job:
@@ -147,12 +139,24 @@ class Worker:
                 every(settings.scheduler_interval_seconds, scheduled_changes, "scheduled_changes")
             )
         if settings.audit_retention_days > 0:
-            jobs.append(every(3600, _audit_retention(settings.audit_retention_days), "audit"))
+            jobs.append(
+                every(
+                    3600,
+                    _retention("audit records", settings.audit_retention_days, purge_audit),
+                    "audit",
+                )
+            )
         jobs.append(every(600, _stale_signin_failures(settings.signin_window_seconds), "signin"))
         imports = ImportJobs()
         jobs.append(imports)
         if settings.import_retention_days > 0:
-            jobs.append(every(3600, _import_retention(settings.import_retention_days), "imports"))
+            jobs.append(
+                every(
+                    3600,
+                    _retention("finished import jobs", settings.import_retention_days, purge_jobs),
+                    "imports",
+                )
+            )
         return cls(
             db,
             jobs,

@@ -14,11 +14,20 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from learndir.db.engine import Database
-from learndir.db.schema import import_jobs, users
-from tests.support import Server, World, acme_spec, make_world, start_server, stop_server
+from learndir.db.schema import import_jobs
+from tests.api.rest.test_exports import bearer
+from tests.support import (
+    Server,
+    World,
+    acme_spec,
+    count_users,
+    make_world,
+    start_server,
+    stop_server,
+)
 
 HEADER = "Login,Email,First Name,Employee ID,Country,Department code"
 
@@ -32,10 +41,6 @@ def world(db: Database) -> World:
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         yield http
-
-
-def bearer(world: World, login: str = "owner") -> dict[str, str]:
-    return {"Authorization": f"Bearer {world.token(login)}", "Accept": "application/json"}
 
 
 def upload(
@@ -67,17 +72,6 @@ def finished(
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
-def count_users(db: Database, world: World, prefix: str) -> int:
-    with db.read() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(users)
-                .where(users.c.account_id == world.account_id, users.c.login_key.startswith(prefix))
-            ).scalar_one()
-        )
-
-
 def test_dry_run_then_import(client: httpx.Client, world: World, db: Database) -> None:
     content = (
         f"{HEADER}\nrest.one,rest.one@x.test,One,T-1,DE,sales\n"
@@ -91,7 +85,7 @@ def test_dry_run_then_import(client: httpx.Client, world: World, db: Database) -
     assert job["status"] == "done" and job["dryRun"] is True
     assert job["progress"] == {"rowsDone": 3, "rowsTotal": 3}
     assert job["totals"]["create"] == 2 and job["totals"]["error"] == 1
-    assert count_users(db, world, "rest.") == 0
+    assert count_users(db, world.account_id, "rest.") == 0
     rows = client.get(f"/import/{job_id}/rows", headers=bearer(world)).json()["rows"]
     assert [(r["row"], r["action"]) for r in rows] == [(2, "create"), (3, "error"), (4, "create")]
 
@@ -99,7 +93,7 @@ def test_dry_run_then_import(client: httpx.Client, world: World, db: Database) -
     assert applied.status_code == 202, applied.text
     job = finished(client, world, applied.json()["id"])
     assert job["totals"]["create"] == 2
-    assert count_users(db, world, "rest.") == 2
+    assert count_users(db, world.account_id, "rest.") == 2
     report = client.get(f"/import/{applied.json()['id']}/errors", headers=bearer(world))
     assert report.status_code == 200
     assert report.headers["content-type"].startswith("text/csv")
@@ -159,7 +153,7 @@ def test_a_department_administrator_imports_into_their_departments(
             break
         time.sleep(0.1)
     assert job["totals"]["create"] == 1 and job["totals"]["error"] == 1
-    assert count_users(db, world, "delegated.") == 1
+    assert count_users(db, world.account_id, "delegated.") == 1
 
 
 def test_a_job_resumes_after_the_server_is_killed(
@@ -178,13 +172,15 @@ def test_a_job_resumes_after_the_server_is_killed(
         with httpx.Client(base_url=first.base_url, timeout=60) as http:
             job_id = upload(http, world, content).json()["id"]
             deadline = time.monotonic() + 60
-            while count_users(db, world, "resume") < 2000 and time.monotonic() < deadline:
+            while (
+                count_users(db, world.account_id, "resume") < 2000 and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
     finally:
         stop_server(first)
-    partial = count_users(db, world, "resume")
+    partial = count_users(db, world.account_id, "resume")
     assert 0 < partial < rows
     with db.read() as conn:
         status = conn.execute(
@@ -201,4 +197,4 @@ def test_a_job_resumes_after_the_server_is_killed(
     assert job["status"] == "done", job
     assert job["totals"]["create"] == rows
     assert job["progress"]["rowsDone"] == rows
-    assert count_users(db, world, "resume") == rows
+    assert count_users(db, world.account_id, "resume") == rows

@@ -52,7 +52,7 @@ from learndir.core.users.service import (
     check_password_policy,
     checked_profile,
     plan_rows,
-    registered_snapshot,
+    registered,
     required_field_missing,
     resolve_roles,
     write_plan_rows,
@@ -1063,16 +1063,7 @@ def write_batch(conn: Connection, state: JobState, batch: Batch) -> None:
     record(
         conn,
         account,
-        [
-            Change(
-                EventType.USER_REGISTERED,
-                TargetKind.USER,
-                user_id,
-                actor.user_id,
-                after=registered_snapshot(conn, account, plan, user_id),
-            )
-            for plan, user_id in batch.created
-        ]
+        [registered(conn, account, actor.user_id, plan, user_id) for plan, user_id in batch.created]
         + [
             password_changed(user_id, actor.user_id, had_password=had)
             for user_id, had in batch.passwords.items()
