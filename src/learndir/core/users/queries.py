@@ -35,7 +35,7 @@ from learndir.core.errors import DomainError, denied, invalid, not_found
 from learndir.core.paging import check_page_size, page_request, split_page
 from learndir.core.profile_fields import ProfileField, check_value, resolve_field
 from learndir.core.roles import Permission, Role, RoleKind
-from learndir.core.users.keys import users_by_key
+from learndir.core.users.keys import rows_by_keys, users_by_key
 from learndir.db.engine import Database
 from learndir.db.schema import (
     departments,
@@ -154,24 +154,34 @@ _SELECT_ONE = (
     .join(departments, departments.c.id == users.c.department_id)
     .where(users.c.id == bindparam("user_id"), users.c.account_id == bindparam("account_id"))
 )
-_SELECT_VALUES = select(
-    user_field_values.c.user_id, user_field_values.c.field_id, user_field_values.c.value
-).where(user_field_values.c.user_id.in_(_IDS))
-# Roles with their managed departments in one query (a role without departments: one NULL row).
-_SELECT_ROLES = (
-    select(user_roles.c.user_id, user_roles.c.role_id, user_role_departments.c.department_id)
-    .outerjoin(
-        user_role_departments,
-        and_(
-            user_role_departments.c.user_id == user_roles.c.user_id,
-            user_role_departments.c.role_id == user_roles.c.role_id,
+
+
+# A batch's field values, roles with their managed departments (a role without departments: one
+# NULL row) and groups, each with the column its users are found by: rows_by_keys looks every
+# user up on that column's index (an IN list of a thousand ids on a table without statistics
+# is answered by a scan on PostgreSQL).
+_LOADERS = (
+    (
+        select(
+            user_field_values.c.user_id, user_field_values.c.field_id, user_field_values.c.value
         ),
-    )
-    .where(user_roles.c.user_id.in_(_IDS))
+        user_field_values.c.user_id,
+    ),
+    (
+        select(
+            user_roles.c.user_id, user_roles.c.role_id, user_role_departments.c.department_id
+        ).outerjoin(
+            user_role_departments,
+            and_(
+                user_role_departments.c.user_id == user_roles.c.user_id,
+                user_role_departments.c.role_id == user_roles.c.role_id,
+            ),
+        ),
+        user_roles.c.user_id,
+    ),
+    (select(group_members.c.user_id, group_members.c.group_id), group_members.c.user_id),
 )
-_SELECT_GROUPS = select(group_members.c.user_id, group_members.c.group_id).where(
-    group_members.c.user_id.in_(_IDS)
-)
+_SELECT_USERS = select(*_USER_COLUMNS, users.c.account_id)
 _SELECT_VISIBLE_IDS = (
     select(users.c.id, departments.c.path)
     .join(departments, departments.c.id == users.c.department_id)
@@ -482,17 +492,19 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
     values: dict[str, dict[str, str]] = {}
     held: dict[str, dict[str, list[str]]] = {}
     member_of: dict[str, list[str]] = {}
+    (select_values, by_user), (select_roles, by_role_user), (select_groups, by_member) = _LOADERS
     for chunk in _chunks([r[0] for r in rows], _BATCH):
-        params = {"ids": chunk}
-        for user_id, field_id, value in conn.execute(_SELECT_VALUES, params).all():
+        for user_id, field_id, value in rows_by_keys(conn, select_values, by_user, chunk):
             name = field_names.get(field_id)
             if name is not None:
                 values.setdefault(user_id, {})[name] = value
-        for user_id, role_id, department_id in conn.execute(_SELECT_ROLES, params).all():
+        for user_id, role_id, department_id in rows_by_keys(
+            conn, select_roles, by_role_user, chunk
+        ):
             depts = held.setdefault(user_id, {}).setdefault(role_id, [])
             if department_id is not None:
                 depts.append(department_id)
-        for user_id, group_id in conn.execute(_SELECT_GROUPS, params).all():
+        for user_id, group_id in rows_by_keys(conn, select_groups, by_member, chunk):
             member_of.setdefault(user_id, []).append(group_id)
     result = []
     for row in rows:
@@ -572,9 +584,7 @@ def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) ->
     for chunk in _chunks(list(user_ids), _BATCH):
         # By id alone (the primary key, whatever the statistics say); the account is checked
         # on the rows found.
-        found = conn.execute(
-            select(*_USER_COLUMNS, users.c.account_id).where(users.c.id.in_(chunk))
-        ).all()
+        found = rows_by_keys(conn, _SELECT_USERS, users.c.id, chunk)
         rows.extend(row for row in found if row.account_id == account.id)
     return _views(conn, account_settings(conn, account), rows) if rows else []
 
