@@ -146,6 +146,7 @@ def _run(
 ) -> None:
     from learndir.core.imports.jobs import (
         JobRunner,
+        check_csv_options,
         create_job,
         error_report,
         file_opener,
@@ -155,6 +156,7 @@ def _run(
     from learndir.core.origin import Interface
 
     options = parse_options(mode, match, invite, dry_run)
+    encoding, delimiter = check_csv_options(encoding, delimiter)
     job_id = create_job(db, actor, options, file.name, Interface.CLI)
     started = time.monotonic()
     runner = JobRunner(db, job_id, file_opener(file, encoding, delimiter))

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from learndir.db.engine import Database
-from learndir.db.schema import import_jobs
+from learndir.db.schema import import_jobs, users
 from tests.api.rest.test_exports import bearer
 from tests.support import (
     Server,
@@ -198,3 +198,25 @@ def test_a_job_resumes_after_the_server_is_killed(
     assert job["totals"]["create"] == rows
     assert job["progress"]["rowsDone"] == rows
     assert count_users(db, world.account_id, "resume") == rows
+
+
+def test_the_file_s_encoding_and_delimiter(
+    client: httpx.Client, world: World, db: Database
+) -> None:
+    content = (HEADER.replace(",", ";") + "\nrest.cyr;cyr@x.test;Ирина;CY-1;RU;sales\n").encode(
+        "cp1251"
+    )
+    job_id = upload(client, world, content, encoding="windows-1251", delimiter=";").json()["id"]
+    job = finished(client, world, job_id)
+    assert job["totals"]["create"] == 1, job
+    with db.read() as conn:
+        first = conn.execute(
+            select(users.c.first_name).where(
+                users.c.account_id == world.account_id, users.c.login_key == "rest.cyr"
+            )
+        ).scalar_one()
+    assert first == "Ирина"
+    bad = upload(client, world, content, encoding="klingon")
+    assert bad.status_code == 400 and bad.json()["parameter"] == "encoding"
+    wide = upload(client, world, content, delimiter=";;")
+    assert wide.status_code == 400 and wide.json()["parameter"] == "delimiter"

@@ -76,7 +76,7 @@ async def start_import(request: Request) -> Response:
     try:
         upload = form.get("file")
         options: dict[str, Any] = {}
-        for name in ("mode", "match", "dryRun", "invite"):
+        for name in ("mode", "match", "dryRun", "invite", "encoding", "delimiter"):
             value = form.get(name, request.query_params.get(name))
             if isinstance(value, UploadFile):
                 raise invalid(name, "must be a form field, not a file")
@@ -97,7 +97,16 @@ async def start_import(request: Request) -> Response:
             name = os.path.basename(upload.filename or "upload")
             check_text(name, "file")
             upload.file.seek(0)
-            return create_job(db, actor, chosen, name, Interface.REST, read_chunks(upload.file))
+            return create_job(
+                db,
+                actor,
+                chosen,
+                name,
+                Interface.REST,
+                read_chunks(upload.file),
+                encoding=options["encoding"],
+                delimiter=options["delimiter"],
+            )
 
         job_id = await call(request, work, with_body=False)
     finally:

@@ -18,6 +18,7 @@ that it renews each batch, so a job whose worker died is taken over and resumed.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import json
@@ -164,10 +165,15 @@ def create_job(
     file_name: str,
     interface: Interface,
     chunks: Iterator[bytes] | None = None,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> str:
     """A queued job; with `chunks`, the uploaded file is stored with it (REST), else the
-    caller runs it from its own file (the command line)."""
+    caller runs it from its own file (the command line). `encoding` and `delimiter`, when
+    given, are the CSV's (else they are detected)."""
     check_may_import(actor)
+    encoding, delimiter = check_csv_options(encoding, delimiter)
     with db.read() as conn:
         # An unknown match column is refused before any row is read.
         match_field(account_settings(conn, actor.account).fields, options.match_by)
@@ -185,6 +191,8 @@ def create_job(
                 invite=options.invite,
                 dry_run=options.dry_run,
                 file_name=(file_name or "upload")[:255],
+                encoding=encoding,
+                delimiter=delimiter,
                 status="queued",
                 phase="rows",
                 rows_done=0,
@@ -196,6 +204,22 @@ def create_job(
             for seq, data in enumerate(chunks):
                 conn.execute(insert(import_chunks).values(job_id=job_id, seq=seq, data=data))
     return job_id
+
+
+def check_csv_options(encoding: str | None, delimiter: str | None) -> tuple[str | None, str | None]:
+    """The CSV's encoding and delimiter as the reader takes them, or Wrong parameters."""
+    encoding = (encoding or "").strip() or None
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise invalid("encoding", f"unknown encoding {encoding!r}") from None
+    delimiter = delimiter or None
+    if delimiter in ("\\t", "tab"):
+        delimiter = "\t"
+    if delimiter is not None and len(delimiter) != 1:
+        raise invalid("delimiter", f"the delimiter must be one character, not {delimiter!r}")
+    return encoding, delimiter
 
 
 def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
@@ -818,8 +842,18 @@ class ImportJobs:
             if job_id is None:
                 return 0
             self._spool = _spool_file(db, job_id)
+            with db.read() as conn:
+                given = conn.execute(
+                    select(import_jobs.c.encoding, import_jobs.c.delimiter).where(
+                        import_jobs.c.id == job_id
+                    )
+                ).one()
             runner = self._runner = JobRunner(
-                db, job_id, file_opener(self._spool), batch_rows=self.batch_rows, owner=worker_id
+                db,
+                job_id,
+                file_opener(self._spool, given.encoding, given.delimiter),
+                batch_rows=self.batch_rows,
+                owner=worker_id,
             )
         try:
             more = runner.step()

@@ -59,11 +59,30 @@ def rows_by_keys(
     wanted = list(dict.fromkeys(k for k in keys if k))
     if not wanted:
         return []
+    statements = _derived.get((statement, key))
+    if statements is None:
+        statements = _derived[(statement, key)] = _lookups(statement, key)
+    few, many_sqlite, many_postgresql = statements
+    if len(wanted) <= _FEW:
+        # A few keys: an IN list, which every planner answers from the key's index (a lookup
+        # by one login pays no more than it did).
+        return list(conn.execute(few, {**params, "lookup_keys": wanted}).all())
     if conn.dialect.name != "postgresql":
-        # The keys as one JSON parameter: no statement with a thousand placeholders to build.
-        each = func.json_each(bindparam("lookup_keys")).table_valued("value")
-        query = statement.where(key.in_(select(each.c.value).scalar_subquery()))
-        return list(conn.execute(query, {**params, "lookup_keys": json.dumps(wanted)}).all())
+        return list(conn.execute(many_sqlite, {**params, "lookup_keys": json.dumps(wanted)}).all())
+    return list(conn.execute(many_postgresql, {**params, "lookup_keys": wanted}).all())
+
+
+# Up to this many keys a lookup is an IN list.
+_FEW = 16
+_derived: dict[tuple[Select[Any], ColumnElement[Any]], tuple[Any, Any, Any]] = {}
+
+
+def _lookups(statement: Select[Any], key: ColumnElement[Any]) -> tuple[Any, Any, Any]:
+    """`statement` restricted to a few keys, to many on SQLite and to many on PostgreSQL."""
+    few = statement.where(key.in_(bindparam("lookup_keys", expanding=True)))
+    # The keys as one JSON parameter: no statement with a thousand placeholders to build.
+    each = func.json_each(bindparam("lookup_keys")).table_valued("value")
+    many_sqlite = statement.where(key.in_(select(each.c.value).scalar_subquery()))
     unnested = (
         func.unnest(bindparam("lookup_keys", type_=ARRAY(String)))
         .table_valued("key")
@@ -72,5 +91,5 @@ def rows_by_keys(
     # OFFSET 0 keeps the planner from flattening the lateral subquery into a join, which on a
     # table without statistics it answers with a hash join over a scan of the whole table.
     matched = statement.where(key == unnested.c.key).offset(0).lateral("m")
-    joined = select(*matched.c).select_from(unnested.join(matched, true()))
-    return list(conn.execute(joined, {**params, "lookup_keys": wanted}).all())
+    many_postgresql = select(*matched.c).select_from(unnested.join(matched, true()))
+    return few, many_sqlite, many_postgresql
