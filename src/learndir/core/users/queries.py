@@ -480,9 +480,17 @@ def _date_condition(
 # ---- loading ----------------------------------------------------------------------------
 
 
-def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> list[UserView]:
+def _views(
+    conn: Connection,
+    settings: AccountSettings,
+    rows: Sequence[Any],
+    *,
+    with_roles: bool = True,
+) -> list[UserView]:
     """UserViews for `rows` (the _USER_COLUMNS first), with one query each for the batch's
-    field values, roles with managed departments, and groups."""
+    field values, roles with managed departments, and groups. Without `with_roles` the views'
+    role lists are empty: for a caller that compares profiles and groups only and reads the
+    whole view of the users it then changes."""
     if not rows:
         return []
     field_names = {f.id: f.name for f in settings.fields}
@@ -498,12 +506,13 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
             name = field_names.get(field_id)
             if name is not None:
                 values.setdefault(user_id, {})[name] = value
-        for user_id, role_id, department_id in rows_by_keys(
-            conn, select_roles, by_role_user, chunk
-        ):
-            depts = held.setdefault(user_id, {}).setdefault(role_id, [])
-            if department_id is not None:
-                depts.append(department_id)
+        if with_roles:
+            for user_id, role_id, department_id in rows_by_keys(
+                conn, select_roles, by_role_user, chunk
+            ):
+                depts = held.setdefault(user_id, {}).setdefault(role_id, [])
+                if department_id is not None:
+                    depts.append(department_id)
         for user_id, group_id in rows_by_keys(conn, select_groups, by_member, chunk):
             member_of.setdefault(user_id, []).append(group_id)
     result = []
@@ -538,7 +547,7 @@ def _views(conn: Connection, settings: AccountSettings, rows: Sequence[Any]) -> 
             for role_id, depts in held.get(user_id, {}).items()
             if role_id in roles_by_id
         ]
-        if not role_list:
+        if not role_list and with_roles:
             # Every user holds a role: this one was deleted after the page was read (on
             # PostgreSQL each statement sees what is committed when it starts).
             continue
@@ -577,16 +586,25 @@ def _subordination(kind: str | None, supervisor_id: str | None) -> Subordination
     return Subordination(kind, supervisor_id if kind == "manual" else None)
 
 
-def views_of(conn: Connection, account: AccountInfo, user_ids: Sequence[str]) -> list[UserView]:
+def views_of(
+    conn: Connection,
+    account: AccountInfo,
+    user_ids: Sequence[str],
+    *,
+    with_roles: bool = True,
+) -> list[UserView]:
     """The users of the account among `user_ids`, as every read shows them, without any
-    permission check: for the core's own records of a change (webhook events)."""
+    permission check: for the core's own records of a change (webhook events). See _views
+    for `with_roles`."""
     rows: list[Any] = []
     for chunk in _chunks(list(user_ids), _BATCH):
         # By id alone (the primary key, whatever the statistics say); the account is checked
         # on the rows found.
         found = rows_by_keys(conn, _SELECT_USERS, users.c.id, chunk)
         rows.extend(row for row in found if row.account_id == account.id)
-    return _views(conn, account_settings(conn, account), rows) if rows else []
+    if not rows:
+        return []
+    return _views(conn, account_settings(conn, account), rows, with_roles=with_roles)
 
 
 def field_list(values: dict[str, str]) -> list[dict[str, str]]:
