@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from learndir.cli import api_keys, exports, imports, signin
+from learndir.cli import api_keys, exports, imports, scim_tokens, signin
 from learndir.cli.common import EXIT_CODES, DatabaseUrl, JsonFlag, print_table
 from learndir.cli.common import database_url as _database_url
 from learndir.cli.common import fail as _fail
@@ -27,6 +27,7 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 outbox_app = typer.Typer(no_args_is_help=True, help="Invitation messages waiting or sent.")
 app.add_typer(api_keys.app, name="api-key")
+app.add_typer(scim_tokens.app, name="scim-token")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscribers and their backlog.")
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")

@@ -65,6 +65,14 @@ class Actor:
             raise denied(f"only the account owner and account administrators {doing}")
 
     @property
+    def manages_users(self) -> bool:
+        """Whether the actor may add or change users somewhere (the account, or departments):
+        who may import files and act through a SCIM token."""
+        return not (
+            self.scope(Permission.ADD_USERS).is_empty and self.scope(Permission.EDIT_USERS).is_empty
+        )
+
+    @property
     def is_learner_only(self) -> bool:
         return all(g.role.kind is RoleKind.LEARNER for g in self.grants)
 

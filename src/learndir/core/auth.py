@@ -63,7 +63,7 @@ DEFAULT_TOKEN_LIFETIME = 1800
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def _sha256(value: str) -> str:
+def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
@@ -77,12 +77,12 @@ def account_url_key(url: str) -> str:
     return key.rstrip("/")
 
 
-def _unauthenticated(reason: str) -> DomainError:
+def unauthenticated(reason: str) -> DomainError:
     return DomainError(ErrorCode.UNAUTHENTICATED, reason)
 
 
 # What an unknown client id's secret is compared with, so that it costs what a wrong one does.
-_DUMMY_DIGEST = _sha256(secrets.token_urlsafe(32))
+_DUMMY_DIGEST = sha256_hex(secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def create_api_key_for_user(
     conn.execute(
         insert(api_keys).values(
             client_id=key.client_id,
-            secret_hash=_sha256(key.client_secret),
+            secret_hash=sha256_hex(key.client_secret),
             user_id=user_id,
             created_at=now,
         )
@@ -296,7 +296,7 @@ def actor_for_login(db: Database, account_url: str, login: str | None) -> Actor:
             )
         actor = load_actor(conn, user_id)
     if actor is None:
-        raise _unauthenticated(f"user {login or 'owner'!r} of {account_url!r} is not active")
+        raise unauthenticated(f"user {login or 'owner'!r} of {account_url!r} is not active")
     return actor
 
 
@@ -335,13 +335,13 @@ def issue_token(
         # costs. A revoked key gets the same answer as an unknown one.
         stored = row.secret_hash if row is not None else _DUMMY_DIGEST
         if (
-            not hmac.compare_digest(stored, _sha256(client_secret))
+            not hmac.compare_digest(stored, sha256_hex(client_secret))
             or row is None
             or row.revoked_at is not None
         ):
-            raise attempt.wrong(_unauthenticated("unknown client_id or wrong client_secret"))
+            raise attempt.wrong(unauthenticated("unknown client_id or wrong client_secret"))
         if load_actor(conn, row.user_id) is None:
-            raise _unauthenticated("the API key's user is not active")
+            raise unauthenticated("the API key's user is not active")
         conn.execute(
             delete(access_tokens).where(
                 access_tokens.c.user_id == row.user_id, access_tokens.c.expires_at < now
@@ -349,7 +349,7 @@ def issue_token(
         )
         conn.execute(
             insert(access_tokens).values(
-                token_hash=_sha256(token),
+                token_hash=sha256_hex(token),
                 user_id=row.user_id,
                 expires_at=now + timedelta(seconds=lifetime),
                 client_id=client_id,
@@ -364,18 +364,18 @@ def issue_token(
 
 def authenticate_token(db: Database, token: str | None) -> Actor:
     if not token or not token.strip():
-        raise _unauthenticated("no access token given")
-    token_hash = _sha256(token.strip())
+        raise unauthenticated("no access token given")
+    token_hash = sha256_hex(token.strip())
     with db.read() as conn:
         rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": token_hash}).all()
     if not rows:
-        raise _unauthenticated("unknown access token")
+        raise unauthenticated("unknown access token")
     now = utcnow()
     if as_utc(rows[0].expires_at) <= now:
-        raise _unauthenticated("the access token has expired; request a new one")
+        raise unauthenticated("the access token has expired; request a new one")
     actor = _actor(rows)
     if actor is None:
-        raise _unauthenticated("the token's user is not active")
+        raise unauthenticated("the token's user is not active")
     client_id = rows[0].client_id
     last_used = rows[0].token_last_used_at
     if last_used is None or as_utc(last_used) <= now - LAST_USED_RESOLUTION:
@@ -394,11 +394,11 @@ def _touch(db: Database, token_hash: str, client_id: str | None, now: datetime) 
     stale = now - LAST_USED_RESOLUTION
     with db.write() if db.is_sqlite else db.write_apart() as conn:
         if client_id is not None:
-            _touch_row(conn, api_keys, api_keys.c.client_id, client_id, stale, now)
-        _touch_row(conn, access_tokens, access_tokens.c.token_hash, token_hash, stale, now)
+            touch_last_used(conn, api_keys, api_keys.c.client_id, client_id, stale, now)
+        touch_last_used(conn, access_tokens, access_tokens.c.token_hash, token_hash, stale, now)
 
 
-def _touch_row(
+def touch_last_used(
     conn: Connection, table: Table, key: Column[str], value: str, stale: datetime, now: datetime
 ) -> None:
     last_used = table.c.last_used_at
@@ -451,7 +451,7 @@ def authenticate_credentials(
     address (see core.signin); an unknown account or login, a user without a password and a
     wrong password cost the same Argon2 verification and get the same answer."""
     if not account_url or not login_or_email or not password:
-        raise _unauthenticated("account URL, login or e-mail, and password are all required")
+        raise unauthenticated("account URL, login or e-mail, and password are all required")
     subject = signin.login_subject(account_url_key(account_url), login_or_email)
     with signin.attempt(db, subject) as attempt:
         with db.read() as conn:
@@ -459,10 +459,10 @@ def authenticate_credentials(
         # The hash is checked outside any transaction: it takes tens of milliseconds.
         verified = _verified.verify(stored or dummy_hash(), password)
         if user_id is None or not stored or not verified:
-            raise attempt.wrong(_unauthenticated("wrong account URL, login or password"))
+            raise attempt.wrong(unauthenticated("wrong account URL, login or password"))
     with db.read() as conn:
         actor = load_actor(conn, user_id)
     if actor is None:
-        raise _unauthenticated("the user is not active")
+        raise unauthenticated("the user is not active")
     set_credential("password", actor.login)
     return actor

@@ -502,3 +502,22 @@ import_results = Table(
     Index(None, "job_id", "id"),
     Index(None, "match_key", "job_id"),
 )
+
+
+# Bearer tokens for SCIM provisioning (issue 12): long-lived, revocable, per account, acting as
+# the user they were made for; only the token's SHA-256 is kept (256 random bits: a fast hash
+# is not guessable). Revocation sets revoked_at, read on every request by every node.
+scim_tokens = Table(
+    "scim_tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # To the minute, so a busy token costs no write per request.
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index(None, "account_id"),
+    Index(None, "user_id"),
+)

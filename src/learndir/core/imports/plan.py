@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from learndir.core.actor import Actor, Scope
+from learndir.core.actor import Actor
 from learndir.core.changes import (
     Change,
     EventType,
@@ -1122,11 +1122,3 @@ def write_batch(conn: Connection, state: JobState, batch: Batch) -> None:
 def write_results(conn: Connection, job_id: str, results: Sequence[RowResult]) -> None:
     if results:
         insert_many(conn, import_results, [r.as_row(job_id) for r in results])
-
-
-def scope_of(actor: Actor) -> Scope:
-    """Where an import may act at all: where the actor may add or change users."""
-    add, edit = actor.scope(Permission.ADD_USERS), actor.scope(Permission.EDIT_USERS)
-    return Scope(
-        add.account_wide or edit.account_wide, tuple(dict.fromkeys(add.paths + edit.paths))
-    )
