@@ -160,7 +160,7 @@ def test_a_job_resumes_after_the_server_is_killed(
     database_url: str, db: Database, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     world = make_world(db, acme_spec(seatLimit=None))
-    rows = 30_000
+    rows = 12_000
     content = (
         HEADER
         + "\n"
