@@ -5,7 +5,6 @@ creation."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from learndir.cli.common import (
     JsonFlag,
     database_url,
     fail,
+    iso_or_none,
     open_database,
     print_table,
     when_text,
@@ -22,12 +22,6 @@ from learndir.cli.common import (
 from learndir.core.errors import DomainError
 
 app = typer.Typer(no_args_is_help=True, help="Manage API keys (client id + secret).")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    from learndir.core.changes import iso_utc
-
-    return iso_utc(moment) if moment is not None else None
 
 
 @app.command("create")
@@ -76,9 +70,9 @@ def list_keys(
                 "accountUrl": k.account_url,
                 "userId": k.user_id,
                 "login": k.login,
-                "createdAt": _iso(k.created_at),
-                "lastUsedAt": _iso(k.last_used_at),
-                "revokedAt": _iso(k.revoked_at),
+                "createdAt": iso_or_none(k.created_at),
+                "lastUsedAt": iso_or_none(k.last_used_at),
+                "revokedAt": iso_or_none(k.revoked_at),
             }
             for k in keys
         ]

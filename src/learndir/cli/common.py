@@ -60,6 +60,13 @@ def when_text(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
 
 
+def iso_or_none(moment: Any) -> str | None:
+    """A time in JSON output (ISO 8601, UTC, milliseconds), None when there is none."""
+    from learndir.core.changes import iso_utc
+
+    return iso_utc(moment) if moment is not None else None
+
+
 def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """Columns padded to their widest cell; the last one is left as it is."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]

@@ -5,7 +5,6 @@ acts as the user it is made for; it is shown once, at creation, and only its has
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from learndir.cli.common import (
     JsonFlag,
     database_url,
     fail,
+    iso_or_none,
     open_database,
     print_table,
     when_text,
@@ -22,12 +22,6 @@ from learndir.cli.common import (
 from learndir.core.errors import DomainError
 
 app = typer.Typer(no_args_is_help=True, help="Manage SCIM provisioning tokens.")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    from learndir.core.changes import iso_utc
-
-    return iso_utc(moment) if moment is not None else None
 
 
 @app.command("create")
@@ -80,9 +74,9 @@ def list_tokens(
                 "accountUrl": t.account_url,
                 "userId": t.user_id,
                 "login": t.login,
-                "createdAt": _iso(t.created_at),
-                "lastUsedAt": _iso(t.last_used_at),
-                "revokedAt": _iso(t.revoked_at),
+                "createdAt": iso_or_none(t.created_at),
+                "lastUsedAt": iso_or_none(t.last_used_at),
+                "revokedAt": iso_or_none(t.revoked_at),
             }
             for t in tokens
         ]

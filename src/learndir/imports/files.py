@@ -102,12 +102,26 @@ def _csv_table(raw: IO[bytes], encoding: str | None, delimiter: str | None) -> T
     )
 
 
+def given_encoding(given: str) -> str:
+    """The codec's canonical name of an encoding someone gave, or a FileProblem."""
+    try:
+        return codecs.lookup(given.strip()).name
+    except LookupError:
+        raise FileProblem(f"unknown encoding {given!r}") from None
+
+
+def given_delimiter(given: str) -> str:
+    """A delimiter someone gave (`\\t` or `tab` for a tab), or a FileProblem."""
+    if given in ("\\t", "tab"):
+        return "\t"
+    if len(given) != 1:
+        raise FileProblem(f"the delimiter must be one character, not {given!r}")
+    return given
+
+
 def _encoding(sample: bytes, given: str | None) -> str:
     if given:
-        try:
-            return codecs.lookup(given).name
-        except LookupError:
-            raise FileProblem(f"unknown encoding {given!r}") from None
+        return given_encoding(given)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -151,11 +165,7 @@ _MULTI_BYTE = ["cp932", "cp936", "cp949", "cp950"]
 
 def _delimiter(sample: str, given: str | None) -> str:
     if given:
-        if given in ("\\t", "tab"):
-            return "\t"
-        if len(given) != 1:
-            raise FileProblem(f"the delimiter must be one character, not {given!r}")
-        return given
+        return given_delimiter(given)
     lines = sample.splitlines()[:20]
     try:
         return csv.Sniffer().sniff("\n".join(lines), delimiters=_DELIMITERS).delimiter

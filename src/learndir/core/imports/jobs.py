@@ -18,7 +18,6 @@ that it renews each batch, so a job whose worker died is taken over and resumed.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import gc
 import json
@@ -72,7 +71,13 @@ from learndir.db.schema import (
     user_roles,
     users,
 )
-from learndir.imports.files import FileProblem, Table, open_table
+from learndir.imports.files import (
+    FileProblem,
+    Table,
+    given_delimiter,
+    given_encoding,
+    open_table,
+)
 
 log = logging.getLogger("learndir.import")
 
@@ -206,18 +211,16 @@ def create_job(
 
 
 def check_csv_options(encoding: str | None, delimiter: str | None) -> tuple[str | None, str | None]:
-    """The CSV's encoding and delimiter as the reader takes them, or Wrong parameters."""
-    encoding = (encoding or "").strip() or None
-    if encoding is not None:
-        try:
-            encoding = codecs.lookup(encoding).name
-        except LookupError:
-            raise invalid("encoding", f"unknown encoding {encoding!r}") from None
-    delimiter = delimiter or None
-    if delimiter in ("\\t", "tab"):
-        delimiter = "\t"
-    if delimiter is not None and len(delimiter) != 1:
-        raise invalid("delimiter", f"the delimiter must be one character, not {delimiter!r}")
+    """The CSV's encoding and delimiter as the reader takes them (see imports.files), or Wrong
+    parameters naming the one that is not."""
+    try:
+        encoding = given_encoding(encoding) if encoding and encoding.strip() else None
+    except FileProblem as exc:
+        raise invalid("encoding", str(exc)) from None
+    try:
+        delimiter = given_delimiter(delimiter) if delimiter else None
+    except FileProblem as exc:
+        raise invalid("delimiter", str(exc)) from None
     return encoding, delimiter
 
 
@@ -380,6 +383,12 @@ def _few_collections() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
+def _stored_totals(conn: Connection, job_id: str) -> dict[str, int]:
+    """The job's totals as the last committed batch left them."""
+    text = conn.execute(select(import_jobs.c.totals).where(import_jobs.c.id == job_id)).scalar_one()
+    return dict(json.loads(text))
+
+
 class JobFailed(Exception):
     """The job cannot go on (the file is not a table, its columns are wrong, the user who
     started it may no longer import); the message says why."""
@@ -490,7 +499,8 @@ class JobRunner:
             reader = RowReader(columns, directory, job.options)
         except DomainError as exc:
             raise JobFailed(exc.describe()) from None
-        raw_totals = self._raw_totals()
+        with self.db.read() as conn:
+            raw_totals = _stored_totals(conn, job.id)
         self._state = JobState(
             job.id,
             actor,
@@ -532,13 +542,6 @@ class JobRunner:
                 rows.setdefault(hash(key), number)
         return rows
 
-    def _raw_totals(self) -> dict[str, int]:
-        with self.db.read() as conn:
-            text = conn.execute(
-                select(import_jobs.c.totals).where(import_jobs.c.id == self.job_id)
-            ).scalar_one()
-        return dict(json.loads(text))
-
     def _open(self) -> Table:
         self.close()
         self._stack = contextlib.ExitStack()
@@ -563,7 +566,10 @@ class JobRunner:
     def _rows_step(self, job: JobView, state: JobState) -> None:
         rows = self._next_rows(job, state)
         if not rows:
-            self._advance(job, "managers")
+            self.close()
+            with self.db.write() as conn:
+                self._hold(conn, job)
+                self._advance(conn, job, "managers")
             return
         for attempt in range(3):
             try:
@@ -608,13 +614,7 @@ class JobRunner:
             state.email_rows.setdefault(key, number)
 
     def _totals_after(self, conn: Connection, results: Sequence[RowResult]) -> dict[str, int]:
-        totals = dict(
-            json.loads(
-                conn.execute(
-                    select(import_jobs.c.totals).where(import_jobs.c.id == self.job_id)
-                ).scalar_one()
-            )
-        )
+        totals = _stored_totals(conn, self.job_id)
         for r in results:
             totals[r.action.value] = totals.get(r.action.value, 0) + 1
         return totals
@@ -645,18 +645,15 @@ class JobRunner:
             values["totals"] = json.dumps(values["totals"])
         conn.execute(update(import_jobs).where(import_jobs.c.id == job.id).values(**values))
 
-    def _advance(self, job: JobView, phase: str) -> None:
+    def _advance(self, conn: Connection, job: JobView, phase: str) -> None:
+        """On to `phase` (a sync's last one only for a sync); done: the uploaded file goes."""
         if phase == "missing" and job.options.mode is not Mode.SYNC:
             phase = "done"
-        with self.db.write() as conn:
-            self._hold(conn, job)
-            if phase == "done":
-                self._save(conn, job, phase="done", status="done", finished_at=utcnow())
-                conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
-            else:
-                self._save(conn, job, phase=phase)
-        if phase == "done":
-            self.close()
+        if phase != "done":
+            self._save(conn, job, phase=phase)
+            return
+        self._save(conn, job, phase="done", status="done", finished_at=utcnow())
+        conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
 
     # -- managers --
 
@@ -685,10 +682,7 @@ class JobRunner:
                 .limit(self.batch_rows)
             ).all()
             if not page:
-                self._save(conn, job, phase="missing" if job.options.mode is Mode.SYNC else "done")
-                if job.options.mode is not Mode.SYNC:
-                    self._save(conn, job, status="done", finished_at=utcnow())
-                    conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
+                self._advance(conn, job, "missing")
                 return
             totals = self._apply_managers(conn, job, state, page)
             self._save(conn, job, totals=totals)
@@ -697,16 +691,7 @@ class JobRunner:
     def _apply_managers(
         self, conn: Connection, job: JobView, state: JobState, page: Sequence[Any]
     ) -> dict[str, int]:
-        return apply_managers(conn, job, state, page, self._raw_totals_in(conn))
-
-    def _raw_totals_in(self, conn: Connection) -> dict[str, int]:
-        return dict(
-            json.loads(
-                conn.execute(
-                    select(import_jobs.c.totals).where(import_jobs.c.id == self.job_id)
-                ).scalar_one()
-            )
-        )
+        return apply_managers(conn, job, state, page, _stored_totals(conn, job.id))
 
     # -- sync: the users the file leaves out --
 
@@ -763,8 +748,7 @@ class JobRunner:
                 if r.id not in named and r.id != actor.user_id and r.id not in self._owners(conn)
             ]
             if not listed:
-                self._save(conn, job, phase="done", status="done", finished_at=utcnow())
-                conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
+                self._advance(conn, job, "done")
                 return
             if not page:
                 return
@@ -826,8 +810,6 @@ class LeaseLost(Exception):
 class ImportJobs:
     """The worker's job: runs uploaded imports, one batch per round, so that messages and
     webhooks keep flowing while a large file is applied."""
-
-    __name__ = "imports"
 
     def __init__(self, batch_rows: int = BATCH_ROWS) -> None:
         self.batch_rows = batch_rows

@@ -344,9 +344,6 @@ class Batch:
     # The e-mail addresses the batch's accepted rows give (see JobState.email_rows).
     email_rows: dict[int, int] = field(default_factory=dict)
 
-    def changes_users(self) -> bool:
-        return bool(self.creates or self.before)
-
 
 @dataclass
 class JobState:
