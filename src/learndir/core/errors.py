@@ -22,6 +22,13 @@ class ErrorCode(StrEnum):
     INVITATION_REVOKED = "invitation_revoked"
     # Signing in is locked for a while after too many failures (see core.signin).
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    # SCIM documents (see core.scim): a filter, a PATCH path, or a value the schema refuses.
+    INVALID_FILTER = "invalid_filter"
+    INVALID_PATH = "invalid_path"
+    NO_TARGET = "no_target"
+    # An attribute the client may not change; SCIM reports it as scimType mutability.
+    READ_ONLY = "read_only"
+    INVALID_VALUE = "invalid_value"
 
 
 # The seed documents' own strings, byte for byte, where they define one.
@@ -40,6 +47,11 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVITATION_EXPIRED: "This link has expired",
     ErrorCode.INVITATION_REVOKED: "This link is no longer valid",
     ErrorCode.TOO_MANY_ATTEMPTS: "Too many attempts",
+    ErrorCode.INVALID_FILTER: "Invalid filter",
+    ErrorCode.INVALID_PATH: "Invalid path",
+    ErrorCode.NO_TARGET: "No attribute matches the path",
+    ErrorCode.READ_ONLY: "Attribute is read-only",
+    ErrorCode.INVALID_VALUE: "Invalid value",
 }
 
 
