@@ -258,6 +258,9 @@ def test_filter_numbers_and_tree() -> None:
         ("userName eq bob", "bob"),
         ("userName co 5", "co"),
         ("", "empty"),
+        ("userName eq 10", "string"),
+        ('active eq "yes"', "boolean"),
+        ("not userName pr", "userName"),
         ('userName eq "x', "closing quote"),
     ],
 )
@@ -470,6 +473,12 @@ def test_patch_errors(operation: dict[str, Any], code: ErrorCode, parameter: str
     error = _fails(code, _patch, doc, operation)
     assert error.parameter == parameter
     assert error.reason
+
+
+def test_patch_path_error_names_the_path() -> None:
+    operation = {"op": "add", "path": 'emails[type eq "work"] extra', "value": "x"}
+    error = _fails(ErrorCode.INVALID_PATH, _patch, ALICE, operation)
+    assert error.reason == "unexpected 'extra' in 'emails[type eq \"work\"] extra'"
 
 
 def test_patch_body_checks() -> None:

@@ -26,13 +26,13 @@ class Attribute:
     uniqueness: str = "none"
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
-    sub_attributes: Mapping[str, Attribute] = field(default_factory=dict, compare=False)
+    sub_attributes: Mapping[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
 
     def sub(self, name: str) -> Attribute | None:
         return self.sub_attributes.get(name.casefold())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AttrRef:
     """A resolved attribute path: `urn` is None for the core schema; an extension object itself
     is an `attribute` of type complex named by its URN."""
@@ -57,6 +57,9 @@ class AttrRef:
     def target(self) -> Attribute:
         """The attribute the path ends at."""
         return self.sub_attribute or self.attribute
+
+    def __repr__(self) -> str:
+        return f"AttrRef({self.text()!r})"
 
     def text(self) -> str:
         """The path as a client would write it, for error reasons."""

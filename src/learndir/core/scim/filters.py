@@ -129,10 +129,12 @@ class _Parser:
             raise self.fail(f"{token} is not a value")
         return number
 
-    def parse(self, text: str) -> Any:
+    def parse(self, text: str, suffix: str = "") -> Any:
+        """The library's tree; `suffix` completes a PATCH path into a filter and is left out
+        of error reasons."""
         if not text.strip():
-            raise self.fail("the filter is empty")
-        substituted = self.substitute(text)
+            raise self.fail(f"the {self.parameter} is empty")
+        substituted = self.substitute(text + suffix)
         try:
             return SCIMParser().parse(SCIMLexer().tokenize(substituted))
         except Exception as exc:  # the library raises ValueError, its own errors and others
@@ -149,10 +151,10 @@ class _Parser:
             return f"'{text}' ends before the expression is complete"
         if found:
             word = found.group(1)
-            if word.casefold() not in OPERATORS and word.isalpha():
+            if len(word) == 2 and word.isalpha():
                 return f"unexpected '{word}' in '{text}': is it an unknown operator?"
             return f"unexpected '{word}' in '{text}'"
-        return f"'{text}' is not a valid filter ({token})"
+        return f"'{text}' is not a valid {self.parameter} ({token})"
 
     def ref(self, path: Any, parent: AttrRef | None) -> AttrRef:
         """An AttrPath of the library resolved against the schema; inside brackets names are
@@ -230,7 +232,18 @@ class _Parser:
         value = self.values[index]
         if op in ("co", "sw", "ew") and not isinstance(value, str):
             raise self.fail(f"{op} needs a string to compare {ref.text()} with")
+        if value is not None and not _fits(value, ref.target):
+            raise self.fail(f"{ref.text()} is {ref.target.type} and cannot equal {value!r}")
         return Compare(ref, op, value)
+
+
+def _fits(value: Value, attribute: Attribute) -> bool:
+    """Whether a comparison value has the attribute's JSON type."""
+    if isinstance(value, bool):
+        return attribute.type == "boolean"
+    if isinstance(value, int | float):
+        return attribute.type in ("integer", "decimal")
+    return attribute.type not in ("boolean", "integer", "decimal")
 
 
 def parse_filter(text: str, schema: ResourceSchema) -> Node:
@@ -244,7 +257,7 @@ def parse_value_path(text: str, schema: ResourceSchema) -> tuple[AttrRef, Node]:
     sub-attribute, if any) and the element filter; INVALID_PATH when it is not one."""
     parser = _Parser(schema, ErrorCode.INVALID_PATH, "path")
     # The library parses paths as the left side of a comparison only.
-    tree = parser.parse(f"{text} pr")
+    tree = parser.parse(text, " pr")
     expr = tree.expr if isinstance(tree, ast.Filter) and not tree.negated else None
     if not isinstance(expr, ast.AttrExpr) or not isinstance(expr.attr_path.attr_name, ast.Filter):
         raise parser.fail(f"'{text}' is not a path of the form attr[filter] or attr[filter].sub")

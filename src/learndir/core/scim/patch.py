@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,14 @@ _OPS = ("add", "replace", "remove")
 class _Path:
     ref: AttrRef
     filter: Node | None = None
+
+
+Chooser = Callable[[dict[str, Any]], bool]
+
+
+def _every(element: dict[str, Any]) -> bool:
+    """Without a filter, a sub-attribute path reaches every element (an empty list gets one)."""
+    return True
 
 
 def _invalid_path(reason: str) -> DomainError:
@@ -103,7 +111,7 @@ class _Patcher:
         elif op == "remove":
             self.remove(ref, value if has_value else None)
         elif ref.sub_attribute is not None and ref.attribute.multi_valued:
-            self.set_on_elements(op, ref, value, lambda element: True)
+            self.set_on_elements(op, ref, value, _every, create={})
         elif ref.sub_attribute is not None:
             self.set_sub(ref, value)
         else:
@@ -162,7 +170,12 @@ class _Patcher:
             element[sub.name] = new
 
     def set_on_elements(
-        self, op: str, ref: AttrRef, value: Any, chosen: Any, create: dict[str, Any] | None = None
+        self,
+        op: str,
+        ref: AttrRef,
+        value: Any,
+        chosen: Chooser,
+        create: dict[str, Any] | None = None,
     ) -> None:
         """Set `value` (a sub-attribute, or the element itself) on every chosen element; with
         none chosen, `create` is the element to add, else the path has no target."""
@@ -232,7 +245,7 @@ class _Patcher:
             _guard(ref, old, None)
             self.store(ref, None)
         elif attribute.multi_valued:
-            self.set_on_elements("remove", ref, None, lambda element: True, create={})
+            self.set_on_elements("remove", ref, None, _every, create={})
         else:
             self.set_sub(ref, None)
 
