@@ -85,14 +85,13 @@ def _eq_terms(node: Node) -> dict[str, Any] | None:
     return None
 
 
-def _guard(ref: AttrRef, old: Any, new: Any) -> None:
-    """Read-only attributes never change; immutable ones only from unassigned or to themselves."""
+def _check_immutable(ref: AttrRef, old: Any, new: Any) -> None:
+    """Immutable attributes change only from unassigned, or to themselves (RFC 7643 §2.2);
+    read-only ones were refused before any change."""
+    if old is None or old == new:
+        return
     for attribute in (ref.attribute, ref.sub_attribute):
-        if attribute is None:
-            continue
-        if attribute.mutability == "readOnly":
-            raise _read_only(ref, attribute)
-        if attribute.mutability == "immutable" and old is not None and old != new:
+        if attribute is not None and attribute.mutability == "immutable":
             raise _read_only(ref, attribute)
 
 
@@ -147,9 +146,9 @@ class _Patcher:
             for key, item in (new or {}).items():
                 sub = attribute.sub(key)
                 if sub is not None:
-                    _guard(AttrRef(ref.urn, attribute, sub), old.get(key), item)
+                    _check_immutable(AttrRef(ref.urn, attribute, sub), old.get(key), item)
             new = {**old, **(new or {})}
-        _guard(ref, old, new)
+        _check_immutable(ref, old, new)
         self.store(ref, new)
 
     def set_sub(self, ref: AttrRef, value: Any) -> None:
@@ -163,7 +162,7 @@ class _Patcher:
         assert ref.sub_attribute is not None
         sub = ref.sub_attribute
         new = coerce_value(value, sub, ref.text())
-        _guard(ref, element.get(sub.name), new)
+        _check_immutable(ref, element.get(sub.name), new)
         if new is None:
             element.pop(sub.name, None)
         else:
@@ -201,7 +200,6 @@ class _Patcher:
             replacement = {**element, **new} if op == "add" else new
             element.clear()
             element.update(replacement)
-        _guard(whole, None, elements)
         self.store(whole, [element for element in elements if element])
 
     def filtered(self, op: str, ref: AttrRef, condition: Node, value: Any, has_value: bool) -> None:
@@ -210,7 +208,6 @@ class _Patcher:
 
         if op == "remove":
             whole = AttrRef(ref.urn, ref.attribute)
-            _guard(ref, None, None)
             elements = self.current(whole) or []
             if ref.sub_attribute is None:
                 self.store(whole, [item for item in elements if not chosen(item)])
@@ -235,14 +232,15 @@ class _Patcher:
         old = self.current(ref)
         if ref.sub_attribute is None and attribute.multi_valued and isinstance(value, list):
             # Entra removes members by listing them: only those go.
-            _guard(ref, None, None)
-            gone = {str(item.get("value")) for item in value if isinstance(item, Mapping)} - {
-                "None"
+            gone = {
+                str(item["value"])
+                for item in value
+                if isinstance(item, Mapping) and item.get("value") is not None
             }
             self.store(ref, [item for item in old or [] if str(item.get("value")) not in gone])
             return
         if ref.sub_attribute is None:
-            _guard(ref, old, None)
+            _check_immutable(ref, old, None)
             self.store(ref, None)
         elif attribute.multi_valued:
             self.set_on_elements("remove", ref, None, _every, create={})
