@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from learndir.api import docs, invite
+from learndir.api import docs, invite, scim
 from learndir.api.connections import BODY_TIMED_OUT
 from learndir.api.ispring_rest import (
     api_keys,
@@ -368,10 +368,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
+        if scim.is_scim_path(request.url.path):
+            return scim.domain_error_response(exc)
         return render_error(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if scim.is_scim_path(request.url.path):
+            detail = "Not found" if exc.status_code == 404 else str(exc.detail)
+            return scim.error_response(
+                exc.status_code, f"{detail}: {request.method} {request.url.path}"
+            )
         message = "Not found" if exc.status_code == 404 else str(exc.detail)
         return render(
             request,
@@ -409,6 +416,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # matched against every REST route before its own), then REST, whose fixed paths
     # (/user/v2, /user/list) must come before /user/{userId}.
     app.include_router(soap.router)
+    app.include_router(scim.router)
     app.include_router(rest.token_router)
     for router in (
         rest.router,

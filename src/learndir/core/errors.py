@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     # An attribute the client may not change; SCIM reports it as scimType mutability.
     READ_ONLY = "read_only"
     INVALID_VALUE = "invalid_value"
+    # A change made against a version of the resource that is no longer current (If-Match).
+    VERSION_MISMATCH = "version_mismatch"
 
 
 # The seed documents' own strings, byte for byte, where they define one.
@@ -52,6 +54,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NO_TARGET: "No attribute matches the path",
     ErrorCode.READ_ONLY: "Attribute is read-only",
     ErrorCode.INVALID_VALUE: "Invalid value",
+    ErrorCode.VERSION_MISMATCH: "The resource has changed since it was read",
 }
 
 

@@ -293,99 +293,117 @@ def _group_view(group_id: str, name: str, is_smart: bool) -> dict[str, Any]:
 
 
 def create_group(db: Database, actor: Actor, name: str | None, user_ids: list[str]) -> str:
+    with db.write() as conn:
+        return create_group_in(conn, actor, name, user_ids)
+
+
+def create_group_in(
+    conn: Connection, actor: Actor, name: str | None, user_ids: Sequence[Any]
+) -> str:
     name = _check_name(name)
     scope = _manage_scope(actor)
     members = _canonical_user_ids(user_ids)
-    with db.write() as conn:
-        _require_users_within(conn, actor.account_id, members, scope)
-        group_id = insert_group(conn, actor.account_id, name)
-        _add_members(conn, group_id, members)
-        view = _group_view(group_id, name, False)
-        _group_change(conn, actor, EventType.GROUP_CREATED, group_id, after=view)
-        if members:
-            _group_change(
-                conn, actor, EventType.GROUP_MEMBERS_CHANGED, group_id, after=view, added=members
-            )
-        return group_id
+    _require_users_within(conn, actor.account_id, members, scope)
+    group_id = insert_group(conn, actor.account_id, name)
+    _add_members(conn, group_id, members)
+    view = _group_view(group_id, name, False)
+    _group_change(conn, actor, EventType.GROUP_CREATED, group_id, after=view)
+    if members:
+        _group_change(
+            conn, actor, EventType.GROUP_MEMBERS_CHANGED, group_id, after=view, added=members
+        )
+    return group_id
 
 
 def rename_group(db: Database, actor: Actor, group_id: str, name: str | None) -> None:
+    with db.write() as conn:
+        rename_group_in(conn, actor, group_id, name)
+
+
+def rename_group_in(conn: Connection, actor: Actor, group_id: str, name: str | None) -> None:
     name = _check_name(name)
     scope = _manage_scope(actor)
-    with db.write() as conn:
-        group = _find(conn, actor.account_id, group_id)
-        _require_all_members_within(conn, scope, group)
-        conn.execute(update(groups).where(groups.c.id == group.id).values(name=name))
-        if group.is_smart:
-            settings_changed(conn, actor.account_id)
-        _group_change(
-            conn,
-            actor,
-            EventType.GROUP_UPDATED,
-            group.id,
-            before=_group_view(group.id, group.name, group.is_smart),
-            after=_group_view(group.id, name, group.is_smart),
-        )
+    group = _find(conn, actor.account_id, group_id)
+    _require_all_members_within(conn, scope, group)
+    conn.execute(update(groups).where(groups.c.id == group.id).values(name=name))
+    if group.is_smart:
+        settings_changed(conn, actor.account_id)
+    _group_change(
+        conn,
+        actor,
+        EventType.GROUP_UPDATED,
+        group.id,
+        before=_group_view(group.id, group.name, group.is_smart),
+        after=_group_view(group.id, name, group.is_smart),
+    )
 
 
 def delete_group(db: Database, actor: Actor, group_id: str) -> None:
-    scope = _manage_scope(actor)
     with db.write() as conn:
-        group = _find(conn, actor.account_id, group_id)
-        _require_all_members_within(conn, scope, group)
-        referring = smart_groups.rules_referring_to(
-            conn, actor.account, smart_groups.AttributeType.GROUP, group.id
-        )
-        if referring:
-            raise invalid("groupId", f"the rules of smart group {referring[0].name!r} name it")
-        conn.execute(delete(group_members).where(group_members.c.group_id == group.id))
-        conn.execute(delete(groups).where(groups.c.id == group.id))
-        if group.is_smart:
-            settings_changed(conn, actor.account_id)
-        _group_change(
-            conn,
-            actor,
-            EventType.GROUP_DELETED,
-            group.id,
-            before=_group_view(group.id, group.name, group.is_smart),
-        )
+        delete_group_in(conn, actor, group_id)
+
+
+def delete_group_in(conn: Connection, actor: Actor, group_id: str) -> None:
+    scope = _manage_scope(actor)
+    group = _find(conn, actor.account_id, group_id)
+    _require_all_members_within(conn, scope, group)
+    referring = smart_groups.rules_referring_to(
+        conn, actor.account, smart_groups.AttributeType.GROUP, group.id
+    )
+    if referring:
+        raise invalid("groupId", f"the rules of smart group {referring[0].name!r} name it")
+    conn.execute(delete(group_members).where(group_members.c.group_id == group.id))
+    conn.execute(delete(groups).where(groups.c.id == group.id))
+    if group.is_smart:
+        settings_changed(conn, actor.account_id)
+    _group_change(
+        conn,
+        actor,
+        EventType.GROUP_DELETED,
+        group.id,
+        before=_group_view(group.id, group.name, group.is_smart),
+    )
 
 
 def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> None:
     """Replaces the members: afterwards the group holds exactly `user_ids`, except that a
     department administrator's call leaves members outside their departments in place."""
+    with db.write() as conn:
+        set_members_in(conn, actor, group_id, user_ids)
+
+
+def set_members_in(conn: Connection, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> None:
     scope = _manage_scope(actor)
     wanted = _canonical_user_ids(user_ids)
-    with db.write() as conn:
-        group = _find(conn, actor.account_id, group_id, lock=True)
-        if group.is_smart:
-            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
-        _require_users_within(conn, actor.account_id, wanted, scope)
-        current = _members(conn, group.id)
-        current_ids = {u for u, _ in current}
-        keep = set(wanted)
-        removed = [u for u, path in current if u not in keep and scope.covers(path)]
-        added = [u for u in wanted if u not in current_ids]
-        for start in range(0, len(removed), _CHUNK):
-            conn.execute(
-                delete(group_members).where(
-                    group_members.c.group_id == group.id,
-                    group_members.c.user_id.in_(removed[start : start + _CHUNK]),
-                )
+    group = _find(conn, actor.account_id, group_id, lock=True)
+    if group.is_smart:
+        raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
+    _require_users_within(conn, actor.account_id, wanted, scope)
+    current = _members(conn, group.id)
+    current_ids = {u for u, _ in current}
+    keep = set(wanted)
+    removed = [u for u, path in current if u not in keep and scope.covers(path)]
+    added = [u for u in wanted if u not in current_ids]
+    for start in range(0, len(removed), _CHUNK):
+        conn.execute(
+            delete(group_members).where(
+                group_members.c.group_id == group.id,
+                group_members.c.user_id.in_(removed[start : start + _CHUNK]),
             )
-        _add_members(conn, group.id, added)
-        # Smart groups may follow this group's membership.
-        smart_groups.refresh_memberships(conn, actor.account, [*removed, *added])
-        if added or removed:
-            _group_change(
-                conn,
-                actor,
-                EventType.GROUP_MEMBERS_CHANGED,
-                group.id,
-                after=_group_view(group.id, group.name, False),
-                added=added,
-                removed=removed,
-            )
+        )
+    _add_members(conn, group.id, added)
+    # Smart groups may follow this group's membership.
+    smart_groups.refresh_memberships(conn, actor.account, [*removed, *added])
+    if added or removed:
+        _group_change(
+            conn,
+            actor,
+            EventType.GROUP_MEMBERS_CHANGED,
+            group.id,
+            after=_group_view(group.id, group.name, False),
+            added=added,
+            removed=removed,
+        )
 
 
 def create_smart_group(db: Database, actor: Actor, name: str | None, rules: Any) -> str:

@@ -521,3 +521,35 @@ scim_tokens = Table(
     Index(None, "account_id"),
     Index(None, "user_id"),
 )
+
+
+def _scim_resource(name: str, key: str, target: str) -> Table:
+    """What a SCIM client sent for one resource beyond what learndir's model holds: the
+    document as last written (read back merged with the current learndir values) and its
+    externalId, by which identity providers look resources up."""
+    return Table(
+        name,
+        metadata,
+        Column(key, ID, ForeignKey(f"{target}.id", ondelete="CASCADE"), primary_key=True),
+        Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+        Column("external_id", String(255), nullable=True),
+        Column("document", Text, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index(None, "account_id", "external_id"),
+    )
+
+
+scim_users = _scim_resource("scim_users", "user_id", "users")
+scim_groups = _scim_resource("scim_groups", "group_id", "groups")
+
+# A user's e-mail addresses beyond the one learndir holds (users.email), folded: a filter on
+# emails.value is answered from indexes.
+scim_user_emails = Table(
+    "scim_user_emails",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("value_key", String(320), nullable=False),
+    Index(None, "account_id", "value_key"),
+    Index(None, "user_id"),
+)

@@ -258,6 +258,9 @@ def canonical_object(
     result: dict[str, Any] = {}
     for key, item in value.items():
         attribute = attributes.get(key.casefold())
+        if attribute is None and key.casefold() == "schemas":
+            # An extension object serialised on its own carries its schema (scim2-models).
+            continue
         if attribute is None:
             raise invalid_value(f"{prefix}{key} is not an attribute of {owner}", prefix + key)
         if attribute.mutability == "readOnly":

@@ -480,11 +480,17 @@ def change_password(
     # Argon2id takes tens of milliseconds: never while holding the write transaction.
     password_hash = hash_password(secret)
     with db.write() as conn:
-        target = _password_target(conn, actor, user_id)
-        conn.execute(
-            update(users).where(users.c.id == target.id).values(password_hash=password_hash)
-        )
-        record(conn, actor.account, [password_changed(target.id, actor.user_id)])
+        set_password_hash_in(conn, actor, user_id, password_hash)
+
+
+def set_password_hash_in(
+    conn: Connection, actor: Actor, user_id: str, password_hash: str | None
+) -> None:
+    """Stores a password hashed under the account's policy (None: the user has no password
+    and signs in only after setting one through an invitation)."""
+    target = _password_target(conn, actor, user_id)
+    conn.execute(update(users).where(users.c.id == target.id).values(password_hash=password_hash))
+    record(conn, actor.account, [password_changed(target.id, actor.user_id)])
 
 
 def _password_target(conn: Connection, actor: Actor, user_id: str) -> Target:
@@ -558,24 +564,30 @@ def change_subordination(
     db: Database, actor: Actor, user_id: str, cmd: ChangeSubordination
 ) -> None:
     """Sets who supervises the user (and co-supervises), each given part only."""
+    with db.write() as conn:
+        change_subordination_in(conn, actor, user_id, cmd)
+
+
+def change_subordination_in(
+    conn: Connection, actor: Actor, user_id: str, cmd: ChangeSubordination
+) -> None:
     if cmd.subordination is None and cmd.co_subordination is None:
         raise invalid("subordination", "give subordination, coSubordination or both")
-    with db.write() as conn:
-        target = editable_user(conn, actor, user_id)
-        row: dict[str, Any] = {}
-        if cmd.subordination is not None:
-            kind, supervisor = check_subordination(
-                conn, actor, cmd.subordination, "subordination", target.id
-            )
-            row.update(subordination_type=kind, supervisor_id=supervisor)
-        if cmd.co_subordination is not None:
-            kind, supervisor = check_subordination(
-                conn, actor, cmd.co_subordination, "coSubordination", target.id
-            )
-            row.update(co_subordination_type=kind, co_supervisor_id=supervisor)
-        before = users_before(conn, actor.account, [target.id])
-        conn.execute(update(users).where(users.c.id == target.id).values(**row))
-        record_user_changes(conn, actor.account, actor.user_id, before)
+    target = editable_user(conn, actor, user_id)
+    row: dict[str, Any] = {}
+    if cmd.subordination is not None:
+        kind, supervisor = check_subordination(
+            conn, actor, cmd.subordination, "subordination", target.id
+        )
+        row.update(subordination_type=kind, supervisor_id=supervisor)
+    if cmd.co_subordination is not None:
+        kind, supervisor = check_subordination(
+            conn, actor, cmd.co_subordination, "coSubordination", target.id
+        )
+        row.update(co_subordination_type=kind, co_supervisor_id=supervisor)
+    before = users_before(conn, actor.account, [target.id])
+    conn.execute(update(users).where(users.c.id == target.id).values(**row))
+    record_user_changes(conn, actor.account, actor.user_id, before)
 
 
 # ---- work leave -------------------------------------------------------------------------

@@ -293,6 +293,20 @@ def visible_user_ids(conn: Connection, actor: Actor) -> Select[Any]:
     )
 
 
+def visible_users(conn: Connection, actor: Actor) -> tuple[Select[Any], AccountSettings]:
+    """Every user the actor may see, as a statement of the columns `views_of_rows` reads, to
+    narrow, order and limit (SCIM's lists); Permission Denied when they may see nobody."""
+    settings = account_settings(conn, actor.account)
+    return _filtered(conn, actor, _view_scope(actor), settings, UserFilter()), settings
+
+
+def views_of_rows(
+    conn: Connection, settings: AccountSettings, rows: Sequence[Any]
+) -> list[UserView]:
+    """The views of rows read with `visible_users`, without roles (see _views)."""
+    return _views(conn, settings, rows, with_roles=False)
+
+
 def pages_of_users(db: Database, actor: Actor, page_size: int = _BATCH) -> Iterator[list[UserView]]:
     """Every user the actor may see, in id order, a keyset page at a time: for exports, whose
     memory must not grow with the account. Each page is read on a connection of its own, held

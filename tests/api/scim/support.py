@@ -1,0 +1,77 @@
+"""SCIM test support: an account with a SCIM token, and an HTTP client on /scim/v2 of a real
+running server, for each database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from learndir.core.scim_tokens import create_scim_token
+from learndir.db.engine import Database
+from tests.support import ROOT, Server, World, make_world
+
+SCIM_JSON = "application/scim+json"
+
+
+def demo_spec(**overrides: Any) -> dict[str, Any]:
+    """The demo account (examples/demo.yaml) under a unique URL: what `make run` serves."""
+    data: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
+    data["url"] = f"http://scim-{uuid.uuid4().hex[:10]}.learn.test"
+    data.update(overrides)
+    return data
+
+
+@dataclass
+class Scim:
+    """A provider's view of one account: its token and a client on the server's /scim/v2."""
+
+    world: World
+    token: str
+    client: httpx.Client
+
+    def as_token(self, token: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=str(self.client.base_url),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON},
+            timeout=30,
+        )
+
+    def user(self, user_name: str, **extra: Any) -> dict[str, Any]:
+        """Creates a user as Okta would and returns the created resource."""
+        body = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "name": {"givenName": "Test", "familyName": "User"},
+            "emails": [{"value": f"{user_name}@example.com", "type": "work", "primary": True}],
+            "active": True,
+            **extra,
+        }
+        response = self.client.post("/Users", json=body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+
+def open_scim(db: Database, server: Server, spec: dict[str, Any], login: str = "owner") -> Scim:
+    world = make_world(db, spec)
+    token = create_scim_token(db, world.account_url, login).token
+    client = httpx.Client(
+        base_url=f"{server.base_url}/scim/v2",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON},
+        timeout=60,
+    )
+    return Scim(world, token, client)
+
+
+@pytest.fixture
+def scim(db: Database, server: Server) -> Iterator[Scim]:
+    """A new demo account with an owner's SCIM token, on a real server."""
+    opened = open_scim(db, server, demo_spec(seatLimit=None))
+    yield opened
+    opened.client.close()
