@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Select, Table, delete, insert, select, update
 
 from learndir.core.common import utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
@@ -28,10 +28,19 @@ class Stored:
     updated_at: datetime
 
 
+_READS: dict[str, Select[Any]] = {}
+
+
 def stored_documents(
     conn: Connection, table: Table, key: str, ids: Sequence[str]
 ) -> dict[str, Stored]:
-    statement = select(table.c[key], table.c.document, table.c.external_id, table.c.updated_at)
+    # One statement per table, built once: rows_by_keys keeps its variants per statement.
+    statement = _READS.get(table.name)
+    if statement is None:
+        statement = _READS.setdefault(
+            table.name,
+            select(table.c[key], table.c.document, table.c.external_id, table.c.updated_at),
+        )
     return {
         row[0]: Stored(orjson.loads(row[1]), row[2], row[3])
         for row in rows_by_keys(conn, statement, table.c[key], list(ids))
@@ -178,6 +187,8 @@ class Page:
 
 
 def shown(document: dict[str, Any], schema: ResourceSchema, query: Query) -> dict[str, Any]:
+    if not query.attributes and not query.excluded:
+        return document
     return project(document, schema, query.attributes or None, query.excluded or None)
 
 

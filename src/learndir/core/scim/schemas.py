@@ -90,6 +90,8 @@ class UserSchemas:
     employee_number: ProfileField | None
     # Whether the account requires a custom field: then the extension is required.
     extension_required: bool
+    # Attributes never returned (the password): what a read leaves out of a stored document.
+    never_returned: tuple[str, ...] = ()
 
 
 def attribute_name(field: ProfileField) -> str:
@@ -166,13 +168,17 @@ def _user_schemas(fields: tuple[ProfileField, ...]) -> UserSchemas:
             "attributes": [_field_attribute(f) for f in custom.values()],
         }
     extensions = [enterprise] + ([extension] if extension else [])
+    tree = ResourceSchema.from_documents(documents[USER_URN], extensions)
     return UserSchemas(
-        tree=ResourceSchema.from_documents(documents[USER_URN], extensions),
+        tree=tree,
         enterprise_extension=enterprise,
         learndir_extension=extension,
         custom=custom,
         employee_number=employee_number,
         extension_required=any(f.is_required for f in custom.values()),
+        never_returned=tuple(
+            a.name for a in tree.attributes(None).values() if a.returned == "never"
+        ),
     )
 
 

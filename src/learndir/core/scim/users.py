@@ -15,7 +15,6 @@ PATCH is applied to the resource as read and the result is written as a PUT woul
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ from learndir.core.groups import account_groups
 from learndir.core.passwords import hash_password
 from learndir.core.roles import Permission
 from learndir.core.scim import filters
-from learndir.core.scim.attributes import canonical_document, drop_never
+from learndir.core.scim.attributes import canonical_document
 from learndir.core.scim.patch import apply_patch
 from learndir.core.scim.resources import (
     Page,
@@ -238,7 +237,8 @@ def _set(doc: dict[str, Any], path: Sequence[str], value: str | dict[str, Any] |
 
 
 def _render(ctx: _Context, view: UserView, stored: Stored | None) -> dict[str, Any]:
-    doc = copy.deepcopy(stored.document) if stored else {}
+    # Each stored document is parsed for this one read: changed in place.
+    doc = stored.document if stored else {}
     wanted = _wanted(doc, ctx.schemas)
     values = view.fields
     if not _same(values.get("login"), wanted.login, fold):
@@ -301,7 +301,9 @@ def _render(ctx: _Context, view: UserView, stored: Stored | None) -> dict[str, A
         ).isoformat(),
         "location": ctx.location(view.id),
     }
-    return with_version(drop_never(doc, ctx.schemas.tree))
+    for name in ctx.schemas.never_returned:
+        doc.pop(name, None)
+    return with_version(doc)
 
 
 def _names_department(text: str, department: Department) -> bool:
@@ -406,17 +408,24 @@ def _page_in_sql(
     query: Query,
 ) -> Page:
     statement = base.where(condition if condition is not None else true())
-    total = int(
-        ctx.conn.execute(
-            select(func.count()).select_from(statement.with_only_columns(users.c.id).subquery())
-        ).scalar_one()
-    )
+    total = int(ctx.conn.execute(statement.with_only_columns(func.count())).scalar_one())
     order = [users.c.id]
     if sort_column is not None:
         order.insert(0, sort_column.desc() if query.descending else sort_column)
-    rows = ctx.conn.execute(
-        statement.order_by(*order).offset(query.start_index - 1).limit(query.count)
-    ).all()
+    # The page's ids first, then their rows: skipping `startIndex` users reads only the
+    # (account_id, id) index, not every skipped user's row.
+    ids = list(
+        ctx.conn.execute(
+            statement.with_only_columns(users.c.id)
+            .order_by(*order)
+            .offset(query.start_index - 1)
+            .limit(query.count)
+        ).scalars()
+    )
+    if not ids:
+        return Page([], total, query.start_index)
+    by_id = {row.id: row for row in ctx.conn.execute(base.where(users.c.id.in_(ids)))}
+    rows = [by_id[i] for i in ids if i in by_id]
     views = views_of_rows(ctx.conn, ctx.settings, rows)
     resources = [shown(d, ctx.schemas.tree, query) for d in _render_many(ctx, views)]
     return Page(resources, total, query.start_index)
