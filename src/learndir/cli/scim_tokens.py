@@ -1,6 +1,6 @@
 """`learndir scim-token create|list|revoke`: the bearer tokens identity providers provision
-users with over SCIM (the SCIM endpoints themselves are issue 12's work in progress). A token
-acts as the user it is made for; it is shown once, at creation, and only its hash is kept."""
+users with over SCIM (/scim/v2). A token acts as the user it is made for; it is shown once, at
+creation, and only its hash is kept."""
 
 from __future__ import annotations
 
