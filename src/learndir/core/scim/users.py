@@ -644,14 +644,15 @@ def create_user(
                 department_id=department.id,
                 fields={k: v for k, v in _field_values(wanted, ctx.settings).items() if v},
             )
-            user_id = add_user_in(conn, actor, cmd, ApiGeneration.REST, password_hash)
-            if wanted.active is False:
-                change_status_in(conn, actor, [user_id], INACTIVE, "active")
+            # Added inactive, a user takes no seat (see add_user_in).
+            status = INACTIVE if wanted.active is False else ACTIVE
+            user_id = add_user_in(
+                conn, actor, cmd, ApiGeneration.REST, password_hash, status=status
+            )
             if wanted.manager:
                 _set_manager(conn, actor, user_id, wanted.manager)
         except DomainError as exc:
             raise _scim_parameter(ctx, exc) from None
-        status = INACTIVE if wanted.active is False else ACTIVE
         _store(ctx, user_id, doc, wanted, status, exists=False)
         return _read(ctx, base, user_id)
 

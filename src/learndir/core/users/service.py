@@ -169,21 +169,25 @@ def add_user_in(
     generation: ApiGeneration,
     password_hash: str | None,
     scope: Scope | None = None,
+    *,
+    status: int = ACTIVE,
 ) -> str:
-    """addUser inside a transaction the caller owns (used by account files too)."""
+    """addUser inside a transaction the caller owns (used by account files too). A user added
+    in another status than active (SCIM's `active: false`) takes no seat: a full account
+    accepts them, and activating them later takes one as any activation does."""
     scope = scope or _add_scope(actor)
     plan = _plan(conn, actor, cmd, generation)
     _authorize(actor, scope, plan, "roles" if cmd.roles else "role")
     try:
-        user_id = insert_user(conn, actor.account_id, actor.user_id, plan, password_hash)
+        user_id = insert_user(conn, actor.account_id, actor.user_id, plan, password_hash, status)
         # Smart groups follow profile values and departments: the new user joins those that
         # match.
         refresh_memberships(conn, plan.account or actor.account, [user_id], account_is_current=True)
     except IntegrityError as exc:
         raise duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom) from None
     account = plan.account or actor.account
-    record(conn, account, [registered(conn, account, actor.user_id, plan, user_id)])
-    if actor.account.seat_limit is None:
+    record(conn, account, [registered(conn, account, actor.user_id, plan, user_id, status)])
+    if actor.account.seat_limit is None or status != ACTIVE:
         # No limit, no counter: taking the account row's lock would make every add of the
         # account wait for the previous one's commit (measured: 1.5x slower on PostgreSQL).
         return user_id
@@ -196,7 +200,12 @@ def add_user_in(
 
 
 def registered(
-    conn: Connection, account: AccountInfo, actor_id: str | None, plan: UserPlan, user_id: str
+    conn: Connection,
+    account: AccountInfo,
+    actor_id: str | None,
+    plan: UserPlan,
+    user_id: str,
+    status: int = ACTIVE,
 ) -> Change:
     """The change record of a user added from a checked plan."""
     return Change(
@@ -204,12 +213,12 @@ def registered(
         TargetKind.USER,
         user_id,
         actor_id,
-        after=registered_snapshot(conn, account, plan, user_id),
+        after=registered_snapshot(conn, account, plan, user_id, status),
     )
 
 
 def registered_snapshot(
-    conn: Connection, account: AccountInfo, plan: UserPlan, user_id: str
+    conn: Connection, account: AccountInfo, plan: UserPlan, user_id: str, status: int = ACTIVE
 ) -> dict[str, object] | None:
     """The new user as a read shows them, made from the plan without reading the rows back
     (addUser's hot path); None when the account has smart groups, which may have taken the
@@ -227,7 +236,7 @@ def registered_snapshot(
     view = UserView(
         id=user_id,
         department_id=plan.department.id,
-        status=ACTIVE,
+        status=status,
         added_at=utcnow(),
         added_by=None,
         fields=fields,
