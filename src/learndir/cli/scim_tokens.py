@@ -31,6 +31,14 @@ def create(
         str | None,
         typer.Option("--login", help="Login or e-mail of the user it acts as; default: the owner."),
     ] = None,
+    invite: Annotated[
+        bool,
+        typer.Option(
+            "--invite",
+            help="Send the users this token creates (those with an e-mail) the account's "
+            "invitation to set a password.",
+        ),
+    ] = False,
     database: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -39,7 +47,7 @@ def create(
 
     db = open_database(database_url(database))
     try:
-        made = create_scim_token(db, account_url, login)
+        made = create_scim_token(db, account_url, login, invite=invite)
     except DomainError as exc:
         fail(exc)
     finally:
@@ -77,17 +85,19 @@ def list_tokens(
                 "createdAt": iso_or_none(t.created_at),
                 "lastUsedAt": iso_or_none(t.last_used_at),
                 "revokedAt": iso_or_none(t.revoked_at),
+                "invite": t.invite,
             }
             for t in tokens
         ]
         typer.echo(json.dumps(listed))
         return
-    header = ("token id", "account", "login", "created", "last used", "revoked")
+    header = ("token id", "account", "login", "invites", "created", "last used", "revoked")
     rows = [
         (
             t.token_id,
             t.account_url,
             t.login,
+            "yes" if t.invite else "no",
             when_text(t.created_at),
             when_text(t.last_used_at),
             when_text(t.revoked_at),

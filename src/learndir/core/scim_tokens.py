@@ -42,6 +42,15 @@ class CreatedScimToken:
     token_id: str
     token: str
     user_id: str
+    invite: bool = False
+
+
+@dataclass(frozen=True)
+class ScimCaller:
+    """Who a SCIM request acts as, and whether users its token creates are invited."""
+
+    actor: Actor
+    invite: bool
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,26 @@ class ScimTokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    invite: bool = False
 
 
-def _view(token_id: str, user_id: str, created_at: datetime) -> dict[str, Any]:
+def _view(token_id: str, user_id: str, created_at: datetime, invite: bool) -> dict[str, Any]:
     """What the audit trail shows of a token."""
-    return {"tokenId": token_id, "userId": user_id, "createdAt": iso_utc(created_at)}
+    return {
+        "tokenId": token_id,
+        "userId": user_id,
+        "createdAt": iso_utc(created_at),
+        "invite": invite,
+    }
 
 
-def create_scim_token(db: Database, account_url: str, login: str | None) -> CreatedScimToken:
+def create_scim_token(
+    db: Database, account_url: str, login: str | None, *, invite: bool = False
+) -> CreatedScimToken:
     """A token acting as `login` (a login or e-mail; the owner without one), who must be
-    allowed to add or change users somewhere."""
+    allowed to add or change users somewhere. With `invite`, every user the token creates
+    who has an e-mail address is sent the account's invitation (its default text) to set a
+    password, as addUser's sendLoginEmail does."""
     actor = actor_for_login(db, account_url, login)
     if not actor.manages_users:
         raise denied(
@@ -83,6 +102,7 @@ def create_scim_token(db: Database, account_url: str, login: str | None) -> Crea
                 user_id=actor.user_id,
                 token_hash=sha256_hex(token),
                 created_at=now,
+                invite=invite,
             )
         )
         change = Change(
@@ -90,10 +110,10 @@ def create_scim_token(db: Database, account_url: str, login: str | None) -> Crea
             TargetKind.SCIM_TOKEN,
             token_id,
             None,
-            after=_view(token_id, actor.user_id, now),
+            after=_view(token_id, actor.user_id, now, invite),
         )
         record(conn, actor.account, [change])
-    return CreatedScimToken(token_id, token, actor.user_id)
+    return CreatedScimToken(token_id, token, actor.user_id, invite)
 
 
 _SELECT_TOKENS = (
@@ -104,6 +124,7 @@ _SELECT_TOKENS = (
         scim_tokens.c.created_at,
         scim_tokens.c.last_used_at,
         scim_tokens.c.revoked_at,
+        scim_tokens.c.invite,
         users.c.login,
         accounts.c.url.label("account_url"),
     )
@@ -122,6 +143,7 @@ def _info(row: Any) -> ScimTokenInfo:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        invite=row.invite,
     )
 
 
@@ -161,8 +183,14 @@ def revoke_scim_token(db: Database, token_id: str) -> tuple[ScimTokenInfo, bool]
                 TargetKind.SCIM_TOKEN,
                 row.id,
                 None,
-                before={**_view(row.id, row.user_id, row.created_at), "revokedAt": None},
-                after={**_view(row.id, row.user_id, row.created_at), "revokedAt": iso_utc(now)},
+                before={
+                    **_view(row.id, row.user_id, row.created_at, row.invite),
+                    "revokedAt": None,
+                },
+                after={
+                    **_view(row.id, row.user_id, row.created_at, row.invite),
+                    "revokedAt": iso_utc(now),
+                },
             )
             record(conn, account_info(conn, row.account_id), [change])
         found = conn.execute(_SELECT_TOKENS.where(scim_tokens.c.id == row.id)).one()
@@ -175,12 +203,18 @@ _SELECT_BY_HASH = select(
     scim_tokens.c.user_id,
     scim_tokens.c.last_used_at,
     scim_tokens.c.revoked_at,
+    scim_tokens.c.invite,
 )
 
 
 def authenticate_scim_token(db: Database, token: str | None) -> Actor:
     """The user a SCIM request acts as, from its bearer token; Unauthorized for a missing,
     unknown or revoked token, or one whose user is no longer active."""
+    return authenticate_scim(db, token).actor
+
+
+def authenticate_scim(db: Database, token: str | None) -> ScimCaller:
+    """authenticate_scim_token, with the token's options."""
     if not token or not token.strip():
         raise unauthenticated("send Authorization: Bearer <SCIM token>")
     token_hash = sha256_hex(token.strip())
@@ -197,7 +231,7 @@ def authenticate_scim_token(db: Database, token: str | None) -> Actor:
     if row.last_used_at is None or as_utc(row.last_used_at) <= now - LAST_USED_RESOLUTION:
         _touch(db, row.id, now)
     set_credential(f"scim:{row.id}", actor.login)
-    return actor
+    return ScimCaller(actor, bool(row.invite))
 
 
 def _touch(db: Database, token_id: str, now: datetime) -> None:

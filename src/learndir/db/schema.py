@@ -518,6 +518,8 @@ scim_tokens = Table(
     # To the minute, so a busy token costs no write per request.
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # Users the token creates are sent the account's invitation (see core.scim_tokens).
+    Column("invite", Boolean, nullable=False, server_default=false()),
     Index(None, "account_id"),
     Index(None, "user_id"),
 )

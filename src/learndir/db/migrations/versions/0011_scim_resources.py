@@ -1,4 +1,5 @@
-"""SCIM resources: what identity providers send that learndir's model does not hold
+"""SCIM resources: what identity providers send that learndir's model does not hold, and
+whether a SCIM token's new users are invited
 
 Revision ID: 0011
 Revises: 0010
@@ -26,6 +27,10 @@ def _owned_by(table: str, column: str, target: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
+    op.add_column(
+        "scim_tokens",
+        sa.Column("invite", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     for table, key, target in (
         ("scim_users", "user_id", "users"),
         ("scim_groups", "group_id", "groups"),
@@ -60,3 +65,4 @@ def downgrade() -> None:
     op.drop_table("scim_user_emails")
     op.drop_table("scim_groups")
     op.drop_table("scim_users")
+    op.drop_column("scim_tokens", "invite")
