@@ -136,6 +136,33 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
     emails = scim.client.get(f"/Users/{uid}").json()["emails"]
     assert next(e for e in emails if e.get("type") == "work")["value"] == work
 
+    # Entra changes the work e-mail with Add too; a taken address is a uniqueness conflict.
+    changed = f"{name}.new@contoso.example"
+    _ok(
+        scim.client.patch(
+            f"/Users/{uid}",
+            json=_patch({"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}),
+        )
+    )
+    assert user_row(scim, uid).email == changed
+    other = scim.user(_unique("entra.other"))
+    taken = scim.client.patch(
+        f"/Users/{other['id']}",
+        json=_patch({"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}),
+    )
+    assert taken.status_code == 409 and taken.json()["scimType"] == "uniqueness"
+    # employeeNumber is the account's unique employee_id field.
+    dup = scim.client.patch(
+        f"/Users/{other['id']}",
+        json=_patch({"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": number}),
+    )
+    assert dup.status_code == 409 and dup.json()["scimType"] == "uniqueness"
+    assert field_value(scim, other["id"], "employee_id") is None
+    found = scim.client.get(
+        "/Users", params={"filter": f'{ENTERPRISE}:employeeNumber eq "{number}"'}
+    )
+    assert [r["id"] for r in found.json()["Resources"]] == [uid]
+
     titled = scim.client.patch(
         f"/Users/{uid}",
         json=_patch(

@@ -148,7 +148,13 @@ def test_etags_and_preconditions(shared_scim: Scim) -> None:  # noqa: F811
     read = scim.client.get(f"/Users/{uid}")
     etag = read.headers["etag"]
     assert etag == read.json()["meta"]["version"]
-    assert scim.client.get(f"/Users/{uid}", headers={"If-None-Match": etag}).status_code == 304
+    # If-None-Match compares weakly (RFC 7232 §3.2), and * matches any current version.
+    for tag in (etag, etag.removeprefix("W/"), "*", f'W/"other", {etag}'):
+        unchanged = scim.client.get(f"/Users/{uid}", headers={"If-None-Match": tag})
+        assert unchanged.status_code == 304, tag
+        assert unchanged.headers["etag"] == etag and not unchanged.content
+    other = scim.client.get(f"/Users/{uid}", headers={"If-None-Match": 'W/"other"'})
+    assert other.status_code == 200
 
     stale = 'W/"0123456789abcdef"'
     whole = {**read.json(), "title": "Stale"}
