@@ -271,6 +271,9 @@ class RequestGuard:
             else:
                 body, media_type = soap.fault_bytes(None, message, parameter, reason)
                 response = Response(body, status, media_type=media_type)
+        elif scim.is_scim_path(scope.get("path", "")):
+            # A SCIM client reads only SCIM errors (RFC 7644 §3.12).
+            response = scim.error_response(status, f"{message}: {reason}" if reason else message)
         else:
             response = render(
                 Request(scope), error_body(status, error, message, parameter, reason), status

@@ -142,7 +142,7 @@ def _resource(
     request: Request, doc: dict[str, Any], schema: ResourceSchema | None, status: int = 200
 ) -> Response:
     version = doc["meta"]["version"]
-    if request.method == "GET" and version in _tags(request.headers.get("if-none-match")):
+    if request.method == "GET" and _none_match(request.headers.get("if-none-match"), version):
         return Response(status_code=304, headers={"ETag": version})
     query = _query_of(request)
     if schema is not None and (query.attributes or query.excluded):
@@ -153,8 +153,10 @@ def _resource(
     return _json(doc, status, headers)
 
 
-def _tags(header: str | None) -> set[str]:
-    return {t.strip() for t in (header or "").split(",") if t.strip()}
+def _none_match(header: str | None, version: str) -> bool:
+    """If-None-Match compares weakly (RFC 7232 §3.2): `"x"` matches `W/"x"`, `*` any."""
+    tags = {t.strip().removeprefix("W/") for t in (header or "").split(",") if t.strip()}
+    return "*" in tags or version.removeprefix("W/") in tags
 
 
 def _query_of(request: Request) -> Query:

@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import select
 
 from learndir.core.scim_tokens import create_scim_token
 from learndir.db.engine import Database
+from learndir.db.schema import departments, profile_fields, user_field_values, users
 from tests.support import ROOT, Server, World, make_world
 
 SCIM_JSON = "application/scim+json"
@@ -75,3 +77,38 @@ def scim(db: Database, server: Server) -> Iterator[Scim]:
     opened = open_scim(db, server, demo_spec(seatLimit=None))
     yield opened
     opened.client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_scim(db: Database, server: Server) -> Iterator[Scim]:
+    """One demo account for a whole module whose tests use their own userNames and groups:
+    setting up an account per test would cost more than the tests."""
+    opened = open_scim(db, server, demo_spec(seatLimit=None))
+    yield opened
+    opened.client.close()
+
+
+def user_row(scim: Scim, user_id: str) -> Any:
+    """The learndir `users` row behind a SCIM User (None once deleted)."""
+    with scim.world.db.read() as conn:
+        return conn.execute(select(users).where(users.c.id == user_id)).first()
+
+
+def field_value(scim: Scim, user_id: str, name: str) -> str | None:
+    """A custom profile field's value as learndir holds it."""
+    with scim.world.db.read() as conn:
+        return conn.execute(
+            select(user_field_values.c.value)
+            .join(profile_fields, profile_fields.c.id == user_field_values.c.field_id)
+            .where(user_field_values.c.user_id == user_id, profile_fields.c.name == name)
+        ).scalar()
+
+
+def department_of(scim: Scim, user_id: str) -> Any:
+    """The department row a user is in."""
+    with scim.world.db.read() as conn:
+        return conn.execute(
+            select(departments)
+            .join(users, users.c.department_id == departments.c.id)
+            .where(users.c.id == user_id)
+        ).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from learndir.core.errors import DomainError, ErrorCode
@@ -194,11 +194,13 @@ def invalid_value(reason: str, parameter: str) -> DomainError:
 
 
 def parse_datetime(text: str) -> datetime | None:
-    """An xsd:dateTime as an instant; None when it is not one."""
+    """An xsd:dateTime as an instant (UTC when it names no zone, so that any two compare);
+    None when it is not one."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def coerce_value(value: Any, attribute: Attribute, label: str) -> Any:

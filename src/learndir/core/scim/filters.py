@@ -21,6 +21,7 @@ Value: TypeAlias = str | int | float | bool | None
 
 OPERATORS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 _ORDERING = frozenset({"gt", "ge", "lt", "le"})
+_INSTANTS = _ORDERING | {"eq", "ne"}
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,14 @@ class _Parser:
             raise self.fail(f"{op} needs a string to compare {ref.text()} with")
         if value is not None and not _fits(value, ref.target):
             raise self.fail(f"{ref.text()} is {ref.target.type} and cannot equal {value!r}")
+        if (
+            op in _INSTANTS
+            and ref.target.type == "dateTime"
+            and isinstance(value, str)
+            and parse_datetime(value) is None
+        ):
+            # Answering "nothing matches" would hide the client's mistake.
+            raise self.fail(f"{ref.text()} is compared with {value!r}, not an xsd:dateTime")
         return Compare(ref, op, value)
 
 

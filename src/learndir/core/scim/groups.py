@@ -36,6 +36,7 @@ from learndir.core.scim.resources import (
     sorted_by,
     store_document,
     stored_documents,
+    timestamp,
     with_version,
 )
 from learndir.core.scim.schemas import GROUP_URN, group_schema
@@ -90,7 +91,7 @@ def _render(
     doc["id"] = group.id
     meta: dict[str, Any] = {"resourceType": "Group", "location": f"{base_url}/Groups/{group.id}"}
     if stored is not None:
-        meta["lastModified"] = stored.updated_at.isoformat()
+        meta["lastModified"] = timestamp(stored.updated_at)
     doc["meta"] = meta
     return with_version(doc)
 

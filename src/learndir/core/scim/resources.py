@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Select, Table, delete, insert, select, update
 
-from learndir.core.common import utcnow
+from learndir.core.common import as_utc, utcnow
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.scim.attributes import AttrRef, ResourceSchema, project
 from learndir.core.scim.schemas import MAX_RESULTS
@@ -86,6 +86,12 @@ def ids_with_external_id(
             )
         ).scalars()
     )
+
+
+def timestamp(moment: datetime) -> str:
+    """A stored time as an xsd:dateTime in UTC with its zone: SQLite hands times back without
+    one, and a filter comparing meta.created with a zoned time must not compare naive ones."""
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def version_of(document: dict[str, Any]) -> str:

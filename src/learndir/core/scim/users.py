@@ -25,7 +25,7 @@ from learndir.core import departments as departments_repo
 from learndir.core.account_settings import AccountSettings
 from learndir.core.actor import Actor
 from learndir.core.changes import Change, EventType, TargetKind, record
-from learndir.core.common import as_uuid_text, fold
+from learndir.core.common import as_utc, as_uuid_text, fold
 from learndir.core.departments import Department
 from learndir.core.errors import DomainError, denied, invalid, not_found
 from learndir.core.groups import account_groups
@@ -44,6 +44,7 @@ from learndir.core.scim.resources import (
     sorted_by,
     store_document,
     stored_documents,
+    timestamp,
     with_version,
 )
 from learndir.core.scim.schemas import (
@@ -295,10 +296,10 @@ def _render(ctx: _Context, view: UserView, stored: Stored | None) -> dict[str, A
     doc["id"] = view.id
     doc["meta"] = {
         "resourceType": "User",
-        "created": view.added_at.isoformat(),
-        "lastModified": max(
-            view.added_at, stored.updated_at if stored else view.added_at
-        ).isoformat(),
+        "created": timestamp(view.added_at),
+        "lastModified": timestamp(
+            max(as_utc(view.added_at), as_utc(stored.updated_at if stored else view.added_at))
+        ),
         "location": ctx.location(view.id),
     }
     for name in ctx.schemas.never_returned:
