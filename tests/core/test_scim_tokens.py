@@ -95,6 +95,7 @@ def test_the_command_line(world: World, database_url: str, db: Database) -> None
         world.account_url,
         "--database-url",
         database_url,
+        "--invite",
         "--json",
     )
     assert made.returncode == 0, made.stderr
@@ -114,6 +115,7 @@ def test_the_command_line(world: World, database_url: str, db: Database) -> None
     entries = json.loads(listed.stdout)
     assert [e["tokenId"] for e in entries] == [token["tokenId"]]
     assert "token" not in entries[0] and entries[0]["login"] == "owner"
+    assert entries[0]["invite"] is True
     revoked = learndir("scim-token", "revoke", token["tokenId"], "--database-url", database_url)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     with pytest.raises(DomainError):

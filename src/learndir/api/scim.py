@@ -5,6 +5,7 @@ one unit of work and renders the answer or the error in SCIM's own format."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -28,7 +29,7 @@ from learndir.core.scim.schemas import (
     schema_documents,
     service_provider_config,
 )
-from learndir.core.scim_tokens import authenticate_scim_token
+from learndir.core.scim_tokens import authenticate_scim
 from learndir.db.engine import Database
 
 PREFIX = "/scim/v2"
@@ -99,15 +100,27 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What a SCIM request's unit of work gets: the database, who acts (and whether their
+    token invites the users it creates), the decoded body and the hash of a password it sets."""
+
+    db: Database
+    actor: Actor
+    invite: bool
+    body: Any
+    password_hash: str | None
+
+
 async def _run(
     request: Request,
-    work: Callable[[Database, Actor, Any, str | None], T],
+    work: Callable[[_Call], T],
     *,
     writes: bool = False,
     with_body: bool = False,
 ) -> T | Response:
     """Checks the request's text, decodes its JSON body, authenticates the token and runs
-    `work(db, actor, body, password_hash)` as one unit of work; a domain error becomes a SCIM
+    `work` as one unit of work; a domain error becomes a SCIM
     Error."""
     try:
         check_request_line_and_headers(request)
@@ -127,9 +140,11 @@ async def _run(
         may_hash = writes and body_may_carry_password(raw)
 
         def unit() -> T:
-            actor = authenticate_scim_token(db, token)
-            password_hash = scim_users.hash_requested_password(actor, body) if may_hash else None
-            return work(db, actor, body, password_hash)
+            caller = authenticate_scim(db, token)
+            password_hash = (
+                scim_users.hash_requested_password(caller.actor, body) if may_hash else None
+            )
+            return work(_Call(db, caller.actor, caller.invite, body, password_hash))
 
         return await call_core(
             lambda: db.run(unit, writes=writes, hashes=may_hash), may_hash=may_hash
@@ -186,7 +201,7 @@ async def get_service_provider_config(request: Request) -> Response:
 @router.get("/ResourceTypes")
 async def get_resource_types(request: Request) -> Response:
     base = _base_url(request)
-    found = await _run(request, lambda db, actor, _b, _p: scim_users.user_schemas_of(db, actor))
+    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     if isinstance(found, Response):
         return found
     listed = resource_types(found, base)
@@ -195,7 +210,7 @@ async def get_resource_types(request: Request) -> Response:
 
 @router.get("/ResourceTypes/{name}")
 async def get_resource_type(request: Request, name: str) -> Response:
-    found = await _run(request, lambda db, actor, _b, _p: scim_users.user_schemas_of(db, actor))
+    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     if isinstance(found, Response):
         return found
     for item in resource_types(found, _base_url(request)):
@@ -206,7 +221,7 @@ async def get_resource_type(request: Request, name: str) -> Response:
 
 @router.get("/Schemas")
 async def get_schemas(request: Request) -> Response:
-    found = await _run(request, lambda db, actor, _b, _p: scim_users.user_schemas_of(db, actor))
+    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     if isinstance(found, Response):
         return found
     listed = schema_documents(found, _base_url(request))
@@ -215,7 +230,7 @@ async def get_schemas(request: Request) -> Response:
 
 @router.get("/Schemas/{urn}")
 async def get_schema(request: Request, urn: str) -> Response:
-    found = await _run(request, lambda db, actor, _b, _p: scim_users.user_schemas_of(db, actor))
+    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     if isinstance(found, Response):
         return found
     for item in schema_documents(found, _base_url(request)):
@@ -231,7 +246,7 @@ async def _user_schema(request: Request) -> ResourceSchema | None:
     query = _query_of(request)
     if not (query.attributes or query.excluded):
         return None
-    found = await _run(request, lambda db, actor, _b, _p: scim_users.user_schemas_of(db, actor))
+    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     return None if isinstance(found, Response) else found.tree
 
 
@@ -246,7 +261,7 @@ async def list_users(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, _b, _p: scim_users.list_users(db, actor, _query_of(request), base),
+        lambda c: scim_users.list_users(c.db, c.actor, _query_of(request), base),
     )
     return result if isinstance(result, Response) else _list(result)
 
@@ -256,7 +271,7 @@ async def search_users(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, body, _p: scim_users.list_users(db, actor, _search(body), base),
+        lambda c: scim_users.list_users(c.db, c.actor, _search(c.body), base),
         with_body=True,
     )
     return result if isinstance(result, Response) else _list(result)
@@ -274,7 +289,9 @@ async def create_user(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, body, pw: scim_users.create_user(db, actor, body, base, pw),
+        lambda c: scim_users.create_user(
+            c.db, c.actor, c.body, base, c.password_hash, invite=c.invite
+        ),
         writes=True,
         with_body=True,
     )
@@ -284,9 +301,7 @@ async def create_user(request: Request) -> Response:
 @router.get("/Users/{user_id}")
 async def get_user(request: Request, user_id: str) -> Response:
     base = _base_url(request)
-    result = await _run(
-        request, lambda db, actor, _b, _p: scim_users.get_user(db, actor, user_id, base)
-    )
+    result = await _run(request, lambda c: scim_users.get_user(c.db, c.actor, user_id, base))
     return await _user_answer(request, result)
 
 
@@ -296,8 +311,8 @@ async def replace_user(request: Request, user_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, body, pw: scim_users.replace_user(
-            db, actor, user_id, body, base, pw, if_match
+        lambda c: scim_users.replace_user(
+            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match
         ),
         writes=True,
         with_body=True,
@@ -311,8 +326,8 @@ async def patch_user(request: Request, user_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, body, pw: scim_users.patch_user(
-            db, actor, user_id, body, base, pw, if_match
+        lambda c: scim_users.patch_user(
+            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match
         ),
         writes=True,
         with_body=True,
@@ -326,7 +341,7 @@ async def delete_user(request: Request, user_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, _b, _p: scim_users.remove_user(db, actor, user_id, base, if_match),
+        lambda c: scim_users.remove_user(c.db, c.actor, user_id, base, if_match),
         writes=True,
     )
     return result if isinstance(result, Response) else Response(status_code=204)
@@ -346,7 +361,7 @@ async def list_groups(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, _b, _p: scim_groups.list_groups(db, actor, _query_of(request), base),
+        lambda c: scim_groups.list_groups(c.db, c.actor, _query_of(request), base),
     )
     return result if isinstance(result, Response) else _list(result)
 
@@ -356,7 +371,7 @@ async def search_groups(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, body, _p: scim_groups.list_groups(db, actor, _search(body), base),
+        lambda c: scim_groups.list_groups(c.db, c.actor, _search(c.body), base),
         with_body=True,
     )
     return result if isinstance(result, Response) else _list(result)
@@ -367,7 +382,7 @@ async def create_group(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda db, actor, body, _p: scim_groups.create_group(db, actor, body, base),
+        lambda c: scim_groups.create_group(c.db, c.actor, c.body, base),
         writes=True,
         with_body=True,
     )
@@ -377,9 +392,7 @@ async def create_group(request: Request) -> Response:
 @router.get("/Groups/{group_id}")
 async def get_group(request: Request, group_id: str) -> Response:
     base = _base_url(request)
-    result = await _run(
-        request, lambda db, actor, _b, _p: scim_groups.get_group(db, actor, group_id, base)
-    )
+    result = await _run(request, lambda c: scim_groups.get_group(c.db, c.actor, group_id, base))
     return _group_answer(request, result)
 
 
@@ -389,9 +402,7 @@ async def replace_group(request: Request, group_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, body, _p: scim_groups.replace_group(
-            db, actor, group_id, body, base, if_match
-        ),
+        lambda c: scim_groups.replace_group(c.db, c.actor, group_id, c.body, base, if_match),
         writes=True,
         with_body=True,
     )
@@ -404,9 +415,7 @@ async def patch_group(request: Request, group_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, body, _p: scim_groups.patch_group(
-            db, actor, group_id, body, base, if_match
-        ),
+        lambda c: scim_groups.patch_group(c.db, c.actor, group_id, c.body, base, if_match),
         writes=True,
         with_body=True,
     )
@@ -419,7 +428,7 @@ async def delete_group(request: Request, group_id: str) -> Response:
     if_match = request.headers.get("if-match")
     result = await _run(
         request,
-        lambda db, actor, _b, _p: scim_groups.remove_group(db, actor, group_id, base, if_match),
+        lambda c: scim_groups.remove_group(c.db, c.actor, group_id, base, if_match),
         writes=True,
     )
     return result if isinstance(result, Response) else Response(status_code=204)

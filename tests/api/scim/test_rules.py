@@ -21,6 +21,7 @@ from learndir.db.engine import Database
 from learndir.db.schema import (
     audit_log,
     events,
+    outbox,
     roles,
     user_field_values,
     user_roles,
@@ -443,3 +444,31 @@ def test_changes_are_audited_as_the_tokens_user(db: Database, server: Server) ->
         assert row.actor_login == "owner"
         assert row.interface == "scim"
         assert (row.credential or "").startswith("scim:")
+
+
+def test_a_token_made_with_invite_invites_the_users_it_creates(
+    db: Database, server: Server
+) -> None:
+    """`learndir scim-token create --invite`: an active user with an e-mail is sent the
+    account's invitation through the outbox, as addUser's sendLoginEmail; a user without an
+    e-mail or created inactive is not, and a token made without it invites nobody."""
+    scim = open_scim(db, server, demo_spec(seatLimit=None))
+    inviting = create_scim_token(db, scim.world.account_url, "owner", invite=True).token
+    with scim.as_token(inviting) as client:
+        tag = _tag()
+        invited = client.post("/Users", json=_body(f"inv-{tag}")).json()["id"]
+        bare = _body(f"noemail-{tag}")
+        bare.pop("emails")
+        no_email = client.post("/Users", json=bare).json()["id"]
+        inactive = client.post("/Users", json=_body(f"off-{tag}", active=False)).json()["id"]
+    quiet = scim.client.post("/Users", json=_body(f"quiet-{tag}")).json()["id"]
+    with db.read() as conn:
+        queued = dict(
+            conn.execute(
+                select(outbox.c.user_id, outbox.c.recipient).where(
+                    outbox.c.user_id.in_([invited, no_email, inactive, quiet])
+                )
+            ).all()
+        )
+    assert queued == {invited: f"inv-{tag}@example.com"}
+    scim.client.close()

@@ -631,8 +631,16 @@ def _scim_parameter(ctx: _Context, error: DomainError) -> DomainError:
 
 
 def create_user(
-    db: Database, actor: Actor, body: Any, base_url: str, password_hash: str | None
+    db: Database,
+    actor: Actor,
+    body: Any,
+    base_url: str,
+    password_hash: str | None,
+    *,
+    invite: bool = False,
 ) -> dict[str, Any]:
+    """A new user; with `invite` (the token's option) an active user with an e-mail address
+    is sent the account's invitation, through the outbox like every invitation."""
     with db.write() as conn:
         ctx, base = _context(conn, actor, base_url)
         doc = _document_of(body, ctx)
@@ -647,6 +655,8 @@ def create_user(
             )
             # Added inactive, a user takes no seat (see add_user_in).
             status = INACTIVE if wanted.active is False else ACTIVE
+            if invite and status == ACTIVE and cmd.email:
+                cmd.send_login_email = True
             user_id = add_user_in(
                 conn, actor, cmd, ApiGeneration.REST, password_hash, status=status
             )
