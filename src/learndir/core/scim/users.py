@@ -102,6 +102,8 @@ class _Context:
     base_url: str
     _departments: dict[str, Department] = field(default_factory=dict)
     _groups: dict[str, tuple[str, bool]] | None = None
+    # The provisioning department's id once looked up ("" when the account has none yet).
+    _provisioning: str | None = None
 
     def location(self, user_id: str) -> str:
         return f"{self.base_url}/Users/{user_id}"
@@ -515,18 +517,24 @@ def _provisioning_department(ctx: _Context, *, create: bool) -> Department | Non
             return None
         top = scope.paths[0].rstrip("/").rsplit("/", 1)[-1]
         return ctx.department(top)
-    found = ctx.conn.execute(
-        select(departments.c.id).where(
-            departments.c.account_id == ctx.actor.account_id,
-            departments.c.code_key == fold(PROVISIONING_CODE),
+    if ctx._provisioning is None:
+        ctx._provisioning = (
+            ctx.conn.execute(
+                select(departments.c.id).where(
+                    departments.c.account_id == ctx.actor.account_id,
+                    departments.c.code_key == fold(PROVISIONING_CODE),
+                )
+            ).scalar()
+            or ""
         )
-    ).scalar()
-    if found is not None:
-        return ctx.department(found)
+    if ctx._provisioning:
+        return ctx.department(ctx._provisioning)
     if not create:
         return None
     root = departments_repo.root(ctx.conn, ctx.actor.account_id)
-    return _new_department(ctx, root, PROVISIONING_NAME, PROVISIONING_CODE)
+    made = _new_department(ctx, root, PROVISIONING_NAME, PROVISIONING_CODE)
+    ctx._provisioning = made.id
+    return made
 
 
 def _new_department(ctx: _Context, parent: Department, name: str, code: str | None) -> Department:
