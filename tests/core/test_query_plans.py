@@ -305,3 +305,49 @@ def test_an_import_batch_reads_by_keys(never_analysed: World, tmp_path: Path) ->
         # The job reads the account's department tree once, by account, on purpose.
         problems = [p for p in _problems(world.db, plan) if not p.startswith("departments")]
         assert not problems, (statement, plan)
+
+
+def test_scim_lookups_use_keys(never_analysed: World) -> None:
+    """What identity providers send before every create (a filter on userName, externalId or
+    the work e-mail, and a read by id) is answered from indexes on never-analysed tables."""
+    from learndir.core.scim.resources import Query
+    from learndir.core.scim.users import create_user, get_user, list_users
+
+    world = never_analysed
+    actor = authenticate_token(world.db, world.token("owner"))
+    new = uuid.uuid4().hex[:8]
+    created = create_user(
+        world.db,
+        actor,
+        {
+            "userName": f"scim.{new}",
+            "externalId": f"ext-{new}",
+            "emails": [{"value": f"scim.{new}@acme.test", "type": "work"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": f"S-{new}"
+            },
+            "urn:learndir:params:scim:schemas:extension:learndir:2.0:User": {"country": "DE"},
+        },
+        "http://x/scim/v2",
+        None,
+    )
+
+    def lookups() -> None:
+        for flt in (
+            f'userName eq "SCIM.{new}"',
+            f'externalId eq "ext-{new}"',
+            f'emails[type eq "work"].value eq "scim.{new}@acme.test"',
+            'userName eq "bulk17"',
+        ):
+            assert list_users(world.db, actor, Query(filter=flt), "http://x/scim/v2").total == 1
+        get_user(world.db, actor, created["id"], "http://x/scim/v2")
+
+    plans = _plans(world.db, _captured(world.db, lookups))
+    assert any("scim_users" in s for s, _ in plans)
+    for statement, plan in plans:
+        scans = re.findall(r"Seq Scan on (\w+)|\bSCAN (\w+)\b", plan)
+        scanned = {t for pair in scans for t in pair if t}
+        assert not scanned & {"users", "scim_users", "scim_user_emails", "user_field_values"}, (
+            statement,
+            plan,
+        )

@@ -15,7 +15,11 @@ PATCH is applied to the resource as read and the result is written as a PUT woul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +75,7 @@ from learndir.core.users.commands import (
     UpdateUser,
 )
 from learndir.core.users.keys import users_by_key
-from learndir.core.users.queries import UserView, views_of_rows, visible_users
+from learndir.core.users.queries import UserView, views_of, views_of_rows, visible_users
 from learndir.core.users.service import add_user_in, check_password_policy
 from learndir.db.engine import Database
 from learndir.db.schema import departments, scim_user_emails, scim_users, users
@@ -268,10 +272,8 @@ def _render(ctx: _Context, view: UserView, stored: Stored | None) -> dict[str, A
         doc["active"] = view.status == ACTIVE
     # The department reads as the provider wrote it while the user is there; a provider that
     # never sent one (Okta's default mapping) does not manage it and reads none.
-    department = ctx.department(view.department_id)
-    if (stored is None or wanted.department) and not _names_department(
-        wanted.department, department
-    ):
+    department = ctx.department(view.department_id) if stored is None or wanted.department else None
+    if department is not None and not _names_department(wanted.department, department):
         provisioning = _provisioning_department(ctx, create=False)
         shown_name = None if provisioning and provisioning.id == department.id else department.name
         _set(doc, (ENTERPRISE_URN, "department"), shown_name)
@@ -279,7 +281,7 @@ def _render(ctx: _Context, view: UserView, stored: Stored | None) -> dict[str, A
     if (supervisor or "") != wanted.manager:
         manager = {"value": supervisor, "$ref": ctx.location(supervisor)} if supervisor else None
         _set(doc, (ENTERPRISE_URN, "manager"), manager)
-    groups = ctx.groups()
+    groups = ctx.groups() if view.groups else {}
     member_of = [
         {
             "value": g,
@@ -315,7 +317,12 @@ def _names_department(text: str, department: Department) -> bool:
 
 def _render_many(ctx: _Context, views: Sequence[UserView]) -> list[dict[str, Any]]:
     stored = stored_documents(ctx.conn, scim_users, "user_id", [v.id for v in views])
-    missing = {v.department_id for v in views} - set(ctx._departments)
+    # The departments of the users whose department is shown (see _render), in one query.
+    missing = {
+        v.department_id
+        for v in views
+        if v.id not in stored or (stored[v.id].document.get(ENTERPRISE_URN) or {}).get("department")
+    } - set(ctx._departments)
     if missing:
         ctx._departments.update(
             departments_repo.get_many(ctx.conn, ctx.actor.account_id, list(missing))
@@ -403,6 +410,54 @@ def list_users(db: Database, actor: Actor, query: Query, base_url: str) -> Page:
         return _page_in_python(ctx, base, condition, node, query)
 
 
+class _Anchors:
+    """Where page-throughs left off: a walk (account, actor, filter) and the startIndex of its
+    next page -> the id of the last user it was given. Okta imports by stepping startIndex; the
+    next page is read from the index after that id instead of skipping every user before it
+    again. It is what OFFSET gives while nothing changes, and better when something does: a
+    user deleted or added behind the walk neither skips nor repeats anyone. Kept per process,
+    for a few minutes; a page not found here is read by OFFSET."""
+
+    def __init__(self, size: int = 1024, seconds: float = 300.0) -> None:
+        self._size = size
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[Any, int], tuple[str, float]] = OrderedDict()
+
+    def get(self, walk: Any, start_index: int) -> str | None:
+        with self._lock:
+            found = self._items.pop((walk, start_index), None)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, walk: Any, start_index: int, last_id: str) -> None:
+        with self._lock:
+            self._items[(walk, start_index)] = (last_id, time.monotonic() + self._seconds)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_anchors = _Anchors()
+
+
+@contextlib.contextmanager
+def _ordered_by_index(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, a page of an account read in index order rather than by sorting it all:
+    without statistics (a new or fast-growing account) the planner takes the account for a
+    handful of rows and sorts all of them (measured at 50,000 users: 55 ms a page, against 13
+    ms reading the index in order). Reads run in autocommit, so the setting is the session's,
+    and is reset before the connection is used again."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET enable_sort = off")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("RESET enable_sort")
+
+
 def _page_in_sql(
     ctx: _Context,
     base: Any,
@@ -411,25 +466,31 @@ def _page_in_sql(
     query: Query,
 ) -> Page:
     statement = base.where(condition if condition is not None else true())
-    total = int(ctx.conn.execute(statement.with_only_columns(func.count())).scalar_one())
     order = [users.c.id]
     if sort_column is not None:
         order.insert(0, sort_column.desc() if query.descending else sort_column)
-    # The page's ids first, then their rows: skipping `startIndex` users reads only the
-    # (account_id, id) index, not every skipped user's row.
-    ids = list(
-        ctx.conn.execute(
-            statement.with_only_columns(users.c.id)
-            .order_by(*order)
-            .offset(query.start_index - 1)
-            .limit(query.count)
-        ).scalars()
-    )
-    if not ids:
-        return Page([], total, query.start_index)
-    by_id = {row.id: row for row in ctx.conn.execute(base.where(users.c.id.in_(ids)))}
-    rows = [by_id[i] for i in ids if i in by_id]
-    views = views_of_rows(ctx.conn, ctx.settings, rows)
+    # The page's ids first, then their users by primary key: skipping `startIndex` users
+    # reads only the (account_id, id) index, not every skipped user's row; and where the
+    # previous page of the same walk ended is known, not even that.
+    walk = (ctx.actor.account_id, ctx.actor.user_id, query.filter) if sort_column is None else None
+    after = _anchors.get(walk, query.start_index) if walk else None
+    chosen = statement.with_only_columns(users.c.id).order_by(*order).limit(query.count)
+    if after is not None:
+        chosen = chosen.where(users.c.id > after)
+    else:
+        chosen = chosen.offset(query.start_index - 1)
+    # A filter SQL answers exactly is a lookup on a unique index: a handful of users.
+    with _ordered_by_index(ctx.conn) if condition is None else contextlib.nullcontext():
+        ids = list(ctx.conn.execute(chosen).scalars())
+    if walk and ids:
+        _anchors.put(walk, query.start_index + len(ids), ids[-1])
+    if query.start_index == 1 and len(ids) < query.count:
+        # The first page holds every match (a lookup): no need to count them again.
+        total = len(ids)
+    else:
+        total = int(ctx.conn.execute(statement.with_only_columns(func.count())).scalar_one())
+    found = {v.id: v for v in views_of(ctx.conn, ctx.actor.account, ids, with_roles=False)}
+    views = [found[i] for i in ids if i in found]
     resources = [shown(d, ctx.schemas.tree, query) for d in _render_many(ctx, views)]
     return Page(resources, total, query.start_index)
 
