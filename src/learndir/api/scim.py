@@ -24,6 +24,7 @@ from learndir.core.scim.schemas import (
     ERROR_URN,
     LIST_URN,
     SEARCH_URN,
+    UserSchemas,
     group_schema,
     resource_types,
     schema_documents,
@@ -198,45 +199,42 @@ async def get_service_provider_config(request: Request) -> Response:
     return _json(service_provider_config(_base_url(request)))
 
 
-@router.get("/ResourceTypes")
-async def get_resource_types(request: Request) -> Response:
-    base = _base_url(request)
+Describe = Callable[[UserSchemas, str], list[dict[str, Any]]]
+
+
+async def _described(request: Request, describe: Describe, wanted: str | None) -> Response:
+    """The account's resource types or schemas (its custom profile fields are an extension
+    of its own): all of them as a list, or the one whose id is `wanted`."""
     found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
     if isinstance(found, Response):
         return found
-    listed = resource_types(found, base)
-    return _list(Page(listed, len(listed), 1))
+    listed = describe(found, _base_url(request))
+    if wanted is None:
+        return _list(Page(listed, len(listed), 1))
+    for item in listed:
+        if item["id"].casefold() == wanted.casefold():
+            return _json(item)
+    return error_response(404, f"Unknown {listed[0]['meta']['resourceType']} {wanted!r}")
+
+
+@router.get("/ResourceTypes")
+async def get_resource_types(request: Request) -> Response:
+    return await _described(request, resource_types, None)
 
 
 @router.get("/ResourceTypes/{name}")
 async def get_resource_type(request: Request, name: str) -> Response:
-    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
-    if isinstance(found, Response):
-        return found
-    for item in resource_types(found, _base_url(request)):
-        if item["id"].casefold() == name.casefold():
-            return _json(item)
-    return error_response(404, f"Unknown resource type {name!r}")
+    return await _described(request, resource_types, name)
 
 
 @router.get("/Schemas")
 async def get_schemas(request: Request) -> Response:
-    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
-    if isinstance(found, Response):
-        return found
-    listed = schema_documents(found, _base_url(request))
-    return _list(Page(listed, len(listed), 1))
+    return await _described(request, schema_documents, None)
 
 
 @router.get("/Schemas/{urn}")
 async def get_schema(request: Request, urn: str) -> Response:
-    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
-    if isinstance(found, Response):
-        return found
-    for item in schema_documents(found, _base_url(request)):
-        if item["id"].casefold() == urn.casefold():
-            return _json(item)
-    return error_response(404, f"Unknown schema {urn!r}")
+    return await _described(request, schema_documents, urn)
 
 
 # ---- users ----------------------------------------------------------------------------------
@@ -256,25 +254,28 @@ async def _user_answer(request: Request, result: Any, status: int = 200) -> Resp
     return _resource(request, result, await _user_schema(request), status)
 
 
-@router.get("/Users")
-async def list_users(request: Request) -> Response:
+Lister = Callable[[Database, Actor, Query, str], Page]
+
+
+async def _listing(request: Request, lister: Lister, *, search: bool = False) -> Response:
+    """A list: GET with the query string, or POST /.search with a SearchRequest body."""
     base = _base_url(request)
     result = await _run(
         request,
-        lambda c: scim_users.list_users(c.db, c.actor, _query_of(request), base),
+        lambda c: lister(c.db, c.actor, _search(c.body) if search else _query_of(request), base),
+        with_body=search,
     )
     return result if isinstance(result, Response) else _list(result)
+
+
+@router.get("/Users")
+async def list_users(request: Request) -> Response:
+    return await _listing(request, scim_users.list_users)
 
 
 @router.post("/Users/.search")
 async def search_users(request: Request) -> Response:
-    base = _base_url(request)
-    result = await _run(
-        request,
-        lambda c: scim_users.list_users(c.db, c.actor, _search(c.body), base),
-        with_body=True,
-    )
-    return result if isinstance(result, Response) else _list(result)
+    return await _listing(request, scim_users.list_users, search=True)
 
 
 def _search(body: Any) -> Query:
@@ -305,29 +306,15 @@ async def get_user(request: Request, user_id: str) -> Response:
     return await _user_answer(request, result)
 
 
-@router.put("/Users/{user_id}")
-async def replace_user(request: Request, user_id: str) -> Response:
+@router.api_route("/Users/{user_id}", methods=["PUT", "PATCH"])
+async def change_user(request: Request, user_id: str) -> Response:
     base = _base_url(request)
     if_match = request.headers.get("if-match")
+    patch = request.method == "PATCH"
     result = await _run(
         request,
-        lambda c: scim_users.replace_user(
-            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match
-        ),
-        writes=True,
-        with_body=True,
-    )
-    return await _user_answer(request, result)
-
-
-@router.patch("/Users/{user_id}")
-async def patch_user(request: Request, user_id: str) -> Response:
-    base = _base_url(request)
-    if_match = request.headers.get("if-match")
-    result = await _run(
-        request,
-        lambda c: scim_users.patch_user(
-            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match
+        lambda c: scim_users.change_user(
+            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match, patch=patch
         ),
         writes=True,
         with_body=True,
@@ -358,23 +345,12 @@ def _group_answer(request: Request, result: Any, status: int = 200) -> Response:
 
 @router.get("/Groups")
 async def list_groups(request: Request) -> Response:
-    base = _base_url(request)
-    result = await _run(
-        request,
-        lambda c: scim_groups.list_groups(c.db, c.actor, _query_of(request), base),
-    )
-    return result if isinstance(result, Response) else _list(result)
+    return await _listing(request, scim_groups.list_groups)
 
 
 @router.post("/Groups/.search")
 async def search_groups(request: Request) -> Response:
-    base = _base_url(request)
-    result = await _run(
-        request,
-        lambda c: scim_groups.list_groups(c.db, c.actor, _search(c.body), base),
-        with_body=True,
-    )
-    return result if isinstance(result, Response) else _list(result)
+    return await _listing(request, scim_groups.list_groups, search=True)
 
 
 @router.post("/Groups")
@@ -396,26 +372,16 @@ async def get_group(request: Request, group_id: str) -> Response:
     return _group_answer(request, result)
 
 
-@router.put("/Groups/{group_id}")
-async def replace_group(request: Request, group_id: str) -> Response:
+@router.api_route("/Groups/{group_id}", methods=["PUT", "PATCH"])
+async def change_group(request: Request, group_id: str) -> Response:
     base = _base_url(request)
     if_match = request.headers.get("if-match")
+    patch = request.method == "PATCH"
     result = await _run(
         request,
-        lambda c: scim_groups.replace_group(c.db, c.actor, group_id, c.body, base, if_match),
-        writes=True,
-        with_body=True,
-    )
-    return _group_answer(request, result)
-
-
-@router.patch("/Groups/{group_id}")
-async def patch_group(request: Request, group_id: str) -> Response:
-    base = _base_url(request)
-    if_match = request.headers.get("if-match")
-    result = await _run(
-        request,
-        lambda c: scim_groups.patch_group(c.db, c.actor, group_id, c.body, base, if_match),
+        lambda c: scim_groups.change_group(
+            c.db, c.actor, group_id, c.body, base, if_match, patch=patch
+        ),
         writes=True,
         with_body=True,
     )

@@ -19,6 +19,25 @@ from learndir.db.schema import departments, profile_fields, user_field_values, u
 from tests.support import ROOT, Server, World, make_world
 
 SCIM_JSON = "application/scim+json"
+# The RFC's URNs, as a provider writes them.
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+LEARNDIR = "urn:learndir:params:scim:schemas:extension:learndir:2.0:User"
+LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+def unique(prefix: str) -> str:
+    """A userName or group name no other test uses."""
+    return f"{prefix}.{uuid.uuid4().hex[:8]}"
+
+
+def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
+    """A PatchOp request of `operations`."""
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def demo_spec(**overrides: Any) -> dict[str, Any]:

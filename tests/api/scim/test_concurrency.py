@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 
 from learndir.db.engine import Database
-from tests.api.scim.support import SCIM_JSON, demo_spec, open_scim
+from tests.api.scim.support import SCIM_JSON, USER_URN, demo_spec, open_scim
 from tests.api.test_concurrency import BURST, SEATS_EXCEEDED, second_server  # noqa: F401
 from tests.support import Server, count_users
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 DEMO_ACTIVE = 2  # owner and sales.admin
 SEATS_LEFT = 10
 

@@ -7,26 +7,20 @@ import uuid
 from typing import Any
 
 from tests.api.scim.support import (  # noqa: F401
+    ENTERPRISE,
+    GROUP_URN,
+    PATCH_OP,
+    USER_URN,
     Scim,
     department_of,
     field_value,
+    patch_body,
     shared_scim,
+    unique,
     user_row,
 )
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MS_GROUP_URN = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}.{uuid.uuid4().hex[:8]}"
-
-
-def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def _entra_user(user_name: str, **extra: Any) -> dict[str, Any]:
@@ -63,7 +57,7 @@ def test_connection_test_on_a_random_guid_is_empty(shared_scim: Scim) -> None:  
 
 def test_case_insensitive_post_and_matching_filters(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    name = _unique("entra.match")
+    name = unique("entra.match")
     created = scim.client.post("/Users", json=_entra_user(name))
     assert created.status_code == 201, created.text
     user = created.json()
@@ -82,7 +76,7 @@ def test_case_insensitive_post_and_matching_filters(shared_scim: Scim) -> None: 
 
     # Deactivated with Entra's default job: a string "False", capitalised op.
     off = scim.client.patch(
-        f"/Users/{uid}", json=_patch({"op": "Replace", "path": "active", "value": "False"})
+        f"/Users/{uid}", json=patch_body({"op": "Replace", "path": "active", "value": "False"})
     )
     _ok(off)
     assert user_row(scim, uid).status == 3
@@ -100,13 +94,13 @@ def test_case_insensitive_post_and_matching_filters(shared_scim: Scim) -> None: 
 
 def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    name = _unique("entra.patch")
+    name = unique("entra.patch")
     user = scim.client.post("/Users", json=_entra_user(name, emails=[])).json()
     uid = user["id"]
     number = uuid.uuid4().hex[:10]
     replaced = scim.client.patch(
         f"/Users/{uid}",
-        json=_patch(
+        json=patch_body(
             {
                 "op": "Replace",
                 "value": {
@@ -129,7 +123,7 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
     work = f"{name}.work@contoso.example"
     added = scim.client.patch(
         f"/Users/{uid}",
-        json=_patch({"op": "Add", "path": 'emails[type eq "work"].value', "value": work}),
+        json=patch_body({"op": "Add", "path": 'emails[type eq "work"].value', "value": work}),
     )
     _ok(added)
     assert user_row(scim, uid).email == work
@@ -141,20 +135,22 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
     _ok(
         scim.client.patch(
             f"/Users/{uid}",
-            json=_patch({"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}),
+            json=patch_body(
+                {"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}
+            ),
         )
     )
     assert user_row(scim, uid).email == changed
-    other = scim.user(_unique("entra.other"))
+    other = scim.user(unique("entra.other"))
     taken = scim.client.patch(
         f"/Users/{other['id']}",
-        json=_patch({"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}),
+        json=patch_body({"op": "Add", "path": 'emails[type eq "work"].value', "value": changed}),
     )
     assert taken.status_code == 409 and taken.json()["scimType"] == "uniqueness"
     # employeeNumber is the account's unique employee_id field.
     dup = scim.client.patch(
         f"/Users/{other['id']}",
-        json=_patch({"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": number}),
+        json=patch_body({"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": number}),
     )
     assert dup.status_code == 409 and dup.json()["scimType"] == "uniqueness"
     assert field_value(scim, other["id"], "employee_id") is None
@@ -165,7 +161,7 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
 
     titled = scim.client.patch(
         f"/Users/{uid}",
-        json=_patch(
+        json=patch_body(
             {"op": "Add", "path": "title", "value": "Engineer"},
             {"op": "Replace", "path": "name.familyName", "value": "Changed"},
         ),
@@ -175,7 +171,7 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
         "Engineer",
         "Changed",
     )
-    removed = scim.client.patch(f"/Users/{uid}", json=_patch({"op": "Remove", "path": "title"}))
+    removed = scim.client.patch(f"/Users/{uid}", json=patch_body({"op": "Remove", "path": "title"}))
     _ok(removed)
     assert not user_row(scim, uid).job_title
     assert "title" not in scim.client.get(f"/Users/{uid}").json()
@@ -183,12 +179,12 @@ def test_capitalised_ops_and_dotted_keys(shared_scim: Scim) -> None:  # noqa: F8
 
 def test_manager_as_a_plain_id(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    boss, other, worker = (scim.user(_unique(f"entra.mgr{i}"))["id"] for i in range(3))
+    boss, other, worker = (scim.user(unique(f"entra.mgr{i}"))["id"] for i in range(3))
     path = f"{ENTERPRISE}:manager"
 
     _ok(
         scim.client.patch(
-            f"/Users/{worker}", json=_patch({"op": "Add", "path": path, "value": boss})
+            f"/Users/{worker}", json=patch_body({"op": "Add", "path": path, "value": boss})
         )
     )
     row = user_row(scim, worker)
@@ -197,7 +193,7 @@ def test_manager_as_a_plain_id(shared_scim: Scim) -> None:  # noqa: F811
 
     _ok(
         scim.client.patch(
-            f"/Users/{worker}", json=_patch({"op": "Replace", "path": path, "value": other})
+            f"/Users/{worker}", json=patch_body({"op": "Replace", "path": path, "value": other})
         )
     )
     row = user_row(scim, worker)
@@ -205,7 +201,7 @@ def test_manager_as_a_plain_id(shared_scim: Scim) -> None:  # noqa: F811
 
     _ok(
         scim.client.patch(
-            f"/Users/{worker}", json=_patch({"op": "Replace", "path": path, "value": ""})
+            f"/Users/{worker}", json=patch_body({"op": "Replace", "path": path, "value": ""})
         )
     )
     row = user_row(scim, worker)
@@ -216,20 +212,20 @@ def test_manager_as_a_plain_id(shared_scim: Scim) -> None:  # noqa: F811
 def test_department_by_name_code_or_created(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
     by_name = scim.client.post(
-        "/Users", json=_entra_user(_unique("entra.dn"), **{ENTERPRISE: {"department": "Sales EU"}})
+        "/Users", json=_entra_user(unique("entra.dn"), **{ENTERPRISE: {"department": "Sales EU"}})
     )
     assert by_name.status_code == 201, by_name.text
     assert department_of(scim, by_name.json()["id"]).code == "sales-eu"
 
     by_code = scim.client.post(
-        "/Users", json=_entra_user(_unique("entra.dc"), **{ENTERPRISE: {"department": "eng"}})
+        "/Users", json=_entra_user(unique("entra.dc"), **{ENTERPRISE: {"department": "eng"}})
     )
     assert by_code.status_code == 201, by_code.text
     assert department_of(scim, by_code.json()["id"]).code == "eng"
 
     unknown = f"Research {uuid.uuid4().hex[:6]}"
     made = scim.client.post(
-        "/Users", json=_entra_user(_unique("entra.du"), **{ENTERPRISE: {"department": unknown}})
+        "/Users", json=_entra_user(unique("entra.du"), **{ENTERPRISE: {"department": unknown}})
     )
     assert made.status_code == 201, made.text
     assert made.json()[ENTERPRISE]["department"] == unknown
@@ -251,7 +247,9 @@ def test_department_by_name_code_or_created(shared_scim: Scim) -> None:  # noqa:
     _ok(
         scim.client.patch(
             f"/Users/{uid}",
-            json=_patch({"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "sales"}),
+            json=patch_body(
+                {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "sales"}
+            ),
         )
     )
     assert department_of(scim, uid).code == "sales"
@@ -259,13 +257,13 @@ def test_department_by_name_code_or_created(shared_scim: Scim) -> None:  # noqa:
 
 def test_groups_as_entra_sends_them(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    a, b = (scim.user(_unique(f"entra.gm{i}"))["id"] for i in range(2))
+    a, b = (scim.user(unique(f"entra.gm{i}"))["id"] for i in range(2))
     created = scim.client.post(
         "/Groups",
         json={
             "schemas": [GROUP_URN, MS_GROUP_URN],
             "externalId": str(uuid.uuid4()),
-            "displayName": _unique("Entra Group"),
+            "displayName": unique("Entra Group"),
             "members": [{"value": a, "$ref": None}],
         },
     )
@@ -276,7 +274,9 @@ def test_groups_as_entra_sends_them(shared_scim: Scim) -> None:  # noqa: F811
     _ok(
         scim.client.patch(
             f"/Groups/{gid}",
-            json=_patch({"op": "Add", "path": "members", "value": [{"value": b, "$ref": None}]}),
+            json=patch_body(
+                {"op": "Add", "path": "members", "value": [{"value": b, "$ref": None}]}
+            ),
         )
     )
     listed = scim.client.get("/Groups", params={"excludedAttributes": "members"})
@@ -290,17 +290,17 @@ def test_groups_as_entra_sends_them(shared_scim: Scim) -> None:  # noqa: F811
     _ok(
         scim.client.patch(
             f"/Groups/{gid}",
-            json=_patch({"op": "Remove", "path": "members", "value": [{"value": a}]}),
+            json=patch_body({"op": "Remove", "path": "members", "value": [{"value": a}]}),
         )
     )
     left = scim.client.get(f"/Groups/{gid}").json()
     assert [m["value"] for m in left.get("members", [])] == [b]
 
-    renamed = _unique("Entra Renamed")
+    renamed = unique("Entra Renamed")
     _ok(
         scim.client.patch(
             f"/Groups/{gid}",
-            json=_patch({"op": "Replace", "path": "displayName", "value": renamed}),
+            json=patch_body({"op": "Replace", "path": "displayName", "value": renamed}),
         )
     )
     assert scim.client.get(f"/Groups/{gid}").json()["displayName"] == renamed

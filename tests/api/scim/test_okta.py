@@ -10,29 +10,23 @@ import pytest
 
 from learndir.db.engine import Database
 from tests.api.scim.support import (  # noqa: F401
+    ERROR_URN,
+    GROUP_URN,
+    LIST_URN,
+    PATCH_OP,
     SCIM_JSON,
+    USER_URN,
     Scim,
     demo_spec,
     open_scim,
+    patch_body,
     shared_scim,
+    unique,
     user_row,
 )
 from tests.support import Server
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 PASSWORD = "Okta-Sync-Pass-1"
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}.{uuid.uuid4().hex[:8]}"
-
-
-def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def _okta_user(user_name: str, **extra: Any) -> dict[str, Any]:
@@ -127,12 +121,12 @@ def test_create_lookup_duplicate_and_replace(shared_scim: Scim) -> None:  # noqa
 
 def test_deactivate_reactivate_and_password_sync(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    user = scim.user(_unique("okta.status"))
+    user = scim.user(unique("okta.status"))
     uid = user["id"]
     before = user_row(scim, uid).password_hash
 
     off = scim.client.patch(
-        f"/Users/{uid}", json=_patch({"op": "replace", "value": {"active": False}})
+        f"/Users/{uid}", json=patch_body({"op": "replace", "value": {"active": False}})
     )
     assert off.status_code == 200, off.text
     assert off.json()["active"] is False
@@ -144,14 +138,14 @@ def test_deactivate_reactivate_and_password_sync(shared_scim: Scim) -> None:  # 
     assert found["Resources"][0]["active"] is False
 
     on = scim.client.patch(
-        f"/Users/{uid}", json=_patch({"op": "replace", "value": {"active": True}})
+        f"/Users/{uid}", json=patch_body({"op": "replace", "value": {"active": True}})
     )
     assert on.status_code == 200, on.text
     assert on.json()["active"] is True
     assert user_row(scim, uid).status == 1
 
     synced = scim.client.patch(
-        f"/Users/{uid}", json=_patch({"op": "replace", "value": {"password": PASSWORD}})
+        f"/Users/{uid}", json=patch_body({"op": "replace", "value": {"password": PASSWORD}})
     )
     assert synced.status_code == 200, synced.text
     assert PASSWORD not in synced.text
@@ -207,9 +201,9 @@ def test_import_pages_of_100_are_stable_without_gaps(crowded: Scim) -> None:
 
 def test_group_lifecycle(shared_scim: Scim) -> None:  # noqa: F811
     scim = shared_scim
-    a, b, c = (scim.user(_unique(f"okta.member{i}"))["id"] for i in range(3))
+    a, b, c = (scim.user(unique(f"okta.member{i}"))["id"] for i in range(3))
     created = scim.client.post(
-        "/Groups", json={"schemas": [GROUP_URN], "displayName": _unique("Okta"), "members": []}
+        "/Groups", json={"schemas": [GROUP_URN], "displayName": unique("Okta"), "members": []}
     )
     assert created.status_code == 201, created.text
     group = created.json()
@@ -222,24 +216,24 @@ def test_group_lifecycle(shared_scim: Scim) -> None:  # noqa: F811
         assert read.status_code == 200, read.text
         return sorted(m["value"] for m in read.json().get("members", []))
 
-    new_name = _unique("Okta Renamed")
+    new_name = unique("Okta Renamed")
     renamed = scim.client.patch(
         f"/Groups/{gid}",
-        json=_patch({"op": "replace", "value": {"id": gid, "displayName": new_name}}),
+        json=patch_body({"op": "replace", "value": {"id": gid, "displayName": new_name}}),
     )
     assert renamed.status_code in (200, 204), renamed.text
     assert scim.client.get(f"/Groups/{gid}").json()["displayName"] == new_name
 
     added = scim.client.patch(
         f"/Groups/{gid}",
-        json=_patch({"op": "add", "path": "members", "value": [{"value": a}, {"value": b}]}),
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": a}, {"value": b}]}),
     )
     assert added.status_code in (200, 204), added.text
     assert members() == sorted([a, b])
 
     removed = scim.client.patch(
         f"/Groups/{gid}",
-        json=_patch(
+        json=patch_body(
             {"op": "remove", "path": f'members[value eq "{a}"]'},
             {"op": "add", "path": "members", "value": [{"value": c}]},
         ),
@@ -249,7 +243,7 @@ def test_group_lifecycle(shared_scim: Scim) -> None:  # noqa: F811
 
     replaced = scim.client.patch(
         f"/Groups/{gid}",
-        json=_patch({"op": "replace", "path": "members", "value": [{"value": a}]}),
+        json=patch_body({"op": "replace", "path": "members", "value": [{"value": a}]}),
     )
     assert replaced.status_code in (200, 204), replaced.text
     assert members() == [a]

@@ -14,25 +14,21 @@ import pytest
 
 from learndir.db.engine import Database
 from tests.api.scim.support import (  # noqa: F401
+    ENTERPRISE,
+    ERROR_URN,
+    GROUP_URN,
+    PATCH_OP,
     SCIM_JSON,
+    SEARCH_URN,
+    USER_URN,
     Scim,
     demo_spec,
     open_scim,
+    patch_body,
     shared_scim,
     user_row,
 )
 from tests.support import Server
-
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-
-
-def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def _error(response: httpx.Response, status: int, scim_type: str | None = None) -> None:
@@ -61,7 +57,7 @@ def people(db: Database, server: Server) -> Iterator[tuple[Scim, dict[str, dict[
         made[login] = scim.user(login, externalId=ext, title=title)
     off = scim.client.patch(
         f"/Users/{made['pf.eve']['id']}",
-        json=_patch({"op": "replace", "path": "active", "value": False}),
+        json=patch_body({"op": "replace", "path": "active", "value": False}),
     )
     assert off.status_code == 200, off.text
     yield scim, made
@@ -88,7 +84,7 @@ def test_errors_carry_the_scim_type(shared_scim: Scim) -> None:  # noqa: F811
     _error(scim.client.get("/Users", params={"filter": 'nosuch eq "x"'}), 400, "invalidFilter")
     _error(
         scim.client.patch(
-            f"/Users/{uid}", json=_patch({"op": "replace", "path": "nosuch", "value": "x"})
+            f"/Users/{uid}", json=patch_body({"op": "replace", "path": "nosuch", "value": "x"})
         ),
         400,
         "invalidPath",
@@ -96,7 +92,7 @@ def test_errors_carry_the_scim_type(shared_scim: Scim) -> None:  # noqa: F811
     _error(
         scim.client.patch(
             f"/Users/{uid}",
-            json=_patch({"op": "replace", "path": 'phoneNumbers[type eq "fax"]', "value": {}}),
+            json=patch_body({"op": "replace", "path": 'phoneNumbers[type eq "fax"]', "value": {}}),
         ),
         400,
         "noTarget",
@@ -104,14 +100,14 @@ def test_errors_carry_the_scim_type(shared_scim: Scim) -> None:  # noqa: F811
     for path, value in (("id", str(uuid.uuid4())), ("meta", {"version": "x"})):
         _error(
             scim.client.patch(
-                f"/Users/{uid}", json=_patch({"op": "replace", "path": path, "value": value})
+                f"/Users/{uid}", json=patch_body({"op": "replace", "path": path, "value": value})
             ),
             400,
             "mutability",
         )
     _error(
         scim.client.patch(
-            f"/Users/{uid}", json=_patch({"op": "replace", "path": "active", "value": "maybe"})
+            f"/Users/{uid}", json=patch_body({"op": "replace", "path": "active", "value": "maybe"})
         ),
         400,
         "invalidValue",
@@ -159,7 +155,7 @@ def test_etags_and_preconditions(shared_scim: Scim) -> None:  # noqa: F811
     stale = 'W/"0123456789abcdef"'
     whole = {**read.json(), "title": "Stale"}
     _error(scim.client.put(f"/Users/{uid}", json=whole, headers={"If-Match": stale}), 412)
-    titled = _patch({"op": "replace", "path": "title", "value": "Stale"})
+    titled = patch_body({"op": "replace", "path": "title", "value": "Stale"})
     _error(scim.client.patch(f"/Users/{uid}", json=titled, headers={"If-Match": stale}), 412)
     _error(scim.client.delete(f"/Users/{uid}", headers={"If-Match": stale}), 412)
     assert not user_row(scim, uid).job_title
@@ -170,7 +166,7 @@ def test_etags_and_preconditions(shared_scim: Scim) -> None:  # noqa: F811
     assert put.headers["etag"] != etag and user_row(scim, uid).job_title == "Stale"
     patched = scim.client.patch(
         f"/Users/{uid}",
-        json=_patch({"op": "replace", "path": "title", "value": "Fresh"}),
+        json=patch_body({"op": "replace", "path": "title", "value": "Fresh"}),
         headers={"If-Match": put.headers["etag"]},
     )
     assert patched.status_code == 200, patched.text
@@ -369,7 +365,7 @@ def test_plain_json_is_accepted(shared_scim: Scim) -> None:  # noqa: F811
     assert created.headers["content-type"].startswith(SCIM_JSON)
     patched = scim.client.patch(
         f"/Users/{created.json()['id']}",
-        json=_patch({"op": "add", "path": "title", "value": "Plain"}),
+        json=patch_body({"op": "add", "path": "title", "value": "Plain"}),
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     assert patched.status_code == 200, patched.text

@@ -29,14 +29,18 @@ from learndir.db.schema import (
     webhook_deliveries,
     webhook_subscribers,
 )
-from tests.api.scim.support import Scim, demo_spec, open_scim
+from tests.api.scim.support import (
+    ENTERPRISE,
+    ERROR_URN,
+    LEARNDIR,
+    USER_URN,
+    Scim,
+    demo_spec,
+    open_scim,
+    patch_body,
+)
 from tests.support import Server, account_snapshot, acme_spec
 
-USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-LEARNDIR = "urn:learndir:params:scim:schemas:extension:learndir:2.0:User"
-ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
-PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEATS_EXCEEDED = "Number of user accounts is exceeded"
 DEMO_ACTIVE = 2  # owner and sales.admin
 
@@ -53,10 +57,6 @@ def _body(user_name: str, **extra: Any) -> dict[str, Any]:
         "emails": [{"value": f"{user_name}@example.com", "type": "work", "primary": True}],
         **extra,
     }
-
-
-def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_URN], "Operations": list(operations)}
 
 
 def assert_error(response: httpx.Response, status: int, scim_type: str | None = None) -> str:
@@ -88,14 +88,15 @@ def test_seat_limit_over_scim(db: Database, server: Server) -> None:
 
     # Deactivating frees the seat; reactivating the first user over the limit is refused.
     off = scim.client.patch(
-        f"/Users/{first['id']}", json=_patch({"op": "replace", "path": "active", "value": False})
+        f"/Users/{first['id']}",
+        json=patch_body({"op": "replace", "path": "active", "value": False}),
     )
     assert off.status_code == 200, off.text
     assert off.json()["active"] is False
     second = scim.user(f"seat2.{tag}")
     before = _snapshot(scim)
     on = scim.client.patch(
-        f"/Users/{first['id']}", json=_patch({"op": "replace", "path": "active", "value": True})
+        f"/Users/{first['id']}", json=patch_body({"op": "replace", "path": "active", "value": True})
     )
     assert SEATS_EXCEEDED in assert_error(on, 403)
     assert _snapshot(scim) == before
@@ -111,14 +112,14 @@ def test_seat_limit_over_scim(db: Database, server: Server) -> None:
     assert after["active_users"] == before["active_users"] == DEMO_ACTIVE + 1
     on = scim.client.patch(
         f"/Users/{inactive.json()['id']}",
-        json=_patch({"op": "replace", "path": "active", "value": True}),
+        json=patch_body({"op": "replace", "path": "active", "value": True}),
     )
     assert SEATS_EXCEEDED in assert_error(on, 403)
     # Freeing a seat lets it in.
     assert scim.client.delete(f"/Users/{second['id']}").status_code == 204
     on = scim.client.patch(
         f"/Users/{inactive.json()['id']}",
-        json=_patch({"op": "replace", "path": "active", "value": True}),
+        json=patch_body({"op": "replace", "path": "active", "value": True}),
     )
     assert on.status_code == 200, on.text
     assert _snapshot(scim)["active_users"] == DEMO_ACTIVE + 1
@@ -238,7 +239,7 @@ def test_department_administrator_scope(db: Database, server: Server) -> None:
     for response in (
         admin.patch(
             f"/Users/{eng_user['id']}",
-            json=_patch({"op": "replace", "path": "title", "value": "x"}),
+            json=patch_body({"op": "replace", "path": "title", "value": "x"}),
         ),
         admin.put(f"/Users/{eng_user['id']}", json=_body(f"eng.{tag}")),
         admin.delete(f"/Users/{eng_user['id']}"),
@@ -261,7 +262,7 @@ def test_department_administrator_scope(db: Database, server: Server) -> None:
     before = _snapshot(owner)
     moved = admin.patch(
         f"/Users/{eu_user['id']}",
-        json=_patch({"op": "replace", "path": f"{ENTERPRISE}:department", "value": "eng"}),
+        json=patch_body({"op": "replace", "path": f"{ENTERPRISE}:department", "value": "eng"}),
     )
     assert_error(moved, 403)
     assert _snapshot(owner) == before
@@ -276,7 +277,7 @@ def test_department_administrator_scope(db: Database, server: Server) -> None:
     before = _snapshot(owner)
     add_eng = admin.patch(
         f"/Groups/{group}",
-        json=_patch({"op": "add", "path": "members", "value": [{"value": eng_user["id"]}]}),
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": eng_user["id"]}]}),
     )
     assert_error(add_eng, 403)
     new_group = admin.post(
@@ -291,7 +292,7 @@ def test_department_administrator_scope(db: Database, server: Server) -> None:
     assert _snapshot(owner) == before
     add_eu = admin.patch(
         f"/Groups/{group}",
-        json=_patch({"op": "add", "path": "members", "value": [{"value": eu_user["id"]}]}),
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": eu_user["id"]}]}),
     )
     assert add_eu.status_code == 200, add_eu.text
     admin.close()
@@ -320,7 +321,7 @@ def test_smart_groups_are_read_only(db: Database, server: Server) -> None:
 
     add = scim.client.patch(
         f"/Groups/{smart}",
-        json=_patch({"op": "add", "path": "members", "value": [{"value": outsider["id"]}]}),
+        json=patch_body({"op": "add", "path": "members", "value": [{"value": outsider["id"]}]}),
     )
     assert_error(add, 400, "mutability")
     put = {k: v for k, v in doc.items() if k != "meta"} | {"displayName": "Renamed"}
@@ -357,38 +358,33 @@ def test_revoked_token_and_deactivated_user(db: Database, server: Server) -> Non
 # ---- roles ------------------------------------------------------------------------------
 
 
+def _role_kinds(db: Database, user_id: str) -> set[str]:
+    with db.read() as conn:
+        return set(
+            conn.execute(
+                select(roles.c.kind)
+                .join(user_roles, user_roles.c.role_id == roles.c.id)
+                .where(user_roles.c.user_id == user_id)
+            ).scalars()
+        )
+
+
 def test_roles_never_grant_administration(db: Database, server: Server) -> None:
     scim = open_scim(db, server, demo_spec(seatLimit=None))
     sent = [{"value": "account_administrator", "primary": True}]
     created = scim.client.post("/Users", json=_body(f"role.{_tag()}", roles=sent))
     assert created.status_code == 201, created.text
     assert created.json()["roles"] == sent
-    with db.read() as conn:
-        kinds = set(
-            conn.execute(
-                select(roles.c.kind)
-                .join(user_roles, user_roles.c.role_id == roles.c.id)
-                .where(user_roles.c.user_id == created.json()["id"])
-            ).scalars()
-        )
-    assert kinds == {RoleKind.LEARNER.value}
+    assert _role_kinds(db, created.json()["id"]) == {RoleKind.LEARNER.value}
     # Nor does a PATCH adding one.
     patched = scim.client.patch(
         f"/Users/{created.json()['id']}",
-        json=_patch(
+        json=patch_body(
             {"op": "add", "path": "roles", "value": [{"value": "owner", "primary": False}]}
         ),
     )
     assert patched.status_code == 200, patched.text
-    with db.read() as conn:
-        kinds = set(
-            conn.execute(
-                select(roles.c.kind)
-                .join(user_roles, user_roles.c.role_id == roles.c.id)
-                .where(user_roles.c.user_id == created.json()["id"])
-            ).scalars()
-        )
-    assert kinds == {RoleKind.LEARNER.value}
+    assert _role_kinds(db, created.json()["id"]) == {RoleKind.LEARNER.value}
 
 
 # ---- audit ------------------------------------------------------------------------------
@@ -411,7 +407,7 @@ def test_changes_are_audited_as_the_tokens_user(db: Database, server: Server) ->
     created = scim.user(f"audit.{_tag()}")
     user_id = created["id"]
     patched = scim.client.patch(
-        f"/Users/{user_id}", json=_patch({"op": "replace", "path": "title", "value": "Chef"})
+        f"/Users/{user_id}", json=patch_body({"op": "replace", "path": "title", "value": "Chef"})
     )
     assert patched.status_code == 200, patched.text
     assert scim.client.delete(f"/Users/{user_id}").status_code == 204

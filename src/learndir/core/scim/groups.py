@@ -236,39 +236,28 @@ def _replace(
     return _read(conn, actor, _find(conn, actor, group.id), base_url)
 
 
-def replace_group(
+def change_group(
     db: Database,
     actor: Actor,
     group_id: str,
     body: Any,
     base_url: str,
     if_match: str | None = None,
+    *,
+    patch: bool,
 ) -> dict[str, Any]:
+    """PUT (`body` is the whole new group) or PATCH (operations applied to the group as read),
+    written as one replacement."""
     with db.write() as conn:
         _manage(actor)
         group = _find(conn, actor, group_id)
         current = _read(conn, actor, group, base_url)
         require_version(current, if_match)
+        if patch:
+            if not isinstance(body, dict):
+                raise invalid("body", "must be a JSON object")
+            body = apply_patch(current, body, group_schema())
         return _replace(conn, actor, group, current, _document_of(body), base_url)
-
-
-def patch_group(
-    db: Database,
-    actor: Actor,
-    group_id: str,
-    body: Any,
-    base_url: str,
-    if_match: str | None = None,
-) -> dict[str, Any]:
-    with db.write() as conn:
-        _manage(actor)
-        group = _find(conn, actor, group_id)
-        current = _read(conn, actor, group, base_url)
-        require_version(current, if_match)
-        if not isinstance(body, dict):
-            raise invalid("body", "must be a JSON object")
-        patched = apply_patch(current, body, group_schema())
-        return _replace(conn, actor, group, current, _document_of(patched), base_url)
 
 
 def remove_group(

@@ -827,7 +827,7 @@ def _editable(ctx: _Context, base: Any, user_id: str) -> tuple[dict[str, Any], U
     return _render_many(ctx, views)[0], views[0]
 
 
-def replace_user(
+def change_user(
     db: Database,
     actor: Actor,
     user_id: str,
@@ -835,33 +835,20 @@ def replace_user(
     base_url: str,
     password_hash: str | None,
     if_match: str | None = None,
+    *,
+    patch: bool,
 ) -> dict[str, Any]:
+    """PUT (`body` is the whole new user) or PATCH (`body` holds operations, applied to the
+    user as read): either way the result is written as one replacement."""
     with db.write() as conn:
         ctx, base = _context(conn, actor, base_url)
         current, view = _editable(ctx, base, user_id)
         require_version(current, if_match)
-        doc = _document_of(body, ctx)
-        return _replace(ctx, base, current, view, doc, password_hash)
-
-
-def patch_user(
-    db: Database,
-    actor: Actor,
-    user_id: str,
-    body: Any,
-    base_url: str,
-    password_hash: str | None,
-    if_match: str | None = None,
-) -> dict[str, Any]:
-    with db.write() as conn:
-        ctx, base = _context(conn, actor, base_url)
-        current, view = _editable(ctx, base, user_id)
-        require_version(current, if_match)
-        if not isinstance(body, dict):
-            raise invalid("body", "must be a JSON object")
-        patched = apply_patch(current, body, ctx.schemas.tree)
-        doc = _document_of(patched, ctx)
-        return _replace(ctx, base, current, view, doc, password_hash)
+        if patch:
+            if not isinstance(body, dict):
+                raise invalid("body", "must be a JSON object")
+            body = apply_patch(current, body, ctx.schemas.tree)
+        return _replace(ctx, base, current, view, _document_of(body, ctx), password_hash)
 
 
 def remove_user(
