@@ -90,14 +90,6 @@ def open_scim(db: Database, server: Server, spec: dict[str, Any], login: str = "
     return Scim(world, token, client)
 
 
-@pytest.fixture
-def scim(db: Database, server: Server) -> Iterator[Scim]:
-    """A new demo account with an owner's SCIM token, on a real server."""
-    opened = open_scim(db, server, demo_spec(seatLimit=None))
-    yield opened
-    opened.client.close()
-
-
 @pytest.fixture(scope="module")
 def shared_scim(db: Database, server: Server) -> Iterator[Scim]:
     """One demo account for a whole module whose tests use their own userNames and groups:

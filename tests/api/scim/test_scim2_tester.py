@@ -1,24 +1,44 @@
 """python-scim's conformance checker (scim2-tester) against a real server, on SQLite and
 PostgreSQL: discovery, then create, read, query, replace, PATCH add/replace/remove and delete
-checks on every attribute the server publishes, with random values that must come back."""
+checks on every attribute the server publishes, with random values that must come back.
+
+Run on the two example accounts: the demo (`make run`'s: a unique text field and a country
+field, no seat limit) and acme (`learndir init`'s example in the README: required fields, a
+birthdate and a phone field, a seat limit of 40)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx2
+import pytest
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import Status, check_server
 
-from tests.api.scim.support import Scim, scim  # noqa: F401
+from learndir.db.engine import Database
+from tests.api.scim.support import demo_spec, open_scim
+from tests.support import Server, acme_spec
+
+ACCOUNTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "demo": lambda: demo_spec(seatLimit=None),
+    "acme": acme_spec,
+}
 
 
-def test_every_check_of_scim2_tester_passes(scim: Scim) -> None:  # noqa: F811
+@pytest.mark.parametrize("account", list(ACCOUNTS))
+def test_every_check_of_scim2_tester_passes(db: Database, server: Server, account: str) -> None:
+    scim = open_scim(db, server, ACCOUNTS[account]())
     http = httpx2.Client(
         base_url=str(scim.client.base_url),
         headers={"Authorization": f"Bearer {scim.token}"},
         timeout=60,
     )
-    client = SyncSCIMClient(http)
-    results = check_server(client)
+    try:
+        results = check_server(SyncSCIMClient(http))
+    finally:
+        http.close()
+        scim.client.close()
     failed = [
         f"{r.resource_type or ''} {r.title}: {r.reason}"
         for r in results

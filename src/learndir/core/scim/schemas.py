@@ -44,6 +44,8 @@ SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 # The most resources one answer holds; a larger `count` is lowered to it (RFC 7644 §3.4.2.4).
 MAX_RESULTS = 1000
 
+_DATE_EXAMPLES = ("1985-04-12", "1990-01-31", "2001-12-01")
+_PHONE_EXAMPLES = ("+1 202 555 0143", "+44 20 7946 0958", "+49 30 1234567")
 _ATTRNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _EMPLOYEE_NUMBER_NAMES = frozenset({"employeenumber", "employeeid", "employeeno"})
 
@@ -123,9 +125,13 @@ def _field_attribute(field: ProfileField) -> dict[str, Any]:
         description += " (an ISO 3166 country code)"
         attribute["canonicalValues"] = list(_countries())
     elif field.type == "birthdate":
+        # learndir checks these values; the suggestions (RFC 7643 §7: canonicalValues are
+        # suggested values) show the form it accepts, to people and to conformance checkers.
         description += " (a date, YYYY-MM-DD)"
+        attribute["canonicalValues"] = list(_DATE_EXAMPLES)
     elif field.type == "phone":
-        description += " (a phone number)"
+        description += " (a phone number: digits, spaces, ()-. and a leading +)"
+        attribute["canonicalValues"] = list(_PHONE_EXAMPLES)
     attribute["description"] = description
     return attribute
 
@@ -203,7 +209,11 @@ def schema_documents(schemas: UserSchemas, base_url: str) -> list[dict[str, Any]
 
 
 def resource_types(schemas: UserSchemas, base_url: str) -> list[dict[str, Any]]:
-    extensions = [{"schema": ENTERPRISE_URN, "required": False}]
+    # An extension holding a field the account requires is itself required.
+    number = schemas.employee_number
+    extensions = [
+        {"schema": ENTERPRISE_URN, "required": number is not None and number.is_required}
+    ]
     if schemas.learndir_extension is not None:
         extensions.append({"schema": LEARNDIR_URN, "required": schemas.extension_required})
     user = {
