@@ -211,9 +211,7 @@ def schema_documents(schemas: UserSchemas, base_url: str) -> list[dict[str, Any]
 def resource_types(schemas: UserSchemas, base_url: str) -> list[dict[str, Any]]:
     # An extension holding a field the account requires is itself required.
     number = schemas.employee_number
-    extensions = [
-        {"schema": ENTERPRISE_URN, "required": number is not None and number.is_required}
-    ]
+    extensions = [{"schema": ENTERPRISE_URN, "required": number is not None and number.is_required}]
     if schemas.learndir_extension is not None:
         extensions.append({"schema": LEARNDIR_URN, "required": schemas.extension_required})
     user = {
