@@ -63,7 +63,7 @@ def _routes() -> list[tuple[str, str]]:
 
 
 ROUTES = _routes()
-SCIM_NOT_IMPLEMENTED = frozenset({"/scim/v2/.search", "/scim/v2/Bulk", "/scim/v2/Me"})
+SCIM_NOT_IMPLEMENTED = frozenset({"/scim/v2/Bulk", "/scim/v2/Me"})
 
 
 @dataclass(frozen=True)

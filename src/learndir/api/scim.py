@@ -30,6 +30,7 @@ from learndir.core.scim.schemas import (
     schema_documents,
     service_provider_config,
 )
+from learndir.core.scim.search import search_all
 from learndir.core.scim_tokens import authenticate_scim
 from learndir.db.engine import Database
 
@@ -404,10 +405,13 @@ async def delete_group(request: Request, group_id: str) -> Response:
 
 
 @router.post("/.search")
+async def search_everything(request: Request) -> Response:
+    return await _listing(request, search_all, search=True)
+
+
 @router.post("/Bulk")
 async def not_implemented(request: Request) -> Response:
-    """Searching every resource type at once and bulk requests are not offered (the service
-    provider configuration says bulk is unsupported)."""
+    """Bulk requests are not offered (the service provider configuration says so)."""
     return error_response(501, f"{request.url.path.rsplit('/', 1)[-1]} is not supported")
 
 

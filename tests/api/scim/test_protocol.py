@@ -370,3 +370,33 @@ def test_plain_json_is_accepted(shared_scim: Scim) -> None:  # noqa: F811
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["title"] == "Plain"
+
+
+def test_search_at_the_root_covers_users_then_groups(db: Database, server: Server) -> None:
+    """POST /.search: one list of every resource type, Users first, paged across the border;
+    a filter on an attribute one type lacks matches none of that type."""
+    scim = open_scim(db, server, demo_spec(seatLimit=None))
+    for name in ("rs.a", "rs.b"):
+        scim.user(name)
+    group = scim.client.post("/Groups", json={"schemas": [GROUP_URN], "displayName": "rs.g"})
+    assert group.status_code == 201, group.text
+
+    def search(**body: Any) -> dict[str, Any]:
+        answer = scim.client.post("/.search", json={"schemas": [SEARCH_URN], **body})
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    everything = search()
+    users = [r for r in everything["Resources"] if USER_URN in r["schemas"]]
+    groups = [r for r in everything["Resources"] if GROUP_URN in r["schemas"]]
+    # The demo's owner and sales.admin, the two new users; Newcomers and the new group.
+    assert (len(users), len(groups), everything["totalResults"]) == (4, 2, 6)
+    assert everything["Resources"] == users + groups
+    border = search(startIndex=4, count=2)
+    assert [r["id"] for r in border["Resources"]] == [users[3]["id"], groups[0]["id"]]
+    by_name = search(filter='userName sw "rs."', attributes=["userName"])
+    assert by_name["totalResults"] == 2
+    assert all(set(r) == {"id", "schemas", "userName"} for r in by_name["Resources"])
+    assert search(filter='displayName eq "rs.g"')["Resources"][0]["id"] == group.json()["id"]
+    scim.client.close()
