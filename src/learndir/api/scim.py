@@ -161,12 +161,12 @@ def _resource(
     version = doc["meta"]["version"]
     if request.method == "GET" and _none_match(request.headers.get("if-none-match"), version):
         return Response(status_code=304, headers={"ETag": version})
+    headers = {"ETag": version}
+    if status == 201:
+        headers["Location"] = doc["meta"]["location"]
     query = _query_of(request)
     if schema is not None and (query.attributes or query.excluded):
         doc = project(doc, schema, query.attributes or None, query.excluded or None)
-    headers = {"ETag": version}
-    if status == 201:
-        headers["Location"] = doc["meta"]["location"] if "meta" in doc else ""
     return _json(doc, status, headers)
 
 
@@ -241,18 +241,30 @@ async def get_schema(request: Request, urn: str) -> Response:
 # ---- users ----------------------------------------------------------------------------------
 
 
-async def _user_schema(request: Request) -> ResourceSchema | None:
-    query = _query_of(request)
-    if not (query.attributes or query.excluded):
-        return None
-    found = await _run(request, lambda c: scim_users.user_schemas_of(c.db, c.actor))
-    return None if isinstance(found, Response) else found.tree
+UserWork = Callable[[_Call], dict[str, Any]]
 
 
-async def _user_answer(request: Request, result: Any, status: int = 200) -> Response:
+def _with_schema(
+    request: Request, work: UserWork
+) -> Callable[[_Call], tuple[dict[str, Any], ResourceSchema | None]]:
+    """`work`, then, when the answer is to be cut to some attributes, the account's User schema
+    (its custom fields are an extension of its own), in the same unit of work."""
+
+    def run(c: _Call) -> tuple[dict[str, Any], ResourceSchema | None]:
+        query = _query_of(request)
+        doc = work(c)
+        if not (query.attributes or query.excluded):
+            return doc, None
+        return doc, scim_users.user_schemas_of(c.db, c.actor).tree
+
+    return run
+
+
+def _user_answer(request: Request, result: Any, status: int = 200) -> Response:
     if isinstance(result, Response):
         return result
-    return _resource(request, result, await _user_schema(request), status)
+    doc, schema = result
+    return _resource(request, doc, schema, status)
 
 
 Lister = Callable[[Database, Actor, Query, str], Page]
@@ -291,20 +303,26 @@ async def create_user(request: Request) -> Response:
     base = _base_url(request)
     result = await _run(
         request,
-        lambda c: scim_users.create_user(
-            c.db, c.actor, c.body, base, c.password_hash, invite=c.invite
+        _with_schema(
+            request,
+            lambda c: scim_users.create_user(
+                c.db, c.actor, c.body, base, c.password_hash, invite=c.invite
+            ),
         ),
         writes=True,
         with_body=True,
     )
-    return await _user_answer(request, result, 201)
+    return _user_answer(request, result, 201)
 
 
 @router.get("/Users/{user_id}")
 async def get_user(request: Request, user_id: str) -> Response:
     base = _base_url(request)
-    result = await _run(request, lambda c: scim_users.get_user(c.db, c.actor, user_id, base))
-    return await _user_answer(request, result)
+    result = await _run(
+        request,
+        _with_schema(request, lambda c: scim_users.get_user(c.db, c.actor, user_id, base)),
+    )
+    return _user_answer(request, result)
 
 
 @router.api_route("/Users/{user_id}", methods=["PUT", "PATCH"])
@@ -314,13 +332,16 @@ async def change_user(request: Request, user_id: str) -> Response:
     patch = request.method == "PATCH"
     result = await _run(
         request,
-        lambda c: scim_users.change_user(
-            c.db, c.actor, user_id, c.body, base, c.password_hash, if_match, patch=patch
+        _with_schema(
+            request,
+            lambda c: scim_users.change_user(
+                c.db, c.actor, user_id, c.body, base, c.password_hash, if_match, patch=patch
+            ),
         ),
         writes=True,
         with_body=True,
     )
-    return await _user_answer(request, result)
+    return _user_answer(request, result)
 
 
 @router.delete("/Users/{user_id}")

@@ -88,7 +88,7 @@ def insert_group(conn: Connection, account_id: str, name: str) -> str:
 # ---- reading --------------------------------------------------------------------------------
 
 
-def _require_not_learner(actor: Actor) -> None:
+def require_not_learner(actor: Actor) -> None:
     if actor.is_learner_only:
         raise denied("learners cannot see groups")
 
@@ -104,7 +104,7 @@ def account_groups(conn: Connection, account_id: str) -> list[Group]:
 
 
 def list_groups(db: Database, actor: Actor) -> list[Group]:
-    _require_not_learner(actor)
+    require_not_learner(actor)
     with db.read() as conn:
         return account_groups(conn, actor.account_id)
 
@@ -114,7 +114,7 @@ def page_groups(
 ) -> GroupsPage:
     """One keyset page of the account's groups in id order."""
     page = page_request(page_size, page_token)
-    _require_not_learner(actor)
+    require_not_learner(actor)
     with db.read() as conn:
         rows, next_token = split_page(
             page,
@@ -128,7 +128,7 @@ def page_groups(
     return GroupsPage([Group(id=r.id, name=r.name, is_smart=r.is_smart) for r in rows], next_token)
 
 
-def _find(conn: Connection, account_id: str, group_id: str, *, lock: bool = False) -> Group:
+def find_group(conn: Connection, account_id: str, group_id: str, *, lock: bool = False) -> Group:
     """The group; with `lock`, its row is locked until the transaction ends (PostgreSQL), so
     concurrent changes of its members run one after the other instead of colliding."""
     canonical = as_uuid_text(group_id or "") or ""
@@ -162,18 +162,18 @@ def _members(conn: Connection, group_id: str) -> list[tuple[str, str]]:
 
 def get_group(db: Database, actor: Actor, group_id: str) -> DetailedGroup:
     """The group with the members inside the departments the actor may see."""
-    _require_not_learner(actor)
+    require_not_learner(actor)
     scope = actor.visible_scope()
     with db.read() as conn:
-        group = _find(conn, actor.account_id, group_id)
+        group = find_group(conn, actor.account_id, group_id)
         members = [u for u, path in _members(conn, group.id) if scope.covers(path)]
     return DetailedGroup(group.id, group.name, group.is_smart, members)
 
 
 def get_smart_group_rules(db: Database, actor: Actor, group_id: str) -> smart_groups.SmartGroup:
-    _require_not_learner(actor)
+    require_not_learner(actor)
     with db.read() as conn:
-        group = _find(conn, actor.account_id, group_id)
+        group = find_group(conn, actor.account_id, group_id)
         if not group.is_smart:
             raise invalid("groupId", "not a smart group")
         text = conn.execute(select(groups.c.rules).where(groups.c.id == group.id)).scalar_one()
@@ -323,7 +323,7 @@ def rename_group(db: Database, actor: Actor, group_id: str, name: str | None) ->
 def rename_group_in(conn: Connection, actor: Actor, group_id: str, name: str | None) -> None:
     name = _check_name(name)
     scope = _manage_scope(actor)
-    group = _find(conn, actor.account_id, group_id)
+    group = find_group(conn, actor.account_id, group_id)
     _require_all_members_within(conn, scope, group)
     conn.execute(update(groups).where(groups.c.id == group.id).values(name=name))
     if group.is_smart:
@@ -345,7 +345,7 @@ def delete_group(db: Database, actor: Actor, group_id: str) -> None:
 
 def delete_group_in(conn: Connection, actor: Actor, group_id: str) -> None:
     scope = _manage_scope(actor)
-    group = _find(conn, actor.account_id, group_id)
+    group = find_group(conn, actor.account_id, group_id)
     _require_all_members_within(conn, scope, group)
     referring = smart_groups.rules_referring_to(
         conn, actor.account, smart_groups.AttributeType.GROUP, group.id
@@ -375,7 +375,7 @@ def set_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[An
 def set_members_in(conn: Connection, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> None:
     scope = _manage_scope(actor)
     wanted = _canonical_user_ids(user_ids)
-    group = _find(conn, actor.account_id, group_id, lock=True)
+    group = find_group(conn, actor.account_id, group_id, lock=True)
     if group.is_smart:
         raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
     _require_users_within(conn, actor.account_id, wanted, scope)
@@ -445,7 +445,7 @@ def update_smart_group(
     new_name = _check_name(name) if name is not None else None
     _account_wide_scope(actor)
     with db.write() as conn:
-        group = _find(conn, actor.account_id, group_id)
+        group = find_group(conn, actor.account_id, group_id)
         if not group.is_smart:
             raise invalid("groupId", "not a smart group; its members are set by hand")
         parsed = smart_groups.parse_rules(conn, actor.account, rules, own_group_id=group.id)

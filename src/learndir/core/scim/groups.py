@@ -12,14 +12,15 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from learndir.core.actor import Actor
-from learndir.core.common import as_uuid_text
-from learndir.core.errors import DomainError, ErrorCode, invalid, not_found
+from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.groups import (
     Group,
     account_groups,
     create_group_in,
     delete_group_in,
+    find_group,
     rename_group_in,
+    require_not_learner,
     set_members_in,
 )
 from learndir.core.roles import Permission
@@ -45,8 +46,7 @@ from learndir.db.schema import departments, group_members, scim_groups, users
 
 
 def _visible_groups(conn: Connection, actor: Actor) -> list[Group]:
-    if actor.is_learner_only:
-        raise DomainError(ErrorCode.PERMISSION_DENIED, "learners cannot list groups")
+    require_not_learner(actor)
     return account_groups(conn, actor.account_id)
 
 
@@ -97,11 +97,8 @@ def _render(
 
 
 def _find(conn: Connection, actor: Actor, group_id: str) -> Group:
-    canonical = as_uuid_text(group_id)
-    for group in _visible_groups(conn, actor):
-        if group.id == canonical:
-            return group
-    raise not_found("group", "id")
+    require_not_learner(actor)
+    return find_group(conn, actor.account_id, group_id)
 
 
 def _read(conn: Connection, actor: Actor, group: Group, base_url: str) -> dict[str, Any]:

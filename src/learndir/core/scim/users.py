@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, false, func, insert, select, true
 
 from learndir.core import departments as departments_repo
-from learndir.core.account_settings import AccountSettings
+from learndir.core.account_settings import AccountSettings, account_settings
 from learndir.core.actor import Actor
 from learndir.core.changes import Change, EventType, TargetKind, record
 from learndir.core.common import as_utc, as_uuid_text, fold
@@ -339,11 +339,7 @@ def _views(ctx: _Context, base: Any, condition: ColumnElement[bool] | None) -> l
 
 
 def _read(ctx: _Context, base: Any, user_id: str) -> dict[str, Any]:
-    canonical = as_uuid_text(user_id)
-    views = _views(ctx, base, users.c.id == canonical) if canonical else []
-    if not views:
-        raise not_found("user", "id")
-    return _render_many(ctx, views)[0]
+    return _loaded(ctx, base, user_id)[0]
 
 
 def get_user(db: Database, actor: Actor, user_id: str, base_url: str) -> dict[str, Any]:
@@ -819,7 +815,8 @@ def _replace(
     return _read(ctx, base, view.id)
 
 
-def _editable(ctx: _Context, base: Any, user_id: str) -> tuple[dict[str, Any], UserView]:
+def _loaded(ctx: _Context, base: Any, user_id: str) -> tuple[dict[str, Any], UserView]:
+    """A user the actor may see, as read and as learndir holds it; 404 otherwise."""
     canonical = as_uuid_text(user_id)
     views = _views(ctx, base, users.c.id == canonical) if canonical else []
     if not views:
@@ -842,7 +839,7 @@ def change_user(
     user as read): either way the result is written as one replacement."""
     with db.write() as conn:
         ctx, base = _context(conn, actor, base_url)
-        current, view = _editable(ctx, base, user_id)
+        current, view = _loaded(ctx, base, user_id)
         require_version(current, if_match)
         if patch:
             if not isinstance(body, dict):
@@ -856,12 +853,12 @@ def remove_user(
 ) -> None:
     with db.write() as conn:
         ctx, base = _context(conn, actor, base_url)
-        current, view = _editable(ctx, base, user_id)
+        current, view = _loaded(ctx, base, user_id)
         require_version(current, if_match)
         delete_user(db, actor, view.id)
 
 
 def user_schemas_of(db: Database, actor: Actor) -> UserSchemas:
+    """The User schemas of the actor's account (what discovery publishes)."""
     with db.read() as conn:
-        _base, settings = visible_users(conn, actor)
-        return user_schemas(settings.fields)
+        return user_schemas(account_settings(conn, actor.account).fields)
