@@ -461,8 +461,8 @@ learndir demo account {account_url} (database {db})
 4. Look things up: GET {base}/department, {base}/group, {base}/role, {base}/user/profile/fields
 
 5. Provision over SCIM 2.0 as Okta or Entra ID would (base URL {base}/scim/v2):
-   SCIM=$(learndir scim-token create --account-url {account_url} --database-url {db} --json \
-     | sed -E 's/.*"token": "([^"]+)".*/\1/')
+   SCIM=$(learndir scim-token create --account-url {account_url} --database-url {db} --json \\
+     | sed -E 's/.*"token": "([^"]+)".*/\\1/')
    curl -s "{base}/scim/v2/Users?startIndex=1&count=2" -H "Authorization: Bearer $SCIM"
 
 Interactive API documentation: {base}/docs (the OpenAPI document: {base}/openapi.json)
