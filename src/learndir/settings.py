@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # once an hour.
     audit_retention_days: int = 365
 
+    # The admin console (/console): a session ends after this many minutes without a request,
+    # and in any case this many hours after sign-in.
+    console_idle_minutes: PositiveFloat = 30.0
+    console_max_hours: PositiveFloat = 12.0
+
     # Sign-in throttling (core.signin): a login or API client is locked at its
     # signin_login_threshold-th failure in a row, a client address at its
     # signin_address_threshold-th; first for signin_lock_seconds, then twice as long at each

@@ -28,17 +28,24 @@ def assert_page_headers(response: httpx.Response) -> str:
     return policy
 
 
+def test_the_root_leads_to_the_console(server: Server) -> None:
+    for root, console in (("/", "/console/"), ("/api/v2/", "/api/v2/console/")):
+        response = httpx.get(f"{server.base_url}{root}")
+        assert response.status_code == 303
+        assert response.headers["location"] == console
+
+
 def test_home_page_says_what_this_is(server: Server) -> None:
-    response = httpx.get(f"{server.base_url}/")
+    response = httpx.get(f"{server.base_url}/about")
     assert response.status_code == 200
     assert "script-src" not in assert_page_headers(response)
     assert "<style" not in response.text and "<script" not in response.text
-    for link in ('href="/docs"', 'href="/openapi.json"', 'href="/soap?wsdl"', 'href="/health"'):
+    for link in ('href="/console"', 'href="/docs"', 'href="/openapi.json"', 'href="/soap?wsdl"', 'href="/health"'):
         assert link in response.text
 
 
 def test_home_page_under_a_prefix_links_within_it(server: Server) -> None:
-    response = httpx.get(f"{server.base_url}/index.php/api/v2/")
+    response = httpx.get(f"{server.base_url}/index.php/api/v2/about")
     assert response.status_code == 200
     assert 'href="/index.php/api/v2/docs"' in response.text
     assert 'href="/index.php/api/v2/assets/pages.css"' in response.text
@@ -69,7 +76,7 @@ def test_api_answers_are_not_sniffed(server: Server) -> None:
 
 def test_home_page_in_the_browser(server: Server, offline_page: OfflinePage) -> None:
     page = offline_page.page
-    page.goto(f"{server.base_url}/")
+    page.goto(f"{server.base_url}/about")
     assert page.title() == "learndir"
     assert page.get_by_role("heading", level=1).inner_text().startswith("learndir")
     results = Axe().run(page)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from learndir.api import docs, invite, scim
+from learndir.api import console, docs, invite, scim
 from learndir.api.connections import BODY_TIMED_OUT
 from learndir.api.ispring_rest import (
     api_keys,
@@ -371,12 +371,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
+        if console.is_console_path(request):
+            return console.domain_error_page(request, exc)
         if scim.is_scim_path(request.url.path):
             return scim.domain_error_response(exc)
         return render_error(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if console.is_console_path(request):
+            return console.http_error_page(request, exc.status_code, str(exc.detail))
         if scim.is_scim_path(request.url.path):
             detail = "Not found" if exc.status_code == 404 else str(exc.detail)
             return scim.error_response(
@@ -436,6 +440,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(invite.router)
+    console.install(app)
     docs.install(app)
     app.add_middleware(ApiPrefixes)
     app.add_middleware(

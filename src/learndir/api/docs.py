@@ -62,7 +62,7 @@ def base_path(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-@router.get("/", include_in_schema=False)
+@router.get("/about", include_in_schema=False)
 def home(request: Request) -> HTMLResponse:
     base = base_path(request)
     return templates.TemplateResponse(
@@ -75,6 +75,7 @@ def home(request: Request) -> HTMLResponse:
             "wsdl": f"{base}/soap?wsdl",
             "health": f"{base}/health",
             "assets": f"{base}{OWN_ASSETS}",
+            "console": f"{base}/console",
         },
     )
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import yaml
@@ -424,14 +425,29 @@ def demo(
             login=owner.login,
             password=owner.password or "<owner password>",
             db=url,
+            account_quoted=quote(spec.url, safe=""),
+            others=_demo_signins(spec),
         )
     )
     sys.stdout.flush()
     _run_server(url, host, port, 1)
 
 
+def _demo_signins(spec: Any) -> str:
+    """The demo's other users who can sign in, as "login / password (role)" lines."""
+    lines = [
+        f"\n   or login {user.login}, password {user.password} ({user.role.replace('_', ' ')})"
+        for user in spec.users
+        if getattr(user, "password", None) and getattr(user, "role", None)
+    ]
+    return "".join(lines)
+
+
 _DEMO_TEXT = """
 learndir demo account {account_url} (database {db})
+
+Open the console in a browser: {base}/console/sign-in?account={account_quoted}
+   account URL {account_url}, login {login}, password {password}{others}
 
 1. Get a token (valid 30 minutes) into $TOKEN:
    TOKEN=$(curl -s -X POST {base}/api/v3/token \\

@@ -555,3 +555,18 @@ scim_user_emails = Table(
     Index(None, "account_id", "value_key"),
     Index(None, "user_id"),
 )
+
+# The admin console's sessions (issue 13): the cookie carries 256 random bits, the row only
+# their SHA-256. A session ends on sign-out, after LEARNDIR_CONSOLE_IDLE_MINUTES without a
+# request (last_seen_at is written at most once a minute) or 12 hours after sign-in.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_id"),
+    Index(None, "last_seen_at"),
+)

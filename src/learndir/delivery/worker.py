@@ -29,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from learndir.core.audit import purge_audit
+from learndir.core.console_sessions import SessionPolicy, purge_expired
 from learndir.core.imports.jobs import ImportJobs, purge_jobs
 from learndir.core.origin import Interface, Origin, acting_from
 from learndir.core.signin import forget_stale
@@ -103,6 +104,13 @@ def _stale_signin_failures(window_seconds: float) -> Job:
     return forget
 
 
+def _ended_console_sessions(policy: SessionPolicy) -> Job:
+    def purge(db: Database, _worker_id: str) -> int:
+        return purge_expired(db, policy)
+
+    return purge
+
+
 class Worker:
     def __init__(
         self,
@@ -147,6 +155,8 @@ class Worker:
                 )
             )
         jobs.append(every(600, _stale_signin_failures(settings.signin_window_seconds), "signin"))
+        console = SessionPolicy.of(settings.console_idle_minutes, settings.console_max_hours)
+        jobs.append(every(600, _ended_console_sessions(console), "console"))
         imports = ImportJobs()
         jobs.append(imports)
         if settings.import_retention_days > 0:

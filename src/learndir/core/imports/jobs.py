@@ -114,7 +114,7 @@ class JobView:
         return self.status in ("done", "failed")
 
 
-def _view(row: Any) -> JobView:
+def job_view(row: Any) -> JobView:
     totals = json.loads(row.totals)
     return JobView(
         id=row.id,
@@ -251,12 +251,12 @@ def _job_row(conn: Connection, actor: Actor, job_id: str) -> Any:
 
 def get_job(db: Database, actor: Actor, job_id: str) -> JobView:
     with db.read() as conn:
-        return _view(_job_row(conn, actor, job_id))
+        return job_view(_job_row(conn, actor, job_id))
 
 
 def job_by_id(db: Database, job_id: str) -> JobView:
     with db.read() as conn:
-        return _view(conn.execute(select(import_jobs).where(import_jobs.c.id == job_id)).one())
+        return job_view(conn.execute(select(import_jobs).where(import_jobs.c.id == job_id)).one())
 
 
 @dataclass(frozen=True)
