@@ -171,7 +171,8 @@ users = Table(
     # the planner's statistics say (every other index of the table leads with account_id).
     UniqueConstraint("login_key", "account_id"),
     UniqueConstraint("email_key", "account_id"),
-    Index(None, "department_id"),
+    # Users of a department, and its counts by status read from the index alone.
+    Index(None, "department_id", "status"),
     # Keyset paging of an account's users by id.
     Index(None, "account_id", "id"),
     Index(None, "deactivate_on"),
