@@ -230,9 +230,8 @@ def measure(db_kind: str, users_wanted: int, repeat: int) -> list[dict[str, Any]
                         "path": "/console/people?q=...",
                     }
                 )
-                log(
-                    f"  search by {name}: median {statistics.median(times):.1f}, worst {max(times):.1f} ms"
-                )
+                median = statistics.median(times)
+                log(f"  search by {name}: median {median:.1f}, worst {max(times):.1f} ms")
             owner.close()
             boss.close()
     return results
@@ -267,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     print(
-        f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, learndir {code_version()}, {machine_summary()}, "
+        f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, learndir {code_version()}, "
+        f"{', '.join(f'{k}: {v}' for k, v in machine_summary().items())}, "
         f"{args.users:,} users, {args.repeat} requests per page\n"
     )
     print(
