@@ -28,6 +28,7 @@ from starlette.routing import Mount
 from learndir.api.app import create_app
 from learndir.api.docs import openapi_document
 from learndir.api.soap.operations import OPERATIONS
+from learndir.core import console_sessions
 from learndir.core.scim_tokens import create_scim_token
 from learndir.db.engine import Database
 from learndir.settings import Settings
@@ -153,6 +154,9 @@ NAMES = [
     "pageSize", "pageToken", "pageNumber", "page", "rules", "workLeaveStatuses",
     "subordination", "coSubordination", "profileFields", "profileFieldsDateRange",
     "confirmation", "sendLoginEmail", "invitationMessage", "code", "wsdl", "isEnabled",
+    # The console's form fields and query parameters.
+    "q", "after", "sub", "department", "group", "role", "selected", "action", "parent",
+    "mode", "match", "current", "repeat", "label", "type", "permissions", "members", "next",
 ]  # fmt: skip
 FIELD_NAMES = ["login", "email", "first_name", "last_name", "employee_id", "phone", "job_title"]
 
@@ -213,6 +217,9 @@ class Fixtures:
     client: httpx.Client
     # A SCIM token of the owner: /scim/v2 routes take it where the others take an API token.
     scim_token: str
+    # The owner's console session (cookie value and CSRF token): /console routes take it.
+    console_cookie: str = ""
+    console_csrf: str = ""
 
     def ids(self) -> list[str]:
         w = self.world
@@ -251,7 +258,9 @@ def requests(draw: st.DrawFn, method: str, path: str, fx: Fixtures) -> httpx.Req
     headers: dict[str, bytes] = {"Accept": draw(st.sampled_from([b"application/json", b"*/*"]))}
     auth = draw(st.sampled_from(["token", "token", "token", "credentials", "none", "garbage"]))
     world = fx.world
-    if auth == "token":
+    if auth == "token" and path.startswith("/console"):
+        headers["Cookie"] = f"learndir_console={fx.console_cookie}".encode()
+    elif auth == "token":
         token = fx.scim_token if path.startswith("/scim/") else world.token("owner")
         headers["Authorization"] = f"Bearer {token}".encode()
     elif auth == "credentials":
@@ -278,6 +287,9 @@ def requests(draw: st.DrawFn, method: str, path: str, fx: Fixtures) -> httpx.Req
         }
         if "fields" in data or draw(st.booleans()):
             data["fields"] = {name: draw(value_of(name)) for name in FIELD_NAMES}
+        if path.startswith("/console") and auth == "token" and draw(st.booleans()):
+            # Past the CSRF check, to where the form's values are used.
+            data["csrf"] = fx.console_csrf
         content = draw(bodies(path, data, fx))
         if content is not None:
             headers["Content-Type"], body = content
@@ -318,6 +330,8 @@ def bodies(
 ) -> tuple[bytes, bytes] | None:
     if path.startswith("/soap"):
         kind = draw(st.sampled_from(["soap", "soap", "soap", "raw", "none"]))
+    elif path.startswith("/console"):
+        kind = draw(st.sampled_from(["form", "form", "form", "json", "raw", "none"]))
     else:
         kind = draw(st.sampled_from(["json", "json", "form", "form", "xml", "raw", "none"]))
     if kind == "json":
@@ -376,5 +390,11 @@ def test_no_route_answers_5xx_whatever_text_it_gets(
             f" -> {response.status_code} {response.text[:500]}"
         )
 
+    if path.startswith("/console"):
+        # A session of its own for each route: a fuzzed sign-out ends only this one.
+        raw, session = console_sessions.sign_in(
+            fx.world.db, fx.world.account_url, "owner", fx.world.passwords["owner"]
+        )
+        fx.console_cookie, fx.console_csrf = raw, session.csrf_token
     no_server_error()
     assert server.alive()
