@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install browser wrk run test lint format bench clean
+.PHONY: install browser wrk run test lint format bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ run: install
 ## The whole test suite, on SQLite and PostgreSQL.
 test: install browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+## The console's screenshots in docs/console/ (README), taken by its browser tests.
+screenshots: install browser
+	LEARNDIR_SCREENSHOTS=docs/console $(BIN)/python -m pytest tests/console -q
 
 lint: install
 	$(BIN)/ruff check src tests bench
