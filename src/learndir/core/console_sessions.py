@@ -118,8 +118,23 @@ def open_session(db: Database, raw: str | None, policy: SessionPolicy) -> Consol
                 .where(console_sessions.c.id == session_id)
                 .values(last_seen_at=now)
             )
-    set_credential(f"console:{session_id[:16]}", actor.login)
+    set_credential(_credential(session_id), actor.login)
     return ConsoleSession(actor, session_id, csrf_token_of(raw), created)
+
+
+def _credential(session_id: str) -> str:
+    """How the audit trail names a console session: never the cookie, a prefix of its hash."""
+    return f"console:{session_id[:16]}"
+
+
+def confirm_password(db: Database, session: ConsoleSession, password: str | None) -> None:
+    """Checks the signed-in user's own password again (before a password change), throttled
+    like any sign-in; the changes that follow are still the session's in the audit trail."""
+    actor = session.actor
+    try:
+        authenticate_credentials(db, actor.account.url, actor.login, password)
+    finally:
+        set_credential(_credential(session.session_id), actor.login)
 
 
 def end_session(db: Database, raw: str | None) -> None:

@@ -28,7 +28,6 @@ from learndir.api.console.web import (
 )
 from learndir.api.docs import base_path
 from learndir.core import console_sessions
-from learndir.core.auth import authenticate_credentials
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.profile_fields import account_fields
 from learndir.core.users.changes import change_password
@@ -151,10 +150,9 @@ def my_password(console: Console = Depends(current), form: FormData = Depends(po
     repeat = form.get("repeat")
     errors: dict[str, str] = {}
     try:
-        authenticate_credentials(
+        console_sessions.confirm_password(
             console.db,
-            console.actor.account.url,
-            console.actor.login,
+            console.session,
             current_password if isinstance(current_password, str) else "",
         )
     except DomainError as exc:
