@@ -72,8 +72,20 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
             data={"csrf": console.csrf(), "mode": "upsert"},
             files={"file": ("", b"", "application/octet-stream")},
         )
-    assert answer.status_code == 422
-    assert 'id="import-file-error"' in answer.text and "choose the CSV or XLSX file" in answer.text
+        assert answer.status_code == 422
+        assert 'id="import-file-error"' in answer.text and "choose the CSV or XLSX" in answer.text
+        # An unknown mode, an unknown encoding: each next to its field.
+        for field, value, words in (
+            ("mode", "merge", "is not a mode"),
+            ("encoding", "klingon", "unknown encoding"),
+        ):
+            answer = client.post(
+                "/console/import",
+                data={"csrf": console.csrf(), field: value},
+                files={"file": ("people.csv", PEOPLE, "text/csv")},
+            )
+            assert answer.status_code == 422
+            assert f'id="import-{field}-error"' in answer.text and words in answer.text
     # A file that is not a table of people: the same, in the browser; nothing is created.
     page.set_input_files(
         "#import-file",

@@ -203,3 +203,15 @@ def test_a_good_file_is_read_from_its_start_and_left_open(world: World) -> None:
     assert headers[0] == "Login" and "Department code" in headers
     assert not stream.closed and stream.tell() == 0
     assert b"".join(read_chunks(stream)) == CSV
+
+
+def test_an_xlsx_upload_is_checked_and_planned(world: World) -> None:
+    from learndir.imports.writers import write_xlsx
+
+    book = io.BytesIO()
+    rows = [line.split(",") for line in CSV.decode().splitlines()]
+    write_xlsx(rows[0], rows[1:], book)
+    plan_id = upload(world, "owner", book.getvalue())
+    plan = run_worker(world.db, plan_id)
+    assert plan.status == "done" and plan.rows_total == 3
+    assert plan.totals["create"] == 2 and plan.totals["error"] == 1
