@@ -151,6 +151,9 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     page.goto(plan_url)
     expect(page.get_by_text("This plan has been applied")).to_be_visible()
     expect(page.get_by_role("button", name="Apply this plan")).to_have_count(0)
+    with console.client() as client:
+        again = client.post(f"{plan_url}/apply", data={"csrf": console.csrf()})
+    assert again.status_code == 422 and "already applied" in again.text
     console.goto("/import")
     jobs = page.locator("table.jobs tbody tr")
     expect(jobs).to_have_count(2)

@@ -215,3 +215,19 @@ def test_an_xlsx_upload_is_checked_and_planned(world: World) -> None:
     plan = run_worker(world.db, plan_id)
     assert plan.status == "done" and plan.rows_total == 3
     assert plan.totals["create"] == 2 and plan.totals["error"] == 1
+
+
+def test_a_plan_made_over_rest_does_not_keep_its_file(world: World) -> None:
+    db = world.db
+    owner = actor_of(world, "owner")
+    options = parse_options("upsert", "login", False, True)
+    plan_id = create_job(
+        db, owner, options, "people.csv", Interface.REST, read_chunks(io.BytesIO(CSV))
+    )
+    plan = run_worker(db, plan_id)
+    assert plan.status == "done" and chunks_of(db, plan_id) == 0
+    assert not plan_applicable(db, plan)
+    with pytest.raises(DomainError) as refused:
+        apply_plan(db, owner, plan_id, Interface.CONSOLE)
+    assert "upload it again" in (refused.value.reason or "")
+    assert [j.id for j in recent_jobs(db, owner)] == [plan_id]
