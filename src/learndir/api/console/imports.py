@@ -154,7 +154,12 @@ def upload(console: Console = Depends(administrator), form: FormData = Depends(p
         "delimiter": delimiter or "",
     }
     try:
-        for value, name in ((mode, "mode"), (match, "match"), (encoding, "encoding")):
+        for value, name in (
+            (mode, "mode"),
+            (match, "match"),
+            (encoding, "encoding"),
+            (delimiter or "", "delimiter"),
+        ):
             check_text(value, name)
         options = parse_options(mode, match, invite, True)
         if not isinstance(upload, UploadFile) or not (upload.filename or "").strip():
