@@ -27,6 +27,7 @@ PEOPLE = (
     b"imp.ann,imp.ann@demo.example.com,Ann,Archer,IMP-1,DE,sales\n"
     b"imp.ben,imp.ben@demo.example.com,Ben,Baker,IMP-2,FR,sales-eu\n"
     b"imp.cid,imp.cid@demo.example.com,Cid,Cole,IMP-3,GB,eng\n"
+    b"sales.admin,sales.admin@demo.example.com,Sally,Seller,,,sales\n"
     b"imp.bad,not-an-e-mail,Bad,Row,IMP-4,DE,sales\n"
 )
 NEW = ("imp.ann", "imp.ben", "imp.cid")
@@ -109,14 +110,18 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     expect(page.get_by_role("heading", level=1)).to_have_text("Plan of people.csv")
     apply_button = page.get_by_role("button", name="Apply this plan")
     expect(apply_button).to_be_visible(timeout=JOB_TIMEOUT)
-    expect(page.locator("#job-progress-text")).to_contain_text("The plan is ready: 4 of 4 rows")
+    expect(page.locator("#job-progress-text")).to_contain_text("The plan is ready: 5 of 5 rows")
     expect(page.locator("li.total-create")).to_have_text("3 to create")
+    expect(page.locator("li.total-update")).to_have_text("1 to update")
     expect(page.locator("li.total-error")).to_have_text("1 rejected")
     rows = page.locator("table.plan tbody tr")
-    expect(rows).to_have_count(4)
+    expect(rows).to_have_count(5)
     expect(rows.nth(0)).to_contain_text("imp.ann")
+    expect(page.locator("table.plan tr.action-update")).to_contain_text(
+        "First name: (empty) → Sally"
+    )
     bad = page.locator("table.plan tr.action-error")
-    expect(bad).to_contain_text("5")
+    expect(bad).to_contain_text("6")
     expect(bad).to_contain_text("imp.bad")
     expect(bad).to_contain_text("e-mail")
     assert logins_in(demo_world, (*NEW, "imp.bad")) == set()
@@ -129,12 +134,12 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     expect(page.get_by_role("heading", level=1)).to_have_text("Import of people.csv")
     status = page.locator("#job-progress-text")
     expect(status).to_contain_text(
-        "The import is finished: 4 of 4 rows applied", timeout=JOB_TIMEOUT
+        "The import is finished: 5 of 5 rows applied", timeout=JOB_TIMEOUT
     )
     expect(status).to_have_attribute("role", "status")
     bar = page.locator("progress#job-progress")
-    expect(bar).to_have_attribute("max", "4")
-    assert bar.evaluate("b => b.value") == 4
+    expect(bar).to_have_attribute("max", "5")
+    assert bar.evaluate("b => b.value") == 5
     expect(page.locator("li.total-create")).to_have_text("3 created")
     expect(page.locator("li.total-error")).to_have_text("1 rejected")
     console.check("import-done")
@@ -145,7 +150,7 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     assert report[0][-1] == "Error" and report[0][0] == "Login"
     assert len(report) == 2
     assert report[1][0] == "imp.bad" and report[1][1] == "not-an-e-mail"
-    assert report[1][-1].startswith("row 5: ")
+    assert report[1][-1].startswith("row 6: ")
 
     # The plan was applied once; the recent imports list both; the export has the new people.
     page.goto(plan_url)
@@ -157,7 +162,7 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     console.goto("/import")
     jobs = page.locator("table.jobs tbody tr")
     expect(jobs).to_have_count(2)
-    expect(jobs.nth(0)).to_contain_text("3 created, 1 rejected")
+    expect(jobs.nth(0)).to_contain_text("3 created, 1 updated, 1 rejected")
     expect(jobs.nth(1)).to_contain_text("plan")
     export = table_of(downloaded(page, "export as CSV"))
     exported = {row[0] for row in export[1:]}

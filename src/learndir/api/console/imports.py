@@ -208,11 +208,42 @@ async def export(request: Request, console: Console = Depends(administrator)) ->
     return await file_response(fmt, headers, rows, "users")
 
 
+# What a row's change is called when it is not a profile field (see core.imports.plan).
+_CHANGE_NAMES = {
+    "departmentId": "department",
+    "status": "status",
+    "roleIds": "roles",
+    "groupIds": "groups",
+    "supervisor": "manager",
+    "supervisorId": "manager",
+    "password": "password",
+    "invitation": "invitation",
+}
+
+
+def change_words(changes: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """A row's changes for a person: a profile field as "Label: before → after", anything
+    else (a department, roles, groups: ids) by its name."""
+    words = []
+    for change in changes:
+        name = str(change.get("field", ""))
+        if name in labels:
+            before, after = change.get("before") or "(empty)", change.get("after") or "(empty)"
+            words.append(f"{labels[name]}: {before} → {after}")
+        else:
+            words.append(_CHANGE_NAMES.get(name, name))
+    return words
+
+
 def _job_context(console: Console, job: JobView, after: str | None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     next_token = None
     if job.finished and job.status == "done":
         rows, next_token = result_page(console.db, job, PLAN_PAGE_ROWS, after or None)
+        if any(r["changes"] for r in rows):
+            labels = {f.name: f.label or f.name for f in list_fields(console.db, console.actor)}
+            for r in rows:
+                r["said"] = change_words(r["changes"], labels)
     return {
         "job": job,
         "rows": rows,
