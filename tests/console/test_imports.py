@@ -188,6 +188,13 @@ def test_department_administrator_sees_only_own_imports(
     console.goto("/import")
     expect(page.get_by_role("heading", level=1)).to_have_text("Import and export")
     expect(page.get_by_text("owners-secret-file.csv")).to_have_count(0)
+    expect(page.get_by_text("No imports yet.")).to_be_visible()
+    # By keyboard: from the file to the modes, chosen with the arrow keys.
+    page.get_by_label("File (CSV or XLSX)").focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Create and update")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Create only")).to_be_checked()
     with console.client() as client:
         assert client.get(f"/console/import/{owners_job}").status_code == 404
         assert client.get(f"/console/import/{owners_job}/progress").status_code == 404

@@ -28,7 +28,7 @@ from learndir.api.console.web import (
     text,
 )
 from learndir.api.ispring_rest.exports import file_response
-from learndir.core.errors import DomainError, invalid
+from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.imports.export import export_users, template_headers
 from learndir.core.imports.jobs import (
     JobView,
@@ -292,7 +292,7 @@ def apply(
     try:
         new_id = apply_plan(console.db, console.actor, job_id, Interface.CONSOLE)
     except DomainError as exc:
-        if exc.parameter != "id":
+        if exc.code is not ErrorCode.INVALID_PARAMETERS:
             raise
         job = get_job(console.db, console.actor, job_id)
         context = _job_context(console, job, None)
