@@ -97,6 +97,7 @@ def test_plan_apply_report_and_export(console: ConsolePage, demo_world: World) -
     expect(file_field).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#import-file-error")).to_contain_text("unknown column(s) 'Name', 'Mail'")
     expect(page.get_by_text("No imports yet.")).to_be_visible()
+    console.screenshot("import-refused")
 
     # A file with three good rows and a bad one: the plan.
     page.set_input_files(
