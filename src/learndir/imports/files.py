@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from charset_normalizer import from_bytes
 
@@ -64,14 +64,51 @@ def open_table(
     path: Path, *, encoding: str | None = None, delimiter: str | None = None
 ) -> Iterator[Table]:
     """The file at `path` as a Table; XLSX when it is a zip (whatever its name), else CSV."""
-    with path.open("rb") as raw:
-        head = raw.read(len(_ZIP_MAGIC))
-        raw.seek(0)
-        if head == _ZIP_MAGIC:
-            with _xlsx_table(raw) as table:
-                yield table
-            return
-        yield _csv_table(raw, encoding, delimiter)
+    with path.open("rb") as raw, open_stream(raw, encoding=encoding, delimiter=delimiter) as table:
+        yield table
+
+
+@contextlib.contextmanager
+def open_stream(
+    raw: IO[bytes], *, encoding: str | None = None, delimiter: str | None = None
+) -> Iterator[Table]:
+    """A seekable binary stream (an upload) as a Table, read from its start; the stream is
+    left open (the readers close what they wrap)."""
+    borrowed = cast(IO[bytes], _Borrowed(raw))
+    borrowed.seek(0)
+    head = borrowed.read(len(_ZIP_MAGIC))
+    borrowed.seek(0)
+    if head == _ZIP_MAGIC:
+        with _xlsx_table(borrowed) as table:
+            yield table
+        return
+    yield _csv_table(borrowed, encoding, delimiter)
+
+
+class _Borrowed(io.BufferedIOBase):
+    """Another's stream, read and sought through; closing this leaves it open."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._raw.read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
 
 
 # ---- CSV ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ async def get_users_export(request: Request) -> Response:
         return fmt, headers, rows
 
     fmt, headers, rows = await call(request, work, with_body=False)
-    return await _file_response(fmt, headers, rows, "users")
+    return await file_response(fmt, headers, rows, "users")
 
 
 @router.get("/import/template")
@@ -45,10 +45,10 @@ async def get_import_template(request: Request) -> Response:
         return fmt, template_headers(db, actor)
 
     fmt, headers = await call(request, work, with_body=False)
-    return await _file_response(fmt, headers, [], "users-template")
+    return await file_response(fmt, headers, [], "users-template")
 
 
-async def _file_response(
+async def file_response(
     fmt: str, headers: Sequence[str], rows: Iterable[Sequence[str]], name: str
 ) -> Response:
     disposition = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}

@@ -76,6 +76,7 @@ from learndir.imports.files import (
     Table,
     given_delimiter,
     given_encoding,
+    open_stream,
     open_table,
 )
 
@@ -108,6 +109,8 @@ class JobView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Who started it, as their login was then.
+    actor_login: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -135,6 +138,7 @@ def job_view(row: Any) -> JobView:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        actor_login=row.actor_login,
     )
 
 
@@ -222,6 +226,113 @@ def check_csv_options(encoding: str | None, delimiter: str | None) -> tuple[str 
     except FileProblem as exc:
         raise invalid("delimiter", str(exc)) from None
     return encoding, delimiter
+
+
+def check_table(
+    db: Database,
+    actor: Actor,
+    stream: IO[bytes],
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> list[str]:
+    """The uploaded file's headers, once it reads as a table whose columns the account knows;
+    else Wrong parameters (`file`) saying why, before any job is made (the console's upload
+    answers at once instead of leaving a failed job behind). Reads only the header row; the
+    stream is left at its start."""
+    check_may_import(actor)
+    encoding, delimiter = check_csv_options(encoding, delimiter)
+    stream.seek(0)
+    try:
+        with open_stream(stream, encoding=encoding, delimiter=delimiter) as table:
+            headers = list(table.headers)
+    except FileProblem as exc:
+        raise invalid("file", str(exc)) from None
+    finally:
+        stream.seek(0)
+    with db.read() as conn:
+        fields = account_settings(conn, actor.account).fields
+    try:
+        map_columns(headers, fields)
+    except DomainError as exc:
+        raise invalid("file", exc.reason or exc.message) from None
+    return headers
+
+
+def apply_plan(db: Database, actor: Actor, plan_id: str, interface: Interface) -> str:
+    """A job that applies a finished dry run's file for real, with its options (and the
+    encoding and delimiter it read the file with), run by the background worker like an
+    upload: the file the plan kept moves to the new job, so it is not uploaded again and a
+    plan is applied once. The new job plans every row again against the directory as it is
+    then, as `actor` (who must see the plan and may import). Its id is returned."""
+    check_may_import(actor)
+    job_id = new_id()
+    with db.write() as conn:
+        plan = _job_row(conn, actor, plan_id)
+        if not plan.dry_run:
+            raise invalid("id", "this import is not a plan: it was applied when it ran")
+        if plan.status != "done":
+            raise invalid("id", "only a finished plan can be applied")
+        conn.execute(
+            insert(import_jobs).values(
+                id=job_id,
+                account_id=actor.account_id,
+                actor_user_id=actor.user_id,
+                actor_login=actor.login,
+                interface=interface.value,
+                mode=plan.mode,
+                match_by=plan.match_by,
+                invite=plan.invite,
+                dry_run=False,
+                file_name=plan.file_name,
+                encoding=plan.encoding,
+                delimiter=plan.delimiter,
+                status="queued",
+                phase="rows",
+                rows_done=0,
+                totals=json.dumps(_empty_totals()),
+                created_at=utcnow(),
+            )
+        )
+        moved = conn.execute(
+            update(import_chunks).where(import_chunks.c.job_id == plan.id).values(job_id=job_id)
+        )
+        if moved.rowcount == 0:
+            # Rolled back with the new job: another request applied it first, or the plan
+            # came from a file that was never kept (the command line).
+            raise invalid(
+                "id", "this plan was already applied, or its file is not kept: upload it again"
+            )
+    return job_id
+
+
+def plan_applicable(db: Database, job: JobView) -> bool:
+    """Whether the finished dry run still holds its file (see apply_plan)."""
+    if not (job.options.dry_run and job.status == "done"):
+        return False
+    with db.read() as conn:
+        return (
+            conn.execute(
+                select(import_chunks.c.seq).where(import_chunks.c.job_id == job.id).limit(1)
+            ).first()
+            is not None
+        )
+
+
+def recent_jobs(db: Database, actor: Actor, limit: int = 20) -> list[JobView]:
+    """The newest imports the actor may see, newest first: every import of the account for
+    its owners and administrators, their own for others (the rule of get_job)."""
+    check_may_import(actor)
+    query = (
+        select(import_jobs)
+        .where(import_jobs.c.account_id == actor.account_id)
+        .order_by(import_jobs.c.created_at.desc(), import_jobs.c.id.desc())
+        .limit(max(1, min(limit, 100)))
+    )
+    if not actor.administers_account:
+        query = query.where(import_jobs.c.actor_user_id == actor.user_id)
+    with db.read() as conn:
+        return [job_view(row) for row in conn.execute(query)]
 
 
 def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
@@ -653,7 +764,10 @@ class JobRunner:
             self._save(conn, job, phase=phase)
             return
         self._save(conn, job, phase="done", status="done", finished_at=utcnow())
-        conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
+        if not (job.options.dry_run and job.interface == Interface.CONSOLE.value):
+            # A plan made in the console keeps its file until it is applied (apply_plan) or
+            # purged with the job.
+            conn.execute(delete(import_chunks).where(import_chunks.c.job_id == job.id))
 
     # -- managers --
 
@@ -864,7 +978,7 @@ def _claim(db: Database, worker_id: str) -> str | None:
     now = utcnow()
     unfinished = and_(
         import_jobs.c.status.in_(("queued", "running")),
-        import_jobs.c.interface == Interface.REST.value,
+        import_jobs.c.interface.in_((Interface.REST.value, Interface.CONSOLE.value)),
     )
     free = or_(import_jobs.c.lease_until.is_(None), import_jobs.c.lease_until < now)
     with db.write() as conn:
