@@ -213,3 +213,34 @@ def test_audit_pages_with_the_core_token(console: ConsolePage, demo_world: World
     assert page.locator("tbody tr").first.inner_text() != newest
     expect(page.get_by_role("link", name="Newest")).to_be_visible()
     console.check()
+
+
+def test_what_a_user_can_send_is_never_a_server_error(
+    console: ConsolePage, demo_world: World
+) -> None:
+    console.sign_in(demo_world, "owner")
+    csrf = console.csrf()
+    with console.client() as client:
+        for path, data in (
+            ("/console/settings/fields", {"name": "a\x00b", "label": "x\x00", "type": "string"}),
+            ("/console/settings/roles", {"name": "R\x00", "permissions": ["fly"]}),
+            ("/console/settings/policy/password", {"min_length": "99999999999"}),
+            ("/console/settings/policy/invitation", {"invitation_message": "a\x00"}),
+            ("/console/settings/webhooks", {"name": "n\x00", "callback_url": "https://x.test"}),
+            ("/console/settings/webhooks", {"name": "n", "callback_url": "https://x.test/\x00"}),
+            ("/console/settings/webhooks/remove", {"name": "nobody"}),
+            ("/console/settings/webhooks/enable", {"name": "n\x00"}),
+            ("/console/settings/webhooks/fly", {"name": "n"}),
+            ("/console/settings/keys/revoke", {"client_id": "\x00"}),
+            ("/console/settings/scim-tokens/revoke", {"token_id": "not-a-token"}),
+        ):
+            answer = client.post(path, data={"csrf": csrf, **data})
+            assert 400 <= answer.status_code < 500, (path, data, answer.status_code)
+        for params in (
+            {"target": "t\x00"},
+            {"user": "u\x00"},
+            {"until": "9999-12-31"},
+            {"operation": "FLY"},
+        ):
+            answer = client.get("/console/settings/audit", params=params)
+            assert answer.status_code == 422, params

@@ -9,6 +9,7 @@ token are rendered once, in the answer to the POST that made them, and never aga
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +40,7 @@ from learndir.core.users.service import MAX_PASSWORD_LENGTH
 router = APIRouter()
 
 AUDIT_PAGE = 50
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The settings' own navigation: (key, path, label).
 PAGES = (
@@ -80,6 +82,14 @@ def _page(
 ) -> Response:
     values = {"pages": PAGES, "page": key, **context}
     return console.render(template, values, status=status, section="settings", title=TITLES[key])
+
+
+def _printable(values: dict[str, Any]) -> None:
+    """Refuses text with control characters (a NUL byte PostgreSQL would refuse) before any
+    query: Wrong parameters naming the form's field."""
+    for name, value in values.items():
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise invalid(name, "contains control characters")
 
 
 def _status_of(exc: DomainError) -> int:
@@ -345,6 +355,9 @@ def register_subscriber(
     raw_secret = form.get("secret")
     secret = raw_secret if isinstance(raw_secret, str) else ""
     try:
+        _printable(
+            {"name": values["name"], "callback_url": values["callback_url"], "secret": secret}
+        )
         unknown = [t for t in values["types"] if t not in webhooks.SUBSCRIPTION_TYPES]
         if unknown:
             raise invalid("types", f"unknown subscription type {unknown[0]!r}")
@@ -388,6 +401,7 @@ def change_subscriber(
     name = text(form, "name")
     db, actor = console.db, console.actor
     try:
+        _printable({"subscriberName": name})
         if action == "enable":
             webhooks.set_enabled(db, actor, name, True)
         elif action == "disable":
@@ -467,8 +481,11 @@ def audit_page(
         "filtered": any(filters.values()),
     }
     try:
+        _printable({"user": filters["user"], "targetId": filters["target"]})
         first = _day(filters["since"], "since")
         last = _day(filters["until"], "until")
+        if last is not None and last >= date.max:
+            raise invalid("until", "is too far in the future")
         if filters["operation"] and filters["operation"].upper() not in OPERATIONS:
             raise invalid("operation", f"unknown operation {filters['operation']!r}")
         query = AuditQuery(
