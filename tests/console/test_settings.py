@@ -104,6 +104,11 @@ def test_keys_tokens_webhooks_and_the_audit_trail(console: ConsolePage, demo_wor
     page = console.sign_in(demo_world, "owner")
     base = console.site.base_url
     console.goto("/settings/keys")
+    page.get_by_label("For the user (login or id)").fill("nobody.here")
+    page.get_by_role("button", name="Create an API key").click()
+    expect(page.locator("#key-user-error")).to_contain_text("no user with the login")
+    expect(page.get_by_label("For the user (login or id)")).to_have_value("nobody.here")
+    page.get_by_label("For the user (login or id)").fill("")
     page.get_by_role("button", name="Create an API key").click()
     client_id = page.locator("#new-client-id").inner_text()
     secret = page.locator("#new-client-secret").inner_text()
@@ -233,9 +238,14 @@ def test_what_a_user_can_send_is_never_a_server_error(
             ("/console/settings/webhooks/fly", {"name": "n"}),
             ("/console/settings/keys/revoke", {"client_id": "\x00"}),
             ("/console/settings/scim-tokens/revoke", {"token_id": "not-a-token"}),
+            ("/console/settings/keys", {"user": "u\x00"}),
         ):
             answer = client.post(path, data={"csrf": csrf, **data})
             assert 400 <= answer.status_code < 500, (path, data, answer.status_code)
+        # A key for another user of the account: listed under that user.
+        made = client.post("/console/settings/keys", data={"csrf": csrf, "user": "sales.admin"})
+        assert made.status_code == 201 and "shown this once" in made.text
+        assert ">sales.admin</a>" in client.get("/console/settings/keys").text
         for params in (
             {"target": "t\x00"},
             {"user": "u\x00"},

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from learndir.core import account_admin, scim_tokens
+from learndir.core import account_admin, scim_tokens, webhooks
 from learndir.core.actor import Actor
 from learndir.core.audit import acting_user_id, audit_query, read_audit
 from learndir.core.auth import load_actor
@@ -161,3 +161,24 @@ def test_acting_user_filter(acme: World) -> None:
     )
     assert len(records) == 1
     assert json.dumps(records[0].changes)
+
+
+def test_subscribers_listed_with_their_subscriptions_and_backlog(acme: World) -> None:
+    owner = _actor(acme, "owner")
+    assert webhooks.account_subscribers(acme.db, owner) == []
+    webhooks.register(acme.db, owner, "b-lms", "https://lms.example.com/hook", "s3cret")
+    webhooks.register(acme.db, owner, "a-hr", "https://hr.example.com/hook", None)
+    webhooks.subscribe(acme.db, owner, "b-lms", {"subscriptionType": "USER_UPDATED"})
+    webhooks.subscribe(acme.db, owner, "b-lms", {"subscriptionType": "USER_DELETED"})
+    webhooks.send_code(acme.db, owner, "a-hr")
+    listed = webhooks.account_subscribers(acme.db, owner)
+    assert [s.info.name for s in listed] == ["a-hr", "b-lms"]
+    hr, lms = listed
+    assert (hr.info.pending, hr.subscriptions) == (1, [])
+    assert [s.type for s in lms.subscriptions] == ["USER_DELETED", "USER_UPDATED"]
+    assert lms.info.has_secret and not lms.info.confirmed and lms.info.enabled
+    other = make_world(acme.db, acme_spec())
+    assert webhooks.account_subscribers(acme.db, _actor(other, "owner")) == []
+    with pytest.raises(DomainError) as caught:
+        webhooks.account_subscribers(acme.db, _actor(acme, "sales.admin"))
+    assert caught.value.code is ErrorCode.PERMISSION_DENIED

@@ -275,12 +275,17 @@ def keys_page(console: Console = Depends(account_administrator)) -> Response:
 
 @router.post("/settings/keys", include_in_schema=False)
 def create_key(
-    console: Console = Depends(account_administrator), _form: FormData = Depends(posted)
+    console: Console = Depends(account_administrator), form: FormData = Depends(posted)
 ) -> Response:
+    user = text(form, "user")
     try:
-        key = api_keys.create_key(console.db, console.actor)
+        _printable({"userId": user})
+        user_id = acting_user_id(console.db, console.actor, user, "userId")
+        key = api_keys.create_key(console.db, console.actor, user_id)
     except DomainError as exc:
-        return _keys_page(console, {"key_error": error_text(exc)}, _status_of(exc))
+        status = 403 if exc.code is ErrorCode.PERMISSION_DENIED else 422
+        errors = field_errors(exc, {"userId": "user"})
+        return _keys_page(console, {"errors": errors, "key_user": user}, status)
     # Shown in this answer only: the page is not cached, the secret is in no URL or cookie.
     return _keys_page(console, {"created_key": key}, 201)
 
