@@ -67,7 +67,10 @@ def test_fields_roles_and_policy(console: ConsolePage, demo_world: World) -> Non
     expect(row).to_contain_text("USER_DEFINED_FIELD")
     console.check("settings-fields")
 
-    page.get_by_role("navigation", name="Settings").get_by_role("link", name="Roles").click()
+    # The settings' own navigation works from the keyboard.
+    page.get_by_role("navigation", name="Settings").get_by_role("link", name="Roles").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Roles")
     expect(page.get_by_role("row", name=re.compile("HR Partner"))).to_be_visible()
     page.get_by_label("Name", exact=True).fill("Report Reader")
     page.get_by_label("View users").check()
@@ -92,6 +95,18 @@ def test_fields_roles_and_policy(console: ConsolePage, demo_world: World) -> Non
     expect(minimum).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#min-length-error")).to_contain_text("between 1 and 256")
     expect(minimum).to_have_value("0")
+    # The new minimum applies at once: a 9-character password is refused.
+    with console.client() as client:
+        short = client.post(
+            "/console/me/password",
+            data={
+                "csrf": console.csrf(),
+                "current": demo_world.passwords["owner"],
+                "password": "Short-123",
+                "repeat": "Short-123",
+            },
+        )
+    assert short.status_code == 422 and "at least 10 characters" in short.text
     page.get_by_label("Invitation message").fill("Welcome to the demo academy.")
     page.get_by_role("button", name="Save invitation text").click()
     expect(page.locator(".notice")).to_contain_text("invitation text was saved")
