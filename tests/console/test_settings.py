@@ -143,6 +143,11 @@ def test_keys_tokens_webhooks_and_the_audit_trail(console: ConsolePage, demo_wor
     assert secret not in page.content()
     row = page.get_by_role("row", name=re.compile(client_id))
     expect(row).to_contain_text("active")
+    # Revoking asks first: dismissed, nothing happens; accepted, the key is revoked.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="Revoke").click()
+    expect(row).to_contain_text("active")
+    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Revoke").click()
     expect(page.locator(".notice")).to_contain_text(f"{client_id} was revoked")
     expect(page.get_by_role("row", name=re.compile(client_id))).to_contain_text("revoked")
@@ -160,6 +165,7 @@ def test_keys_tokens_webhooks_and_the_audit_trail(console: ConsolePage, demo_wor
     assert token not in page.content()
     token_row = page.get_by_role("row", name=re.compile(token_id))
     expect(token_row).to_contain_text("yes")
+    page.once("dialog", lambda dialog: dialog.accept())
     token_row.get_by_role("button", name="Revoke").click()
     expect(page.locator(".notice")).to_contain_text(f"{token_id} was revoked")
     assert httpx.get(f"{base}/scim/v2/Users?count=1", headers=bearer).status_code == 401
@@ -185,6 +191,10 @@ def test_keys_tokens_webhooks_and_the_audit_trail(console: ConsolePage, demo_wor
     expect(page.get_by_role("row", name=re.compile("lms"))).to_contain_text("disabled")
     assert "hook-secret-1" not in page.content()
     console.check("settings-webhooks")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove: lms").click()
+    expect(page.locator(".notice")).to_contain_text("lms was removed")
+    expect(page.get_by_text("No subscribers yet.")).to_be_visible()
 
     page.get_by_role("navigation", name="Settings").get_by_role("link", name="Audit trail").click()
     page.get_by_label("Operation").select_option("API_KEY_REVOKED")
