@@ -91,6 +91,14 @@ def create_scim_token(
             "could do nothing; choose an administrator",
             "login",
         )
+    return _insert_token(db, actor, invite, None)
+
+
+def _insert_token(
+    db: Database, actor: Actor, invite: bool, recorded_actor: str | None
+) -> CreatedScimToken:
+    """A new token acting as `actor`, recorded as done by `recorded_actor` (None: the command
+    line)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = new_id()
     now = utcnow()
@@ -109,7 +117,7 @@ def create_scim_token(
             Operation.SCIM_TOKEN_CREATED,
             TargetKind.SCIM_TOKEN,
             token_id,
-            None,
+            recorded_actor,
             after=_view(token_id, actor.user_id, now, invite),
         )
         record(conn, actor.account, [change])
@@ -249,29 +257,7 @@ def create_token_for_actor(db: Database, actor: Actor, *, invite: bool = False) 
     """create_scim_token for a signed-in account administrator: a token of the actor's
     account acting as the actor, recorded as the actor's change. Shown once."""
     actor.require_account_admin("manage SCIM tokens")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = new_id()
-    now = utcnow()
-    with db.write() as conn:
-        conn.execute(
-            insert(scim_tokens).values(
-                id=token_id,
-                account_id=actor.account_id,
-                user_id=actor.user_id,
-                token_hash=sha256_hex(token),
-                created_at=now,
-                invite=invite,
-            )
-        )
-        change = Change(
-            Operation.SCIM_TOKEN_CREATED,
-            TargetKind.SCIM_TOKEN,
-            token_id,
-            actor.user_id,
-            after=_view(token_id, actor.user_id, now, invite),
-        )
-        record(conn, actor.account, [change])
-    return CreatedScimToken(token_id, token, actor.user_id, invite)
+    return _insert_token(db, actor, invite, actor.user_id)
 
 
 def account_scim_tokens(db: Database, actor: Actor) -> list[ScimTokenInfo]:
