@@ -18,11 +18,11 @@ from sqlalchemy import Connection, delete, select
 
 from learndir.core.actor import Actor
 from learndir.core.auth import account_url_key
-from learndir.core.common import as_utc, as_uuid_text, parse_time, utcnow
+from learndir.core.common import as_utc, as_uuid_text, fold, parse_time, utcnow
 from learndir.core.errors import invalid, not_found
 from learndir.core.paging import check_page_size
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, audit_log
+from learndir.db.schema import accounts, audit_log, users
 
 # Rows deleted per statement by the retention purge: short transactions, no long lock.
 _PURGE_BATCH = 5000
@@ -95,6 +95,30 @@ def _id(value: Any, parameter: str) -> str | None:
     if canonical is None:
         raise invalid(parameter, f"{text!r} is not a user id")
     return canonical
+
+
+def acting_user_id(
+    db: Database, actor: Actor, login_or_id: Any, parameter: str = "user"
+) -> str | None:
+    """The user id to filter the trail on for a login or a user id (the console's filter): a
+    user id as it is (a deleted user's records keep their id), a login of the actor's account
+    by one indexed read."""
+    actor.require_account_admin("read the audit trail")
+    text = _text(login_or_id, parameter)
+    if text is None:
+        return None
+    canonical = as_uuid_text(text)
+    if canonical is not None:
+        return canonical
+    with db.read() as conn:
+        user_id = conn.execute(
+            select(users.c.id).where(
+                users.c.account_id == actor.account_id, users.c.login_key == fold(text)
+            )
+        ).scalar()
+    if user_id is None:
+        raise invalid(parameter, f"no user with the login {text!r} in this account")
+    return str(user_id)
 
 
 def read_audit(

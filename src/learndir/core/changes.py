@@ -62,6 +62,10 @@ class Operation(StrEnum):
     INVITATION_REVOKED = "INVITATION_REVOKED"
     WEBHOOK_SUBSCRIBER_CHANGED = "WEBHOOK_SUBSCRIBER_CHANGED"
     ACCOUNT_CREATED = "ACCOUNT_CREATED"
+    PROFILE_FIELD_DEFINED = "PROFILE_FIELD_DEFINED"
+    ROLE_CREATED = "ROLE_CREATED"
+    PASSWORD_POLICY_CHANGED = "PASSWORD_POLICY_CHANGED"
+    INVITATION_TEXT_CHANGED = "INVITATION_TEXT_CHANGED"
 
 
 # Sent to a subscriber's callbackUrl by /webhook/code/send; not a change, never subscribed to.
@@ -77,6 +81,8 @@ class TargetKind(StrEnum):
     SIGNIN = "signin"
     WEBHOOK_SUBSCRIBER = "webhook_subscriber"
     ACCOUNT = "account"
+    PROFILE_FIELD = "profile_field"
+    ROLE = "role"
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,14 @@ def create_scim_token(
             "could do nothing; choose an administrator",
             "login",
         )
+    return _insert_token(db, actor, invite, None)
+
+
+def _insert_token(
+    db: Database, actor: Actor, invite: bool, recorded_actor: str | None
+) -> CreatedScimToken:
+    """A new token acting as `actor`, recorded as done by `recorded_actor` (None: the command
+    line)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = new_id()
     now = utcnow()
@@ -109,7 +117,7 @@ def create_scim_token(
             Operation.SCIM_TOKEN_CREATED,
             TargetKind.SCIM_TOKEN,
             token_id,
-            None,
+            recorded_actor,
             after=_view(token_id, actor.user_id, now, invite),
         )
         record(conn, actor.account, [change])
@@ -240,3 +248,61 @@ def _touch(db: Database, token_id: str, now: datetime) -> None:
     stale = now - LAST_USED_RESOLUTION
     with db.write() if db.is_sqlite else db.write_apart() as conn:
         touch_last_used(conn, scim_tokens, scim_tokens.c.id, token_id, stale, now)
+
+
+# ---- the console: the owner and account administrators manage their account's tokens --------
+
+
+def create_token_for_actor(db: Database, actor: Actor, *, invite: bool = False) -> CreatedScimToken:
+    """create_scim_token for a signed-in account administrator: a token of the actor's
+    account acting as the actor, recorded as the actor's change. Shown once."""
+    actor.require_account_admin("manage SCIM tokens")
+    return _insert_token(db, actor, invite, actor.user_id)
+
+
+def account_scim_tokens(db: Database, actor: Actor) -> list[ScimTokenInfo]:
+    """The actor's account's tokens, revoked ones included, oldest first."""
+    actor.require_account_admin("manage SCIM tokens")
+    with db.read() as conn:
+        rows = conn.execute(_SELECT_TOKENS.where(scim_tokens.c.account_id == actor.account_id))
+        return [_info(row) for row in rows]
+
+
+def revoke_token_of_account(db: Database, actor: Actor, token_id: Any) -> bool:
+    """Revokes a token of the actor's account (a token of another account is unknown here);
+    answers whether this call revoked it (False: it was revoked before)."""
+    actor.require_account_admin("manage SCIM tokens")
+    canonical = as_uuid_text(token_id) if isinstance(token_id, str) else None
+    with db.write() as conn:
+        row = (
+            conn.execute(
+                _SELECT_TOKENS.where(
+                    scim_tokens.c.id == canonical, scim_tokens.c.account_id == actor.account_id
+                ).with_for_update(of=scim_tokens)
+            ).first()
+            if canonical
+            else None
+        )
+        if row is None:
+            error = not_found("SCIM token", "tokenId")
+            error.reason = "no SCIM token with this id in this account"
+            raise error
+        if row.revoked_at is not None:
+            return False
+        now = utcnow()
+        conn.execute(
+            update(scim_tokens)
+            .where(scim_tokens.c.id == row.id, scim_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        view = _view(row.id, row.user_id, row.created_at, row.invite)
+        change = Change(
+            Operation.SCIM_TOKEN_REVOKED,
+            TargetKind.SCIM_TOKEN,
+            row.id,
+            actor.user_id,
+            before={**view, "revokedAt": None},
+            after={**view, "revokedAt": iso_utc(now)},
+        )
+        record(conn, actor.account, [change])
+    return True

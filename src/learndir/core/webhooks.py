@@ -507,3 +507,40 @@ def _info(row: Any, counts: dict[str, int]) -> SubscriberInfo:
         last_error=row.last_error,
         last_delivered_at=row.last_delivered_at,
     )
+
+
+@dataclass(frozen=True)
+class SubscriberListing:
+    """A subscriber of the account with its delivery backlog and its subscriptions."""
+
+    info: SubscriberInfo
+    subscriptions: list[Subscription]
+
+
+def account_subscribers(db: Database, actor: Actor) -> list[SubscriberListing]:
+    """The actor's account's subscribers by name, each with its pending and failed deliveries,
+    last error and subscriptions (three queries, whatever the number of subscribers)."""
+    _require_admin(actor)
+    with db.read() as conn:
+        rows = conn.execute(
+            select(webhook_subscribers)
+            .where(webhook_subscribers.c.account_id == actor.account_id)
+            .order_by(webhook_subscribers.c.name_key)
+        ).all()
+        ids = [r.id for r in rows]
+        counts = _counts(conn, ids)
+        kinds: dict[str, list[Subscription]] = {}
+        if ids:
+            for sub in conn.execute(
+                select(
+                    webhook_subscriptions.c.subscriber_id,
+                    webhook_subscriptions.c.event_type,
+                    webhook_subscriptions.c.params,
+                )
+                .where(webhook_subscriptions.c.subscriber_id.in_(ids))
+                .order_by(webhook_subscriptions.c.event_type)
+            ):
+                kinds.setdefault(sub.subscriber_id, []).append(
+                    Subscription(sub.event_type, json.loads(sub.params) if sub.params else [])
+                )
+    return [SubscriberListing(_info(r, counts.get(r.id, {})), kinds.get(r.id, [])) for r in rows]

@@ -414,7 +414,9 @@ audit_log = Table(
     Column("details", Text, nullable=True),
     Index(None, "account_id", "id"),
     Index(None, "account_id", "target_id"),
-    Index(None, "account_id", "actor_user_id"),
+    # The filters by acting user and by operation, newest first (migration 0013).
+    Index(None, "account_id", "actor_user_id", "id"),
+    Index(None, "account_id", "operation", "id"),
     Index(None, "occurred_at"),
 )
 
