@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
 )
 
 metadata = MetaData(
@@ -176,7 +177,33 @@ users = Table(
     Index(None, "account_id", "id"),
     Index(None, "deactivate_on"),
     Index(None, "terminate_on"),
+    # The console's people list: by status in id order, and prefix searches of logins, e-mails
+    # and names (byte order on PostgreSQL, whatever the database's collation, so that a prefix
+    # is one range of the index; SQLite compares bytes anyway).
+    Index(None, "account_id", "status", "id"),
+    Index(None, "department_id", "id"),
+    Index(
+        "ix_users_account_id_login_prefix",
+        "account_id",
+        "login_key",
+        postgresql_ops={"login_key": "text_pattern_ops"},
+    ),
+    Index(
+        "ix_users_account_id_email_prefix",
+        "account_id",
+        "email_key",
+        postgresql_ops={"email_key": "text_pattern_ops"},
+    ),
 )
+
+# Prefix searches of first and last names, case-insensitively (see the people list above).
+for _name in ("first_name", "last_name"):
+    Index(
+        f"ix_users_account_id_{_name}_prefix",
+        users.c.account_id,
+        func.lower(users.c[_name]).label(f"{_name}_lower"),
+        postgresql_ops={f"{_name}_lower": "text_pattern_ops"},
+    )
 
 user_field_values = Table(
     "user_field_values",

@@ -1,0 +1,333 @@
+"""The console's people list: a keyset page of the users the actor may see, narrowed by a text
+(a prefix of login, e-mail, first or last name; two words match first and last name), a
+department (with or without its sub-departments), a status, a group and a role.
+
+Fast at hundreds of thousands of users on tables whose statistics were never gathered:
+
+- A text is looked up as index ranges only (migration 0013: the account's logins, e-mails and
+  lower-cased names, in byte order on PostgreSQL so that a prefix is one range whatever the
+  collation), each range read up to `MATCH_CAP` ids. The ids found are then read back by
+  primary key with what the other filters need, and filtered, ordered and paged here. When a
+  range holds more than the cap, the page says so (`narrowed`): the person types more.
+- Without a text the users are walked in id order (a keyset page), from the index that fits
+  the filters: a group's members or an administrative role's holders from their own tables, a
+  status from (account_id, status, id), a department from (department_id, id), else
+  (account_id, id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+)
+
+from learndir.core.account_settings import account_settings
+from learndir.core.actor import Actor, Scope
+from learndir.core.common import as_uuid_text, fold
+from learndir.core.departments import Department, get_many
+from learndir.core.errors import DomainError, invalid
+from learndir.core.groups import Group, find_group
+from learndir.core.roles import Role, RoleKind
+from learndir.core.users.changes import STATUSES
+from learndir.core.users.keys import rows_by_keys
+from learndir.core.users.queries import _USER_COLUMNS, UserView, _view_scope, _views
+from learndir.db.engine import Database
+from learndir.db.schema import departments, group_members, user_roles, users
+
+# Ids read from each index range of a text search.
+MATCH_CAP = 500
+MAX_PAGE = 200
+MAX_TEXT = 200
+# Above every character: a prefix's range ends below prefix + this, in byte (code point) order.
+_TOP = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class PeopleCriteria:
+    """What the list asks for; each given criterion narrows it."""
+
+    text: str = ""
+    department_id: str | None = None
+    with_subdepartments: bool = True
+    status: int | None = None
+    group_id: str | None = None
+    role_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    users: list[UserView]
+    # The last id of this page when there is a next one (the next page's `after`).
+    next_after: str | None
+    # A text matched more people than a search reads: type more to see them all.
+    narrowed: bool = False
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    department: Department | None
+    group: Group | None
+    role: Role | None
+
+
+def search_users(
+    db: Database,
+    actor: Actor,
+    criteria: PeopleCriteria,
+    after: str | None = None,
+    limit: int = 50,
+) -> PeoplePage:
+    """One page of the users the actor may see matching `criteria`, in id order after `after`.
+    Unknown or malformed ids, statuses and texts are Wrong parameters naming the criterion
+    (department, group, role, status, q, after)."""
+    scope = _view_scope(actor)
+    if limit < 1 or limit > MAX_PAGE:
+        raise invalid("limit", f"must be between 1 and {MAX_PAGE}")
+    start = ""
+    if after:
+        start = as_uuid_text(after) or ""
+        if not start:
+            raise invalid("after", f"{after!r} is not a user id")
+    if criteria.status is not None and criteria.status not in STATUSES:
+        raise invalid("status", "must be active, inactive or terminated")
+    text = " ".join(criteria.text.split())
+    if len(text) > MAX_TEXT:
+        raise invalid("q", f"must be at most {MAX_TEXT} characters long")
+    with db.read() as conn:
+        settings = account_settings(conn, actor.account)
+        resolved = _resolve(conn, actor, scope, criteria, settings.roles)
+        if text:
+            rows, narrowed = _text_rows(conn, actor, scope, criteria, resolved, text, start, limit)
+        else:
+            rows, narrowed = (
+                _browse_rows(conn, actor, scope, criteria, resolved, start, limit),
+                False,
+            )
+        page = rows[:limit]
+        views = _views(conn, settings, page)
+    next_after = page[-1][0] if len(rows) > limit else None
+    return PeoplePage(views, next_after, narrowed)
+
+
+def _resolve(
+    conn: Connection,
+    actor: Actor,
+    scope: Scope,
+    criteria: PeopleCriteria,
+    roles: Sequence[Role],
+) -> _Resolved:
+    department = None
+    if criteria.department_id:
+        canonical = as_uuid_text(criteria.department_id) or ""
+        department = get_many(conn, actor.account_id, [canonical]).get(canonical)
+        if department is None or not scope.covers(department.path):
+            raise invalid("department", "no such department among those you may see")
+    group = None
+    if criteria.group_id:
+        if not as_uuid_text(criteria.group_id):
+            raise invalid("group", "no such group in this account")
+        try:
+            group = find_group(conn, actor.account_id, criteria.group_id)
+        except DomainError:
+            raise invalid("group", "no such group in this account") from None
+    role = None
+    if criteria.role_id:
+        canonical = as_uuid_text(criteria.role_id) or ""
+        role = next((r for r in roles if r.id == canonical), None)
+        if role is None:
+            raise invalid("role", "no such role in this account")
+    return _Resolved(department, group, role)
+
+
+# ---- a text: index ranges, then the ids read back by primary key --------------------------
+
+
+def _ge(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        # text_pattern_ops: byte order, whatever the collation.
+        return expr.op("~>=~", is_comparison=True)(value)
+    return expr >= value
+
+
+def _lt(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        return expr.op("~<~", is_comparison=True)(value)
+    return expr < value
+
+
+def _prefix(conn: Connection, expr: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    return and_(_ge(conn, expr, prefix), _lt(conn, expr, prefix + _TOP))
+
+
+_FIRST = func.lower(users.c.first_name)
+_LAST = func.lower(users.c.last_name)
+
+
+def _ranges(conn: Connection, text: str) -> list[ColumnElement[bool]]:
+    """The index ranges a text is looked up in: one each for login, e-mail, first and last
+    name; two words (or more) are also a first name and a last name, either way round."""
+    key = fold(text)
+    lowered = text.lower()
+    found = [
+        _prefix(conn, users.c.login_key, key),
+        _prefix(conn, users.c.email_key, key),
+    ]
+    words = lowered.split(" ")
+    if len(words) == 1:
+        found += [_prefix(conn, _FIRST, lowered), _prefix(conn, _LAST, lowered)]
+    else:
+        head, rest = words[0], " ".join(words[1:])
+        found += [
+            and_(_prefix(conn, _FIRST, head), _prefix(conn, _LAST, rest)),
+            and_(_prefix(conn, _LAST, head), _prefix(conn, _FIRST, rest)),
+            _prefix(conn, _FIRST, lowered),
+            _prefix(conn, _LAST, lowered),
+        ]
+    return found
+
+
+_IN_GROUP = (
+    exists()
+    .where(
+        group_members.c.group_id == bindparam("group_id"),
+        group_members.c.user_id == users.c.id,
+    )
+    .label("in_group")
+)
+_HAS_ROLE = (
+    exists()
+    .where(user_roles.c.user_id == users.c.id, user_roles.c.role_id == bindparam("role_id"))
+    .label("has_role")
+)
+_CANDIDATES = (
+    select(*_USER_COLUMNS, departments.c.path, _IN_GROUP, _HAS_ROLE)
+    .join(departments, departments.c.id == users.c.department_id)
+    .where(users.c.account_id == bindparam("account_id"))
+)
+
+
+def _text_rows(
+    conn: Connection,
+    actor: Actor,
+    scope: Scope,
+    criteria: PeopleCriteria,
+    resolved: _Resolved,
+    text: str,
+    start: str,
+    limit: int,
+) -> tuple[list[Any], bool]:
+    ids: dict[str, None] = {}
+    narrowed = False
+    for condition in _ranges(conn, text):
+        found = conn.execute(
+            select(users.c.id)
+            .where(users.c.account_id == actor.account_id, condition)
+            .limit(MATCH_CAP)
+        ).scalars()
+        batch = list(found)
+        narrowed = narrowed or len(batch) >= MATCH_CAP
+        ids.update(dict.fromkeys(i for i in batch if i > start))
+    if not ids:
+        return [], narrowed
+    rows = rows_by_keys(
+        conn,
+        _CANDIDATES,
+        users.c.id,
+        ids,
+        account_id=actor.account_id,
+        group_id=resolved.group.id if resolved.group else "",
+        role_id=resolved.role.id if resolved.role else "",
+    )
+    department = resolved.department
+    kept = []
+    for row in rows:
+        if not scope.covers(row.path):
+            continue
+        if department is not None:
+            if criteria.with_subdepartments:
+                if not row.path.startswith(department.path):
+                    continue
+            elif row.department_id != department.id:
+                continue
+        if criteria.status is not None and row.status != criteria.status:
+            continue
+        if resolved.group is not None and not row.in_group:
+            continue
+        if resolved.role is not None and not row.has_role:
+            continue
+        kept.append(row)
+    kept.sort(key=lambda r: r.id)
+    return kept[: limit + 1], narrowed
+
+
+# ---- no text: a keyset walk in id order ---------------------------------------------------
+
+
+def _in_paths(account_id: str, paths: Sequence[str]) -> ColumnElement[bool]:
+    return users.c.department_id.in_(
+        select(departments.c.id).where(
+            departments.c.account_id == account_id,
+            or_(*(departments.c.path.startswith(p, autoescape=True) for p in paths)),
+        )
+    )
+
+
+def _browse_rows(
+    conn: Connection,
+    actor: Actor,
+    scope: Scope,
+    criteria: PeopleCriteria,
+    resolved: _Resolved,
+    start: str,
+    limit: int,
+) -> list[Any]:
+    account_id = actor.account_id
+    conditions: list[ColumnElement[bool]] = [users.c.account_id == account_id]
+    if not scope.account_wide:
+        conditions.append(_in_paths(account_id, scope.paths))
+    department = resolved.department
+    if department is not None:
+        if not criteria.with_subdepartments:
+            conditions.append(users.c.department_id == department.id)
+        elif department.parent_id is not None:
+            conditions.append(_in_paths(account_id, [department.path]))
+    if criteria.status is not None:
+        conditions.append(users.c.status == criteria.status)
+    order: ColumnElement[Any] = users.c.id
+    statement: Select[Any] = select(*_USER_COLUMNS)
+    if resolved.group is not None:
+        # The group's members in id order, from its primary key (group_id, user_id).
+        statement = statement.select_from(
+            group_members.join(users, users.c.id == group_members.c.user_id)
+        )
+        conditions.append(group_members.c.group_id == resolved.group.id)
+        order = group_members.c.user_id
+    if resolved.role is not None:
+        if resolved.role.kind is RoleKind.LEARNER or resolved.group is not None:
+            conditions.append(
+                exists().where(
+                    user_roles.c.user_id == users.c.id, user_roles.c.role_id == resolved.role.id
+                )
+            )
+        else:
+            # An administrative role's few holders, from its own index.
+            statement = statement.select_from(
+                user_roles.join(users, users.c.id == user_roles.c.user_id)
+            )
+            conditions.append(user_roles.c.role_id == resolved.role.id)
+            order = user_roles.c.user_id
+    if start:
+        conditions.append(order > start)
+    return list(conn.execute(statement.where(*conditions).order_by(order).limit(limit + 1)).all())
