@@ -157,13 +157,15 @@ def _resolve(
 def _ge(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
         # text_pattern_ops: byte order, whatever the collation.
-        return expr.op("~>=~", is_comparison=True)(value)
+        found: ColumnElement[bool] = expr.op("~>=~", is_comparison=True)(value)
+        return found
     return expr >= value
 
 
 def _lt(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
-        return expr.op("~<~", is_comparison=True)(value)
+        found: ColumnElement[bool] = expr.op("~<~", is_comparison=True)(value)
+        return found
     return expr < value
 
 
