@@ -158,15 +158,17 @@ def _ge(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement
     if conn.dialect.name == "postgresql":
         # text_pattern_ops: byte order, whatever the collation.
         found: ColumnElement[bool] = expr.op("~>=~", is_comparison=True)(value)
-        return found
-    return expr >= value
+    else:
+        found = expr >= value
+    return found
 
 
 def _lt(conn: Connection, expr: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
         found: ColumnElement[bool] = expr.op("~<~", is_comparison=True)(value)
-        return found
-    return expr < value
+    else:
+        found = expr < value
+    return found
 
 
 def _prefix(conn: Connection, expr: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
