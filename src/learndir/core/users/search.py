@@ -44,7 +44,7 @@ from learndir.core.users.changes import STATUSES
 from learndir.core.users.keys import rows_by_keys
 from learndir.core.users.queries import _USER_COLUMNS, UserView, _view_scope, _views
 from learndir.db.engine import Database
-from learndir.db.schema import departments, group_members, user_roles, users
+from learndir.db.schema import PEOPLE_KEYS, departments, group_members, user_roles, users
 
 # Ids read from each index range of a text search.
 MATCH_CAP = 500
@@ -175,31 +175,34 @@ def _prefix(conn: Connection, expr: ColumnElement[Any], prefix: str) -> ColumnEl
     return and_(_ge(conn, expr, prefix), _lt(conn, expr, prefix + _TOP))
 
 
-_FIRST = func.lower(users.c.first_name)
-_LAST = func.lower(users.c.last_name)
-
-
-def _ranges(conn: Connection, text: str) -> list[ColumnElement[bool]]:
-    """The index ranges a text is looked up in: one each for login, e-mail, first and last
-    name; two words (or more) are also a first name and a last name, either way round."""
+def _ranges(conn: Connection, account_id: str, text: str) -> list[ColumnElement[bool]]:
+    """The index ranges a text is looked up in (schema.PEOPLE_KEYS: each key behind the
+    account's id, so the range is the account's alone): one each for login, e-mail, first and
+    last name; two words (or more) are also a first name and a last name, either way round."""
     key = fold(text)
     lowered = text.lower()
-    found = [
-        _prefix(conn, users.c.login_key, key),
-        _prefix(conn, users.c.email_key, key),
-    ]
+    mine = account_id + ":"
+
+    def prefix(name: str, value: str) -> ColumnElement[bool]:
+        return _prefix(conn, PEOPLE_KEYS[name], mine + value)
+
+    found = [prefix("login", key), prefix("email", key)]
     words = lowered.split(" ")
     if len(words) == 1:
-        found += [_prefix(conn, _FIRST, lowered), _prefix(conn, _LAST, lowered)]
+        found += [prefix("first_name", lowered), prefix("last_name", lowered)]
     else:
         head, rest = words[0], " ".join(words[1:])
         found += [
-            and_(_prefix(conn, _FIRST, head), _prefix(conn, _LAST, rest)),
-            and_(_prefix(conn, _LAST, head), _prefix(conn, _FIRST, rest)),
-            _prefix(conn, _FIRST, lowered),
-            _prefix(conn, _LAST, lowered),
+            and_(prefix("first_name", head), _prefix(conn, _LAST, rest)),
+            and_(prefix("last_name", head), _prefix(conn, _FIRST, rest)),
+            prefix("first_name", lowered),
+            prefix("last_name", lowered),
         ]
     return found
+
+
+_FIRST = func.lower(users.c.first_name)
+_LAST = func.lower(users.c.last_name)
 
 
 _IN_GROUP = (
@@ -215,11 +218,9 @@ _HAS_ROLE = (
     .where(user_roles.c.user_id == users.c.id, user_roles.c.role_id == bindparam("role_id"))
     .label("has_role")
 )
-_CANDIDATES = (
-    select(*_USER_COLUMNS, departments.c.path, _IN_GROUP, _HAS_ROLE)
-    .join(departments, departments.c.id == users.c.department_id)
-    .where(users.c.account_id == bindparam("account_id"))
-)
+_CANDIDATES = select(
+    *_USER_COLUMNS, users.c.account_id, departments.c.path, _IN_GROUP, _HAS_ROLE
+).join(departments, departments.c.id == users.c.department_id)
 
 
 def _text_rows(
@@ -234,12 +235,8 @@ def _text_rows(
 ) -> tuple[list[Any], bool]:
     ids: dict[str, None] = {}
     narrowed = False
-    for condition in _ranges(conn, text):
-        found = conn.execute(
-            select(users.c.id)
-            .where(users.c.account_id == actor.account_id, condition)
-            .limit(MATCH_CAP)
-        ).scalars()
+    for condition in _ranges(conn, actor.account_id, text):
+        found = conn.execute(select(users.c.id).where(condition).limit(MATCH_CAP)).scalars()
         batch = list(found)
         narrowed = narrowed or len(batch) >= MATCH_CAP
         ids.update(dict.fromkeys(i for i in batch if i > start))
@@ -250,14 +247,15 @@ def _text_rows(
         _CANDIDATES,
         users.c.id,
         ids,
-        account_id=actor.account_id,
         group_id=resolved.group.id if resolved.group else "",
         role_id=resolved.role.id if resolved.role else "",
     )
     department = resolved.department
     kept = []
     for row in rows:
-        if not scope.covers(row.path):
+        # Read by id alone (the primary key, whatever the statistics say): the account is
+        # checked here.
+        if row.account_id != actor.account_id or not scope.covers(row.path):
             continue
         if department is not None:
             if criteria.with_subdepartments:
@@ -298,17 +296,11 @@ def _browse_rows(
     limit: int,
 ) -> list[Any]:
     account_id = actor.account_id
-    conditions: list[ColumnElement[bool]] = [users.c.account_id == account_id]
-    if not scope.account_wide:
-        conditions.append(_in_paths(account_id, scope.paths))
-    department = resolved.department
-    if department is not None:
-        if not criteria.with_subdepartments:
-            conditions.append(users.c.department_id == department.id)
-        elif department.parent_id is not None:
-            conditions.append(_in_paths(account_id, [department.path]))
-    if criteria.status is not None:
-        conditions.append(users.c.status == criteria.status)
+    conditions: list[ColumnElement[bool]] = []
+    # One condition leads the walk, and the account is named only when none does: every index
+    # of users but the primary key leads with the account (or an expression of it), and a
+    # planner without statistics cannot tell which of them fits best.
+    led = False
     order: ColumnElement[Any] = users.c.id
     statement: Select[Any] = select(*_USER_COLUMNS)
     if resolved.group is not None:
@@ -317,21 +309,38 @@ def _browse_rows(
             group_members.join(users, users.c.id == group_members.c.user_id)
         )
         conditions.append(group_members.c.group_id == resolved.group.id)
-        order = group_members.c.user_id
-    if resolved.role is not None:
-        if resolved.role.kind is RoleKind.LEARNER or resolved.group is not None:
+        order, led = group_members.c.user_id, True
+    role = resolved.role
+    if role is not None:
+        if role.kind is RoleKind.LEARNER or led:
             conditions.append(
-                exists().where(
-                    user_roles.c.user_id == users.c.id, user_roles.c.role_id == resolved.role.id
-                )
+                exists().where(user_roles.c.user_id == users.c.id, user_roles.c.role_id == role.id)
             )
         else:
             # An administrative role's few holders, from its own index.
             statement = statement.select_from(
                 user_roles.join(users, users.c.id == user_roles.c.user_id)
             )
-            conditions.append(user_roles.c.role_id == resolved.role.id)
-            order = user_roles.c.user_id
+            conditions.append(user_roles.c.role_id == role.id)
+            order, led = user_roles.c.user_id, True
+    if criteria.status is not None:
+        if led:
+            conditions.append(users.c.status == criteria.status)
+        else:
+            # The account's users of that status in id order (ix_users_status_key_id).
+            conditions.append(PEOPLE_KEYS["status"] == f"{account_id}:{criteria.status}")
+            led = True
+    department = resolved.department
+    if department is not None:
+        if not criteria.with_subdepartments:
+            conditions.append(users.c.department_id == department.id)
+            led = True
+        elif department.parent_id is not None:
+            conditions.append(_in_paths(account_id, [department.path]))
+    if not scope.account_wide:
+        conditions.append(_in_paths(account_id, scope.paths))
+    if not led:
+        conditions.append(users.c.account_id == account_id)
     if start:
         conditions.append(order > start)
     return list(conn.execute(statement.where(*conditions).order_by(order).limit(limit + 1)).all())

@@ -1,6 +1,7 @@
-"""The console's people list: users by status and by department in id order, and prefix searches of logins,
-e-mails, first and last names (byte order on PostgreSQL, so that a prefix is one index range
-whatever the database's collation)
+"""The console's people list: a department's users in id order, and prefix searches of logins,
+e-mails, first and last names and lookups by status, each keyed by an expression behind the
+account's id (see schema.PEOPLE_KEYS), in byte order on PostgreSQL so that a prefix is one
+index range whatever the database's collation
 
 Revision ID: 0013
 Revises: 0012
@@ -9,7 +10,6 @@ Create Date: 2026-12-01 10:00:00.000000
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
@@ -17,29 +17,31 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
+_PREFIXES = {
+    "login": "login_key",
+    "email": "email_key",
+    "first_name": "lower(first_name)",
+    "last_name": "lower(last_name)",
+}
+
 
 def upgrade() -> None:
-    op.create_index("ix_users_account_id_status_id", "users", ["account_id", "status", "id"])
     op.create_index("ix_users_department_id_id", "users", ["department_id", "id"])
-    for column in ("login_key", "email_key"):
-        name = column.removesuffix("_key")
-        op.create_index(
-            f"ix_users_account_id_{name}_prefix",
-            "users",
-            ["account_id", column],
-            postgresql_ops={column: "text_pattern_ops"},
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    ops = " text_pattern_ops" if postgresql else ""
+    for name, expression in _PREFIXES.items():
+        op.execute(
+            f"CREATE INDEX ix_users_{name}_prefix ON users "
+            f"((account_id || ':' || {expression}){ops})"
         )
-    for column in ("first_name", "last_name"):
-        op.create_index(
-            f"ix_users_account_id_{column}_prefix",
-            "users",
-            [sa.column("account_id"), sa.func.lower(sa.column(column)).label(f"{column}_lower")],
-            postgresql_ops={f"{column}_lower": "text_pattern_ops"},
-        )
+    op.execute(
+        "CREATE INDEX ix_users_status_key_id ON users "
+        "((account_id || ':' || CAST(status AS TEXT)), id)"
+    )
 
 
 def downgrade() -> None:
-    for name in ("last_name", "first_name", "email", "login"):
-        op.drop_index(f"ix_users_account_id_{name}_prefix", table_name="users")
+    op.drop_index("ix_users_status_key_id", table_name="users")
+    for name in reversed(_PREFIXES):
+        op.drop_index(f"ix_users_{name}_prefix", table_name="users")
     op.drop_index("ix_users_department_id_id", table_name="users")
-    op.drop_index("ix_users_account_id_status_id", table_name="users")
