@@ -17,7 +17,8 @@ Fast at hundreds of thousands of users on tables whose statistics were never gat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,17 +109,38 @@ def search_users(
     with db.read() as conn:
         settings = account_settings(conn, actor.account)
         resolved = _resolve(conn, actor, scope, criteria, settings.roles)
-        if text:
-            rows, narrowed = _text_rows(conn, actor, scope, criteria, resolved, text, start, limit)
-        else:
-            rows, narrowed = (
-                _browse_rows(conn, actor, scope, criteria, resolved, start, limit),
-                False,
-            )
+        with _in_index_order(conn):
+            if text:
+                rows, narrowed = _text_rows(
+                    conn, actor, scope, criteria, resolved, text, start, limit
+                )
+            else:
+                rows = _browse_rows(conn, actor, scope, criteria, resolved, start, limit)
+                narrowed = False
         page = rows[:limit]
         views = _views(conn, settings, page)
     next_after = page[-1][0] if len(rows) > limit else None
     return PeoplePage(views, next_after, narrowed)
+
+
+@contextlib.contextmanager
+def _in_index_order(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, the index read in its order, a LIMIT's worth of entries: without
+    statistics the planner takes an account (or a prefix's range) for a handful of rows, and
+    reads all of them into a bitmap and sorts them (measured at 200,000 users: 470 ms for the
+    first page, against 1 ms in index order; see also core.scim.users). Reads run in
+    autocommit, so the settings are the session's, reset before the connection is used
+    again."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET enable_sort = off")
+    conn.exec_driver_sql("SET enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("RESET enable_bitmapscan")
+        conn.exec_driver_sql("RESET enable_sort")
 
 
 def _resolve(
