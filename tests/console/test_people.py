@@ -84,6 +84,24 @@ def test_an_owner_searches_adds_edits_invites_and_deactivates(
         assert get_user(console_site.db, owner, people.users[login]).status == INACTIVE
     assert get_user(console_site.db, owner, people.users["anna.berg"]).status == 1
 
+    # Bulk: two people of Sales into a group, then into Sales EU.
+    page.locator("#department").select_option(label="\u2003Sales")
+    expect(rows).to_have_count(4)  # with Sales EU's annika.roth and sales.admin
+    for name in ("Anna Berg", "Dora Annan"):
+        page.get_by_label(f"Select {name}").check()
+    page.locator("#to_group").select_option(label="Newcomers")
+    page.get_by_role("button", name="Add to group").click()
+    expect(page.locator(".notice")).to_have_text("Added 2 people to the group.")
+    for name in ("Anna Berg", "Dora Annan"):
+        page.get_by_label(f"Select {name}").check()
+    page.locator("#to_department").select_option(label="\u2003\u2003Sales EU")
+    page.get_by_role("button", name="Move there").click()
+    expect(page.locator(".notice")).to_have_text("Moved 2 people.")
+    for login in ("anna.berg", "dora.annan"):
+        moved = get_user(console_site.db, owner, people.users[login])
+        assert moved.department_id == people.departments["sales-eu"]
+        assert people.groups["Newcomers"] in moved.groups
+
     # Adding: a taken login is shown next to Login, with what was typed kept.
     page.get_by_role("link", name="Add a person").click()
     page.get_by_label("Login (required)").fill("anna.berg")
@@ -121,6 +139,7 @@ def test_an_owner_searches_adds_edits_invites_and_deactivates(
     # Editing: a bad e-mail next to its field, then a good change.
     page.get_by_role("link", name="Edit").click()
     expect(page.get_by_label("First name")).to_have_value("Eva")
+    console.check("person-edit")
     page.locator("#email").fill("not an address")
     page.get_by_label("Job title").fill("Analyst")
     page.get_by_role("button", name="Save changes").click()

@@ -12,6 +12,7 @@ import yaml
 from learndir.core.actor import Actor
 from learndir.core.auth import authenticate_token
 from learndir.core.errors import DomainError, ErrorCode
+from learndir.core.groups import add_members
 from learndir.core.users.changes import INACTIVE, change_status
 from learndir.core.users.commands import AddUser
 from learndir.core.users.search import PeopleCriteria, search_users
@@ -152,3 +153,29 @@ def test_bad_criteria_are_wrong_parameters(
         search_users(world.db, _actor(world, "owner"), PeopleCriteria(**criteria), after=after)
     assert caught.value.code is ErrorCode.INVALID_PARAMETERS
     assert caught.value.parameter == parameter
+
+
+def test_add_members_adds_only_the_newcomers(world: World) -> None:
+    owner = _actor(world, "owner")
+    newcomers = world.groups["Newcomers"]
+    # bert.anders is a member already; anna.berg joins.
+    added = add_members(
+        world.db, owner, newcomers, [world.users["bert.anders"], world.users["anna.berg"]]
+    )
+    assert added == 1
+    assert _logins(world, owner, group_id=newcomers) == [
+        "anna.berg",
+        "bert.anders",
+        "carl.nilsson",
+    ]
+    # A department administrator may not add someone outside its departments: nothing joins.
+    admin = _actor(world, "sales.admin")
+    with pytest.raises(DomainError) as caught:
+        add_members(
+            world.db, admin, newcomers, [world.users["dora.annan"], world.users["bert.anders"]]
+        )
+    assert caught.value.code is ErrorCode.PERMISSION_DENIED
+    assert "dora.annan" not in _logins(world, owner, group_id=newcomers)
+    with pytest.raises(DomainError) as caught:
+        add_members(world.db, owner, newcomers, ["junk"])
+    assert caught.value.parameter == "userIds"
