@@ -146,11 +146,18 @@ def test_an_owner_searches_adds_edits_invites_and_deactivates(
     expect(page.locator("#email-error")).to_be_visible()
     expect(page.get_by_label("Job title")).to_have_value("Analyst")
     page.locator("#email").fill("eva@demo.example.com")
+    # A department administrator needs departments to manage: the core says so next to them.
+    page.get_by_label("Role").select_option(label="Department Administrator")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#managed-error")).to_contain_text("is required")
+    page.get_by_label("Managed departments").select_option(label="\u2003Sales")
     page.get_by_role("button", name="Save changes").click()
     expect(page.locator(".notice")).to_have_text("The changes have been saved.")
     profile = page.locator("section[aria-labelledby=profile-h]")
     expect(profile).to_contain_text("Analyst")
     expect(profile).to_contain_text("eva@demo.example.com")
+    roles = page.locator("section[aria-labelledby=roles-h]")
+    expect(roles).to_contain_text("Department Administrator, managing Sales")
     # The audit of the person, newest first.
     expect(page.locator("section[aria-labelledby=audit-h] tbody tr").first).to_contain_text("owner")
 

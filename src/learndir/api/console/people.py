@@ -58,12 +58,6 @@ BUILTIN_LABELS = {
     "job_title": "Job title",
     "phone": "Phone",
 }
-# Role choices of the forms: the standard roles by their addUser spelling, custom ones by id.
-STANDARD_CHOICES = (
-    ("learner", "Learner"),
-    ("department_administrator", "Department administrator"),
-    ("account_administrator", "Account administrator"),
-)
 # The core's parameter names, and the form fields they concern.
 FORM_FIELDS = {
     "login": "login",
@@ -298,7 +292,7 @@ def new_person(console: Console = Depends(administrator)) -> Response:
     directory = _directory(console)
     values: dict[str, Any] = {
         "department": directory.departments[0][0].id if directory.departments else "",
-        "role": "learner",
+        "role": next((r.id for r in directory.roles if r.kind is RoleKind.LEARNER), ""),
         "invite": True,
         "groups": [],
         "managed": [],
@@ -367,17 +361,13 @@ def revoke(
 # ---- adding and editing -----------------------------------------------------------------
 
 
-def _role_choices(directory: Directory) -> list[tuple[str, str]]:
-    choices = list(STANDARD_CHOICES)
-    choices += [(f"custom:{r.id}", r.name) for r in directory.roles if r.kind is RoleKind.CUSTOM]
-    return choices
+def _role_choices(directory: Directory) -> list[Role]:
+    """Every role of the account but the owner's, in the core's order (Learner first)."""
+    return [r for r in directory.roles if r.kind is not RoleKind.OWNER]
 
 
 def _role_value(user: UserView) -> str:
-    role, _ = user.primary_role
-    if role.kind is RoleKind.CUSTOM:
-        return f"custom:{role.id}"
-    return role.kind.value
+    return user.primary_role[0].id
 
 
 def _form_mapping(fields: list[ProfileField]) -> dict[str, str]:
@@ -444,9 +434,8 @@ def _values_of(form: FormData, fields: list[ProfileField]) -> dict[str, Any]:
 
 
 def _role_parameters(role: str) -> dict[str, Any]:
-    if role.startswith("custom:"):
-        return {"role": "custom", "role_id": role.removeprefix("custom:")}
-    return {"role": role or "learner"}
+    """The chosen role, by id (addUser and the profile update take any role so)."""
+    return {"role_id": role} if role else {}
 
 
 @router.post("/people", include_in_schema=False)

@@ -58,9 +58,9 @@
   var managed = document.querySelector("[data-managed]");
   if (role && managed) {
     var show = function () {
-      var v = role.value;
+      var chosen = role.options[role.selectedIndex];
       var select = managed.querySelector("select");
-      var needed = v === "department_administrator" || v.indexOf("custom:") === 0 ||
+      var needed = (chosen && chosen.hasAttribute("data-manages-departments")) ||
         (select && select.selectedOptions.length > 0);
       managed.hidden = !needed;
     };
