@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         spec["url"] = f"http://bench-{uuid.uuid4().hex[:8]}.learn.test"
         created = create_account(db, AccountSpec.parse(spec))
         actor = console_sessions.sign_in(db, spec["url"], "owner", "Demo-Owner-1")[1].actor
+        admin = console_sessions.sign_in(db, spec["url"], "sales.admin", "Sales-Pass-1")[1].actor
         ids = {d.code or d.name: d.id for d in departments.list_departments(db, actor)}
         ids.update({g.name: g.id for g in groups.list_groups(db, actor)})
         ids.update({r.kind.value: r.id for r in roles.list_roles(db, actor)})
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "role department administrator": lambda: search_users(
                 db, actor, PeopleCriteria(role_id=ids["department_administrator"])
             ),
+            "sales.admin's first page": lambda: search_users(db, admin, PeopleCriteria()),
             "one person": lambda: get_user(db, actor, middle),
         }
         for name, call in cases.items():

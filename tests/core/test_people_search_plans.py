@@ -118,8 +118,8 @@ def _indexes_of_users(db: Database, plan: str) -> set[str]:
     return set(re.findall(r"Index (?:Only )?Scan using (\w+) on users\b", plan))
 
 
-def _search(world: World, criteria: PeopleCriteria) -> list[tuple[str, str]]:
-    actor = authenticate_token(world.db, world.token("owner"))
+def _search(world: World, criteria: PeopleCriteria, login: str = "owner") -> list[tuple[str, str]]:
+    actor = authenticate_token(world.db, world.token(login))
     found: list[Any] = []
     statements = _captured(world.db, lambda: found.append(search_users(world.db, actor, criteria)))
     assert found and found[0].users, criteria
@@ -165,3 +165,15 @@ def test_the_first_page_walks_the_account_in_id_order(never_analysed: World) -> 
             assert "USE TEMP B-TREE FOR ORDER BY" not in plan, (statement, plan)
         else:
             assert "Sort" not in plan, (statement, plan)
+
+
+@pytest.mark.parametrize("login", ["owner", "sales.admin"])
+def test_a_subtree_is_read_department_by_department(never_analysed: World, login: str) -> None:
+    """A department with its sub-departments (or a department administrator's own): each
+    department's users from (department_id, id), in id order, never a sort of them all."""
+    db = never_analysed.db
+    criteria = PeopleCriteria(department_id=never_analysed.departments["sales"])
+    plans = _search(never_analysed, criteria, login)
+    assert any("ix_users_department_id_id" in p for _, p in plans), plans
+    for statement, plan in plans:
+        assert not _scans_users(db, plan), (statement, plan)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
 )
 
 from learndir.core.account_settings import account_settings
@@ -51,6 +52,8 @@ from learndir.db.schema import PEOPLE_KEYS, departments, group_members, user_rol
 MATCH_CAP = 500
 MAX_PAGE = 200
 MAX_TEXT = 200
+# Departments whose users a page merges (each read in id order); more, and the account is walked.
+MAX_MERGED_DEPARTMENTS = 50
 # Above every character: a prefix's range ends below prefix + this, in byte (code point) order.
 _TOP = "\U0010ffff"
 
@@ -353,12 +356,20 @@ def _browse_rows(
             conditions.append(PEOPLE_KEYS["status"] == f"{account_id}:{criteria.status}")
             led = True
     department = resolved.department
-    if department is not None:
-        if not criteria.with_subdepartments:
-            conditions.append(users.c.department_id == department.id)
-            led = True
-        elif department.parent_id is not None:
-            conditions.append(_in_paths(account_id, [department.path]))
+    if department is not None and not criteria.with_subdepartments:
+        conditions.append(users.c.department_id == department.id)
+        led = True
+    narrowed_by_tree = not scope.account_wide or (
+        department is not None and department.parent_id is not None
+    )
+    if not led and narrowed_by_tree:
+        # A subtree (the actor's departments, or the one asked for): each of its departments'
+        # users in id order from (department_id, id), merged here, while there are few.
+        within = _departments_within(conn, account_id, scope, department)
+        if len(within) <= MAX_MERGED_DEPARTMENTS:
+            return _merged(conn, within, conditions, start, limit)
+    if department is not None and department.parent_id is not None:
+        conditions.append(_in_paths(account_id, [department.path]))
     if not scope.account_wide:
         conditions.append(_in_paths(account_id, scope.paths))
     if not led:
@@ -366,3 +377,41 @@ def _browse_rows(
     if start:
         conditions.append(order > start)
     return list(conn.execute(statement.where(*conditions).order_by(order).limit(limit + 1)).all())
+
+
+def _departments_within(
+    conn: Connection, account_id: str, scope: Scope, department: Department | None
+) -> list[str]:
+    """The ids of the account's departments the actor sees, inside `department` if given."""
+    rows = conn.execute(
+        select(departments.c.id, departments.c.path).where(departments.c.account_id == account_id)
+    )
+    return [
+        row.id
+        for row in rows
+        if scope.covers(row.path) and (department is None or row.path.startswith(department.path))
+    ]
+
+
+def _merged(
+    conn: Connection,
+    department_ids: Sequence[str],
+    conditions: Sequence[ColumnElement[bool]],
+    start: str,
+    limit: int,
+) -> list[Any]:
+    """The first `limit` + 1 users (id order, after `start`) of the departments, each
+    department's read from (department_id, id) with its own LIMIT, in one statement."""
+    if not department_ids:
+        return []
+    parts = [
+        select(*_USER_COLUMNS)
+        .where(users.c.department_id == department_id, users.c.id > start, *conditions)
+        .order_by(users.c.id)
+        .limit(limit + 1)
+        .subquery()
+        for department_id in department_ids
+    ]
+    statement = union_all(*(select(*part.c) for part in parts))
+    rows = sorted(conn.execute(statement).all(), key=lambda row: row[0])
+    return rows[: limit + 1]
