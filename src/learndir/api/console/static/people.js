@@ -27,9 +27,17 @@
       var ticket = ++latest;
       results.setAttribute("aria-busy", "true");
       fetch(url, { headers: { "X-Fragment": "1" }, credentials: "same-origin" })
-        .then(function (r) { return r.text(); })
+        .then(function (r) {
+          // A signed-out session or a refusal is a whole page: go there. A bad criterion
+          // (422) is a fragment with its message.
+          if (r.redirected || (!r.ok && r.status !== 422)) {
+            window.location.assign(url);
+            return null;
+          }
+          return r.text();
+        })
         .then(function (html) {
-          if (ticket !== latest) { return; }
+          if (html === null || ticket !== latest) { return; }
           results.innerHTML = html;
           results.removeAttribute("aria-busy");
           history.replaceState(null, "", url);
