@@ -167,6 +167,7 @@ def test_a_department_administrator_sees_only_its_departments(
 ) -> None:
     page = console.sign_in(people, "sales.admin")
     console.goto("/people")
+    token = console.csrf()
     rows = page.locator("#people-results tbody tr")
     expect(rows.filter(has_text="anna.berg")).to_have_count(1)
     expect(rows.filter(has_text="annika.roth")).to_have_count(1)
@@ -190,4 +191,14 @@ def test_a_department_administrator_sees_only_its_departments(
             assert answer.status_code == 422, query
             assert words in answer.text, query
         assert client.get("/console/people/not-an-id").status_code == 404
+        # A bulk change reaching outside one's departments changes nobody, and says why.
+        bert, anna = people.users["bert.anders"], people.users["anna.berg"]
+        for selected, words in (([], "select at least one"), ([anna, bert], "outside")):
+            answer = client.post(
+                "/console/people/bulk",
+                data={"csrf": token, "action": "deactivate", "selected": selected},
+            )
+            assert answer.status_code == 422
+            assert words in answer.text
+        assert client.get("/console/people?q=anna.berg").status_code == 200
         assert client.get("/console/people?q=" + "x" * 1000).status_code in (200, 422)

@@ -255,7 +255,6 @@ def bulk(console: Console = Depends(administrator), form: FormData = Depends(pos
             raise
         context, _ = _list_context(console, query)
         context["bulk_error"] = error_text(exc)
-        context["bulk_field"] = exc.parameter or ""
         context["selected"] = set(selected)
         return console.render(
             "people/list.html", context, status=422, section="people", title="People"
