@@ -202,3 +202,31 @@ def test_a_department_administrator_sees_only_its_departments(
             assert words in answer.text
         assert client.get("/console/people?q=anna.berg").status_code == 200
         assert client.get("/console/people?q=" + "x" * 1000).status_code in (200, 422)
+
+
+def test_the_list_pages_with_keysets(
+    console: ConsolePage, console_site: ConsoleSite, people: World
+) -> None:
+    owner = console_sessions.sign_in(
+        console_site.db, people.account_url, "owner", "Demo-Owner-1"
+    )[1].actor
+    for i in range(55):
+        add_user(
+            console_site.db,
+            owner,
+            AddUser(login=f"pager{i:02d}", department_id=people.departments["eng"]),
+        )
+    console.sign_in(people, "owner")
+    seen: list[str] = []
+    with console.client() as client:
+        url = "/console/people?q=pager"
+        answer = client.get(url)
+        first = re.findall(r'href="/console/people/([0-9a-f-]{36})"', answer.text)
+        assert len(first) == 50
+        following = re.search(r'href="([^"]*after=[^"]*)" rel="next">Next page', answer.text)
+        assert following is not None
+        answer = client.get(following.group(1).replace("&amp;", "&"))
+        rest = re.findall(r'href="/console/people/([0-9a-f-]{36})"', answer.text)
+        assert "First page" in answer.text and "Next page" not in answer.text
+        seen = first + rest
+    assert len(seen) == len(set(seen)) == 55
