@@ -406,6 +406,44 @@ def set_members_in(conn: Connection, actor: Actor, group_id: str, user_ids: Sequ
         )
 
 
+def add_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> int:
+    """Adds the users to the group's members (those already in it stay, nobody leaves), in one
+    transaction and with set_members' checks: a plain group, every user of the account and
+    inside the actor's reach. Returns how many joined."""
+    scope = _manage_scope(actor)
+    wanted = _canonical_user_ids(user_ids)
+    if not wanted:
+        raise invalid("userIds", "needs at least one id")
+    with db.write() as conn:
+        group = find_group(conn, actor.account_id, group_id, lock=True)
+        if group.is_smart:
+            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
+        _require_users_within(conn, actor.account_id, wanted, scope)
+        present: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            present.update(
+                conn.execute(
+                    select(group_members.c.user_id).where(
+                        group_members.c.group_id == group.id,
+                        group_members.c.user_id.in_(wanted[start : start + _CHUNK]),
+                    )
+                ).scalars()
+            )
+        added = [u for u in wanted if u not in present]
+        _add_members(conn, group.id, added)
+        smart_groups.refresh_memberships(conn, actor.account, added)
+        if added:
+            _group_change(
+                conn,
+                actor,
+                EventType.GROUP_MEMBERS_CHANGED,
+                group.id,
+                after=_group_view(group.id, group.name, False),
+                added=added,
+            )
+        return len(added)
+
+
 def create_smart_group(db: Database, actor: Actor, name: str | None, rules: Any) -> str:
     name = _check_name(name)
     _account_wide_scope(actor)
