@@ -279,7 +279,8 @@ def error_text(exc: DomainError) -> str:
     if exc.code is ErrorCode.TOO_MANY_ATTEMPTS and exc.retry_after:
         return f"{exc.message}: try again in {exc.retry_after} seconds."
     if exc.reason:
-        return f"{exc.message.rstrip('.')}: {exc.reason}"
+        # The seed's words stay as they are (a script compares them); the reason follows.
+        return f"{exc.message} ({exc.reason})"
     return exc.message
 
 
