@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, false, func, insert, or_, select, update
 
 from learndir.core import smart_groups
-from learndir.core.account_settings import settings_changed
+from learndir.core.account_settings import account_settings, settings_changed
 from learndir.core.actor import Actor, Scope
 from learndir.core.changes import Change, EventType, TargetKind, record
 from learndir.core.common import as_uuid_text, new_id
@@ -468,4 +468,133 @@ def update_smart_group(
                 **_group_view(group.id, new_name or group.name, True),
                 "rules": smart_groups.rules_to_data(parsed),
             },
+        )
+
+
+# ---- the console: counts, one-by-one membership changes, smart group previews ---------------
+
+
+def member_counts(db: Database, actor: Actor) -> dict[str, int]:
+    """Members per group of the account, counting (like get_group) only members inside the
+    departments the actor may see: one grouped count on group_members."""
+    require_not_learner(actor)
+    scope = actor.visible_scope()
+    query = (
+        select(group_members.c.group_id, func.count())
+        .join(groups, groups.c.id == group_members.c.group_id)
+        .where(groups.c.account_id == actor.account_id)
+        .group_by(group_members.c.group_id)
+    )
+    if not scope.account_wide:
+        query = (
+            query.join(users, users.c.id == group_members.c.user_id)
+            .join(departments, departments.c.id == users.c.department_id)
+            .where(
+                or_(
+                    false(),
+                    *(departments.c.path.startswith(p, autoescape=True) for p in scope.paths),
+                )
+            )
+        )
+    with db.read() as conn:
+        return {group_id: int(n) for group_id, n in conn.execute(query)}
+
+
+def _members_among(conn: Connection, group_id: str, user_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(user_ids), _CHUNK):
+        found.update(
+            conn.scalars(
+                select(group_members.c.user_id).where(
+                    group_members.c.group_id == group_id,
+                    group_members.c.user_id.in_(user_ids[start : start + _CHUNK]),
+                )
+            )
+        )
+    return found
+
+
+def add_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> list[str]:
+    """Adds users to a plain group, leaving its other members alone (unlike set_members, two
+    administrators adding people at once both get theirs). The group's row is locked, and the
+    rules are set_members': users inside the actor's departments, no smart group. Returns the
+    users that were not members yet."""
+    with db.write() as conn:
+        scope = _manage_scope(actor)
+        wanted = _canonical_user_ids(user_ids)
+        if not wanted:
+            raise invalid("userIds", "is required")
+        group = find_group(conn, actor.account_id, group_id, lock=True)
+        if group.is_smart:
+            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
+        _require_users_within(conn, actor.account_id, wanted, scope)
+        present = _members_among(conn, group.id, wanted)
+        added = [u for u in wanted if u not in present]
+        _add_members(conn, group.id, added)
+        smart_groups.refresh_memberships(conn, actor.account, added)
+        if added:
+            _group_change(
+                conn,
+                actor,
+                EventType.GROUP_MEMBERS_CHANGED,
+                group.id,
+                after=_group_view(group.id, group.name, False),
+                added=added,
+            )
+        return added
+
+
+def remove_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> list[str]:
+    """Removes users from a plain group, leaving its other members alone; each must be inside
+    the actor's departments. Returns the users that were members."""
+    with db.write() as conn:
+        scope = _manage_scope(actor)
+        wanted = _canonical_user_ids(user_ids)
+        if not wanted:
+            raise invalid("userIds", "is required")
+        group = find_group(conn, actor.account_id, group_id, lock=True)
+        if group.is_smart:
+            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
+        _require_users_within(conn, actor.account_id, wanted, scope)
+        present = _members_among(conn, group.id, wanted)
+        removed = [u for u in wanted if u in present]
+        for start in range(0, len(removed), _CHUNK):
+            conn.execute(
+                delete(group_members).where(
+                    group_members.c.group_id == group.id,
+                    group_members.c.user_id.in_(removed[start : start + _CHUNK]),
+                )
+            )
+        smart_groups.refresh_memberships(conn, actor.account, removed)
+        if removed:
+            _group_change(
+                conn,
+                actor,
+                EventType.GROUP_MEMBERS_CHANGED,
+                group.id,
+                after=_group_view(group.id, group.name, False),
+                removed=removed,
+            )
+        return removed
+
+
+def count_matching(db: Database, actor: Actor, rules: Any, group_id: str | None = None) -> int:
+    """How many users a smart group with these rules (SmartGroupRuleNodes, as create_smart_group
+    takes them) would hold, without saving anything: the rules are checked exactly as when they
+    are saved (`group_id`: the smart group being edited, which cannot follow itself). Only
+    those who may write smart group rules (account-wide) ask, and they see the whole account."""
+    _account_wide_scope(actor)
+    with db.read() as conn:
+        own = find_group(conn, actor.account_id, group_id).id if group_id else None
+        parsed = smart_groups.parse_rules(conn, actor.account, rules, own_group_id=own)
+        fields = account_settings(conn, actor.account).fields
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(users)
+                .where(
+                    users.c.account_id == actor.account_id,
+                    smart_groups.membership_condition(parsed, actor.account_id, fields),
+                )
+            ).scalar_one()
         )

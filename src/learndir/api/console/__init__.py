@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from learndir.api.console import overview, signin
+from learndir.api.console import groups, overview, signin, tree
 from learndir.api.console.web import (
     ASSETS_PATH,
     CONSOLE,
@@ -25,7 +25,7 @@ from learndir.core.errors import DomainError, ErrorCode
 
 router = APIRouter(prefix=CONSOLE)
 # The sections; each is a router of its own module, mounted under /console.
-for section in (signin.router, overview.router):
+for section in (signin.router, overview.router, tree.router, groups.router):
     router.include_router(section)
 
 
