@@ -1,0 +1,129 @@
+"""The Groups section in a browser: the list with member counts, an ordinary group's members
+(add by login, remove), and a smart group's rules in words with a live member count while they
+are edited."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from learndir.core import console_sessions
+from learndir.core.users.commands import AddUser
+from learndir.core.users.service import add_user
+from tests.console.support import ConsolePage, ConsoleSite, notice, squash
+from tests.support import World
+
+# Who is where: sales.admin (Sales, no country), and these.
+PEOPLE = (
+    ("ana", "sales", "DE", "Ana"),
+    ("ben", "sales-eu", "FR", "Ben"),
+    ("cem", "eng", "DE", "Cem"),
+)
+
+
+@pytest.fixture(scope="module")
+def world(console_site: ConsoleSite, demo_world: World) -> World:
+    owner = console_sessions.sign_in(
+        console_site.db, demo_world.account_url, "owner", "Demo-Owner-1"
+    )[1].actor
+    for login, dept, country, first in PEOPLE:
+        demo_world.users[login] = add_user(
+            console_site.db,
+            owner,
+            AddUser(
+                login=login,
+                email=f"{login}@demo.example.com",
+                departmentId=demo_world.departments[dept],
+                fields={"country": country, "first_name": first},
+            ),
+        )
+    return demo_world
+
+
+def live(page: Page) -> str:
+    return squash(page.locator("[data-live-count]").inner_text())
+
+
+def test_an_ordinary_group_its_members_added_and_removed(
+    console: ConsolePage, world: World
+) -> None:
+    page = console.sign_in(world, "owner")
+    page.goto(console.url("/groups"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Groups")
+    row = page.get_by_role("row", name="Newcomers")
+    expect(row).to_contain_text("ordinary")
+    console.check("groups")
+
+    page.get_by_label("Group name").fill("Mentors")
+    page.get_by_role("button", name="Create group").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Mentors")
+    assert notice(page) == "Group Mentors has been created."
+
+    # An unknown login is reported by name; nothing is added, what was typed stays.
+    box = page.get_by_label("Logins or e-mails")
+    box.fill("ana, nobody.here")
+    page.get_by_role("button", name="Add members").click()
+    expect(page.locator("#add-members-error")).to_contain_text("'nobody.here'")
+    expect(box).to_have_value("ana, nobody.here")
+    expect(page.get_by_text("No members yet.")).to_be_visible()
+    box.fill("ana\nben@demo.example.com")
+    page.get_by_role("button", name="Add members").click()
+    assert notice(page) == "2 members added."
+    members = page.get_by_role("table")
+    expect(members.get_by_role("row")).to_have_count(3)
+    expect(members).to_contain_text("Sales EU")
+    page.get_by_role("button", name="Remove ben").click()
+    assert notice(page) == "1 member removed."
+    expect(members.get_by_role("row")).to_have_count(2)
+    expect(members).to_contain_text("ana")
+    expect(members).not_to_contain_text("ben")
+    console.check("group")
+    page.goto(console.url("/groups"))
+    expect(page.get_by_role("row", name="Mentors")).to_contain_text("1")
+
+
+def test_a_smart_group_in_words_with_a_live_count(console: ConsolePage, world: World) -> None:
+    page = console.sign_in(world, "owner")
+    page.goto(console.url("/groups"))
+    page.get_by_role("link", name="New smart group").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("New smart group")
+    page.get_by_label("Group name").fill("Sales in Germany")
+    page.get_by_label("Field of condition 1").select_option(label="Department")
+    page.get_by_label("Condition of condition 1").select_option(label="is, or below it")
+    page.get_by_label("Value of condition 1").fill("Nowhere")
+    expect(page.locator("[data-live-count]")).to_contain_text("no department named 'Nowhere'")
+    page.get_by_label("Value of condition 1").fill("Sales")
+    # sales.admin and ana in Sales, ben in Sales EU.
+    expect(page.locator("[data-live-count]")).to_have_text("3 people match these rules.")
+    page.get_by_role("button", name="Add a condition").click()
+    expect(page.get_by_label("Field of condition 2")).to_be_focused()
+    page.get_by_label("Field of condition 2").select_option(label="Country")
+    page.get_by_label("Value of condition 2").fill("Germany")
+    expect(page.locator("[data-live-count]")).to_have_text("1 person matches these rules.")
+    console.check("smart-group-new")
+    page.get_by_role("button", name="Create smart group").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sales in Germany")
+    words = page.locator("[data-rules-words]")
+    expect(words).to_have_text("Department is Sales or below, and Country is Germany")
+    members = page.get_by_role("table")
+    expect(members.get_by_role("row")).to_have_count(2)
+    expect(members).to_contain_text("ana")
+    expect(page.get_by_role("button", name="Remove ana")).to_have_count(0)
+    console.check("smart-group")
+
+    # Edited: "or" instead of "and" matches more people; the count follows before saving.
+    expect(page.locator("[data-live-count]")).to_have_text("1 person matches these rules.")
+    page.get_by_label("Joined to condition 1").select_option("or")
+    expect(page.locator("[data-live-count]")).to_have_text("4 people match these rules.")
+    expect(words).to_have_text("Department is Sales or below, and Country is Germany")
+    page.get_by_role("button", name="Save rules").click()
+    assert notice(page) == "The smart group has been saved."
+    expect(words).to_have_text("Department is Sales or below or Country is Germany")
+    expect(members.get_by_role("row")).to_have_count(5)
+
+    # A rule the core refuses is shown next to its row; nothing is saved.
+    page.get_by_label("Value of condition 2").fill("Atlantis")
+    page.get_by_role("button", name="Save rules").click()
+    expect(page.locator("#value-1-error")).to_contain_text("not a country")
+    expect(page.get_by_label("Value of condition 2")).to_have_value("Atlantis")
+    expect(words).to_have_text("Department is Sales or below or Country is Germany")
