@@ -112,7 +112,9 @@ def test_counting_who_rules_match_without_saving(db: Database) -> None:
     assert groups.count_matching(db, owner, only_sales) == 1
     either = {"and": [{"or": [rule(1, d["sales"], 2), rule(3, "DE", attributeId="country")]}]}
     assert groups.count_matching(db, owner, either) == 3  # admin's country is DE
-    both = {"and": [{"or": [rule(1, d["sales"], 2)]}, {"or": [rule(3, "de", attributeId="country")]}]}
+    both = {
+        "and": [{"or": [rule(1, d["sales"], 2)]}, {"or": [rule(3, "de", attributeId="country")]}]
+    }
     assert groups.count_matching(db, owner, both) == 0
     # The count is what the saved group then holds.
     saved = groups.create_smart_group(db, owner, "Sales or DE", either)

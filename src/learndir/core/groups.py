@@ -474,9 +474,12 @@ def update_smart_group(
 # ---- the console: counts, one-by-one membership changes, smart group previews ---------------
 
 
-def member_counts(db: Database, actor: Actor) -> dict[str, int]:
-    """Members per group of the account, counting (like get_group) only members inside the
-    departments the actor may see: one grouped count on group_members."""
+def member_counts(
+    db: Database, actor: Actor, group_ids: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Members per group of the account (or of `group_ids` among them), counting (like
+    get_group) only members inside the departments the actor may see: one grouped count on
+    group_members."""
     require_not_learner(actor)
     scope = actor.visible_scope()
     query = (
@@ -485,6 +488,8 @@ def member_counts(db: Database, actor: Actor) -> dict[str, int]:
         .where(groups.c.account_id == actor.account_id)
         .group_by(group_members.c.group_id)
     )
+    if group_ids is not None:
+        query = query.where(group_members.c.group_id.in_(list(group_ids)))
     if not scope.account_wide:
         query = (
             query.join(users, users.c.id == group_members.c.user_id)
@@ -598,3 +603,10 @@ def count_matching(db: Database, actor: Actor, rules: Any, group_id: str | None 
                 )
             ).scalar_one()
         )
+
+
+def group_info(db: Database, actor: Actor, group_id: str) -> Group:
+    """The group's name and kind, without its members (get_group reads every member)."""
+    require_not_learner(actor)
+    with db.read() as conn:
+        return find_group(conn, actor.account_id, group_id)

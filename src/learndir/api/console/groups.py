@@ -422,8 +422,8 @@ def _group_page(
     values: dict[str, dict[str, str]] | None = None,
     rows: list[RuleRow] | None = None,
 ) -> Response:
-    found = groups.get_group(console.db, console.actor, group_id)
-    count = groups.member_counts(console.db, console.actor).get(found.id, 0)
+    found = groups.group_info(console.db, console.actor, group_id)
+    count = groups.member_counts(console.db, console.actor, [found.id]).get(found.id, 0)
     context: dict[str, Any] = {
         "group": found,
         "count": count,
@@ -483,7 +483,7 @@ def rename_group(
 def delete_group(
     group_id: str, form: FormData = Depends(posted), console: Console = Depends(administrator)
 ) -> Response:
-    found = groups.get_group(console.db, console.actor, group_id)
+    found = groups.group_info(console.db, console.actor, group_id)
     try:
         groups.delete_group(console.db, console.actor, found.id)
     except DomainError as exc:
