@@ -127,3 +127,29 @@ def test_a_smart_group_in_words_with_a_live_count(console: ConsolePage, world: W
     expect(page.locator("#value-1-error")).to_contain_text("not a country")
     expect(page.get_by_label("Value of condition 2")).to_have_value("Atlantis")
     expect(words).to_have_text("Department is Sales or below or Country is Germany")
+
+
+def test_a_department_administrator_reads_smart_rules_but_cannot_change_them(
+    console: ConsolePage, world: World
+) -> None:
+    page = console.sign_in(world, "sales.admin")
+    page.goto(console.url("/groups"))
+    expect(page.get_by_role("link", name="New smart group")).to_have_count(0)
+    page.get_by_role("link", name="Sales in Germany").click()
+    expect(page.locator("[data-rules-words]")).to_have_text(
+        "Department is Sales or below or Country is Germany"
+    )
+    expect(page.get_by_role("button", name="Save rules")).to_have_count(0)
+    # Only its own people are listed: cem (Engineering) is a member it does not see.
+    members = page.get_by_role("table")
+    expect(members).to_contain_text("ana")
+    expect(members).not_to_contain_text("cem")
+    form = {"join": "and", "attr": "department", "op": "1", "value": "Sales"}
+    with console.client() as client:
+        answer = client.post("/console/groups/preview", data=form)
+        assert answer.status_code == 403  # no CSRF token
+        answer = client.post(
+            "/console/groups/preview", data=form, headers={"X-CSRF-Token": console.csrf()}
+        )
+        assert answer.status_code == 422
+        assert "only the owner and account administrators" in answer.json()["text"]

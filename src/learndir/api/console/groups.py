@@ -106,11 +106,12 @@ class RuleRow:
 def rule_words(rule: Rule, names: Names) -> str:
     if rule.attribute_type is AttributeType.DEPARTMENT:
         dept = names.department(rule.value)
-        words = f"Department is {dept.name if dept else 'a deleted department'}"
+        # A department the rules name cannot be deleted: one not found is outside the actor's.
+        words = f"Department is {dept.name if dept else 'a department outside yours'}"
         return words + (" or below" if rule.operator is Operator.THIS_AND_NESTED else "")
     if rule.attribute_type is AttributeType.GROUP:
         group = names.group(rule.value)
-        return f"Member of group {group.name if group else 'a deleted group'}"
+        return f"Member of group {group.name if group else 'an unknown group'}"
     field = names.field(rule.attribute_id or "")
     label = (field.label or field.name) if field else (rule.attribute_id or "a field")
     value = country_name(rule.value) if field and field.type == "country" else rule.value
