@@ -42,6 +42,8 @@ def test_member_counts_within_what_the_actor_sees(db: Database) -> None:
     newcomers, managers = world.groups["Newcomers"], world.groups["Managers"]
     groups.set_members(db, owner, managers, [world.users["hr.partner"], world.users["jane.doe"]])
     assert groups.member_counts(db, owner) == {newcomers: 1, managers: 2}
+    assert groups.member_counts(db, owner, [managers]) == {managers: 2}
+    assert groups.group_info(db, owner, managers) == groups.Group(managers, "Managers", False)
     sales_admin = authenticate_token(db, world.token("sales.admin"))
     assert groups.member_counts(db, sales_admin) == {newcomers: 1, managers: 1}
 
