@@ -78,8 +78,32 @@ def test_an_ordinary_group_its_members_added_and_removed(
     expect(members).to_contain_text("ana")
     expect(members).not_to_contain_text("ben")
     console.check("group")
+    mentors = page.url.split("?")[0].rsplit("/", 1)[1]
     page.goto(console.url("/groups"))
     expect(page.get_by_role("row", name="Mentors")).to_contain_text("1")
+
+    # Whatever is sent, an answer that says what is wrong, never a server error.
+    junk = [
+        (f"/groups/{mentors}/members/remove", {"selected": "not-an-id"}),
+        (f"/groups/{mentors}/members/remove", {}),
+        (f"/groups/{mentors}/members/add", {"members": " , ;"}),
+        (f"/groups/{mentors}/rules", {"attr": "department", "value": "Sales"}),
+        ("/groups/preview", {"attr": "field:nope", "value": "x"}),
+        ("/groups/preview", {"attr": "department", "op": "9", "value": "x" * 300}),
+        ("/groups/preview", {"group": "nope", "attr": "department", "value": "Sales"}),
+        ("/groups/preview", {}),
+        ("/groups/smart", {"name": "", "value": ["a", "b"], "attr": "group"}),
+        (f"/departments/{world.root_id}/move", {"parent": ""}),
+        (f"/departments/{world.root_id}/delete", {}),
+        ("/departments", {"name": "", "parent": "zzz"}),
+        ("/departments/zzz", {"name": "x"}),
+    ]
+    with console.client() as client:
+        for path, data in junk:
+            answer = client.post("/console" + path, data={**data, "csrf": console.csrf()})
+            assert answer.status_code in (403, 404, 422), (path, answer.status_code)
+        assert client.get(f"/console/groups/{mentors}?after=zzz").status_code == 200
+        assert client.get("/console/groups/zzz").status_code == 404
 
 
 def test_a_smart_group_in_words_with_a_live_count(console: ConsolePage, world: World) -> None:
@@ -135,6 +159,8 @@ def test_a_department_administrator_reads_smart_rules_but_cannot_change_them(
     page = console.sign_in(world, "sales.admin")
     page.goto(console.url("/groups"))
     expect(page.get_by_role("link", name="New smart group")).to_have_count(0)
+    with console.client() as client:
+        assert client.get("/console/groups/smart/new").status_code == 403
     page.get_by_role("link", name="Sales in Germany").click()
     expect(page.locator("[data-rules-words]")).to_have_text(
         "Department is Sales or below or Country is Germany"

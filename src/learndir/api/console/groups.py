@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 from learndir.api.console.web import (
     HEADERS,
     Console,
+    Refused,
     administrator,
     error_text,
     field_errors,
@@ -344,6 +345,13 @@ def _smart_form_page(
 
 @router.get("/groups/smart/new", include_in_schema=False)
 def new_smart_group(console: Console = Depends(administrator)) -> Response:
+    if not _can_write_rules(console):
+        raise Refused(
+            403,
+            "Not available",
+            "A smart group's rules reach the whole account: only the owner and account "
+            "administrators can create smart groups.",
+        )
     return _smart_form_page(console)
 
 
