@@ -137,3 +137,10 @@ def test_a_department_administrator_sees_its_branch_only(
     assert answer is not None and answer.status == 403
     answer = page.goto(console.url(f"/departments/{world.departments['sales-eu']}"))
     assert answer is not None and answer.status == 200
+    page.get_by_label("New parent department").select_option(world.departments["sales"])
+    page.get_by_role("button", name="Move department").click()
+    assert notice(page) == "The department is there already."
+    # Its own top it may not delete: the core says why.
+    page.goto(console.url(f"/departments/{world.departments['sales']}"))
+    page.get_by_role("button", name="Delete Sales").click()
+    expect(page.get_by_role("alert")).to_contain_text("top of the departments you manage")

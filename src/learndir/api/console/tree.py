@@ -16,6 +16,7 @@ from learndir.api.console.web import field_errors as _field_errors
 from learndir.core import departments
 from learndir.core.departments import Department, DepartmentCount
 from learndir.core.errors import DomainError, invalid
+from learndir.core.roles import Permission
 
 router = APIRouter()
 
@@ -97,7 +98,12 @@ def _tree_page(
     tree = load_tree(console)
     return console.render(
         "departments.html",
-        {"tree": tree, "errors": errors or {}, "values": values or {}},
+        {
+            "tree": tree,
+            "errors": errors or {},
+            "values": values or {},
+            "can_manage": not console.actor.scope(Permission.MANAGE_DEPARTMENTS).is_empty,
+        },
         status=status,
         section="departments",
         title="Departments",
@@ -132,6 +138,7 @@ def _department_page(
         "parents": parents,
         "form_errors": errors or {},
         "form_values": values or {},
+        "can_manage": console.actor.scope(Permission.MANAGE_DEPARTMENTS).covers(dept.path),
     }
     return console.render(
         "department.html",
@@ -194,6 +201,9 @@ def move(
     console: Console = Depends(administrator),
 ) -> Response:
     parent = text(form, "parent")
+    dept = departments.get_department(console.db, console.actor, department_id)
+    if parent and parent == dept.parent_id:
+        return console.redirect(f"/departments/{dept.id}", "The department is there already.")
     try:
         if not parent:
             raise invalid("parentDepartmentId", "choose the new parent department")
