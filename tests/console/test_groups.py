@@ -4,6 +4,8 @@ are edited."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -179,3 +181,44 @@ def test_a_department_administrator_reads_smart_rules_but_cannot_change_them(
         )
         assert answer.status_code == 422
         assert "only the owner and account administrators" in answer.json()["text"]
+
+
+def test_text_no_field_may_hold_is_refused_next_to_the_field(
+    console: ConsolePage, world: World
+) -> None:
+    console.sign_in(world, "owner")
+    group = world.groups["Newcomers"]
+    bad = "a\x00b\ud800"
+    posts = [
+        ("/departments", {"name": bad, "parent": world.root_id}, "new-name-error"),
+        (f"/departments/{world.root_id}", {"name": "Root", "code": bad}, "rename-code-error"),
+        (f"/groups/{group}/members/add", {"members": bad}, "add-members-error"),
+        ("/groups", {"name": bad}, "group-name-error"),
+        ("/groups/smart", {"name": "S", "attr": "field:first_name", "value": bad}, "value-0-error"),
+        (
+            "/groups/smart",
+            {"name": bad, "attr": "department", "value": "Sales"},
+            "smart-name-error",
+        ),
+        (f"/groups/{group}/rename", {"name": "x", bad: "y"}, "form-error"),
+    ]
+    with console.client() as client:
+        for path, data, shown_in in posts:
+            body = "&".join(
+                f"{quote(k, errors='surrogatepass')}={quote(v, errors='surrogatepass')}"
+                for k, v in {**data, "csrf": console.csrf()}.items()
+            )
+            answer = client.post(
+                "/console" + path,
+                content=body.encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert answer.status_code == 422, (path, answer.status_code)
+            assert shown_in in answer.text, path
+            assert "control characters" in answer.text or "surrogates" in answer.text
+        answer = client.post(
+            "/console/groups/preview",
+            data={"attr": "field:first_name", "value": "x\x00", "csrf": console.csrf()},
+        )
+        assert answer.status_code == 422
+        assert "control characters" in answer.json()["text"]

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData
 
+from learndir.api.console.form_text import check_form, shown
 from learndir.api.console.web import (
     HEADERS,
     Console,
@@ -31,6 +32,7 @@ from learndir.core.groups import Group
 from learndir.core.profile_fields import ProfileField, check_value, list_fields
 from learndir.core.roles import Permission
 from learndir.core.smart_groups import AttributeType, Operator, Rule, Rules
+from learndir.core.text import check_text, text_problem
 from learndir.core.users.queries import UserFilter, list_users, page_users
 
 router = APIRouter()
@@ -166,6 +168,11 @@ def form_rows(form: FormData) -> list[RuleRow]:
     ]
 
 
+def displayed(rows: list[RuleRow]) -> list[RuleRow]:
+    """The rows as the page may show them back."""
+    return [RuleRow(shown(r.join), shown(r.attr), shown(r.op), shown(r.value)) for r in rows]
+
+
 class RowError(Exception):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message)
@@ -206,6 +213,9 @@ def rows_to_rules(rows: list[RuleRow], names: Names) -> tuple[dict[str, Any], di
     for index, row in enumerate(rows):
         if not row.value:
             continue
+        problem = text_problem(row.value)
+        if problem is not None:
+            raise RowError(f"value-{index}", f"Wrong parameters: {problem}")
         rule: dict[str, Any]
         try:
             if row.kind == "department":
@@ -309,10 +319,14 @@ def create_group(
 ) -> Response:
     name = text(form, "name")
     try:
+        check_form(form)
         group_id = groups.create_group(console.db, console.actor, name, [])
     except DomainError as exc:
         return _groups_page(
-            console, status=422, errors=field_errors(exc, {"name": "name"}), values={"name": name}
+            console,
+            status=422,
+            errors=field_errors(exc, {"name": "name"}),
+            values={"name": shown(name)},
         )
     return console.redirect(f"/groups/{group_id}", f"Group {name} has been created.")
 
@@ -365,15 +379,26 @@ def create_smart_group(
     try:
         data, where = rows_to_rules(rows, names)
         try:
+            check_text(name, "name")
             group_id = groups.create_smart_group(console.db, console.actor, name, data)
         except DomainError as exc:
             errors = rule_errors(exc, where)
             return _smart_form_page(
-                console, status=422, name=name, rows=rows, errors=errors, names=names
+                console,
+                status=422,
+                name=shown(name),
+                rows=displayed(rows),
+                errors=errors,
+                names=names,
             )
     except RowError as exc:
         return _smart_form_page(
-            console, status=422, name=name, rows=rows, errors={exc.name: exc.message}, names=names
+            console,
+            status=422,
+            name=shown(name),
+            rows=displayed(rows),
+            errors={exc.name: exc.message},
+            names=names,
         )
     return console.redirect(f"/groups/{group_id}", f"Smart group {name} has been created.")
 
@@ -476,6 +501,7 @@ def rename_group(
 ) -> Response:
     name = text(form, "name")
     try:
+        check_form(form)
         groups.rename_group(console.db, console.actor, group_id, name)
     except DomainError as exc:
         return _group_page(
@@ -483,7 +509,7 @@ def rename_group(
             group_id,
             status=422,
             errors={"rename": errors_of(exc, {"name": "name"})},
-            values={"rename": {"name": name}},
+            values={"rename": {"name": shown(name)}},
         )
     return console.redirect(f"/groups/{group_id}", "The group has been renamed.")
 
@@ -529,6 +555,7 @@ def add_members(
     raw = text(form, "members")
     keys = _keys(raw)
     try:
+        check_form(form)
         if not keys:
             raise invalid("members", "type at least one login or e-mail")
         ids, unknown = find_users(console, keys)
@@ -543,7 +570,7 @@ def add_members(
             group_id,
             status=422,
             errors={"add": errors_of(exc, {"userIds": "members"})},
-            values={"add": {"members": raw}},
+            values={"add": {"members": shown(raw)}},
         )
     n = len(added)
     message = f"{n} member{'' if n == 1 else 's'} added."
@@ -578,6 +605,7 @@ def save_rules(
     try:
         data, where = rows_to_rules(rows, names)
         try:
+            check_text(name, "name")
             groups.update_smart_group(console.db, console.actor, group_id, name, data)
         except DomainError as exc:
             errors = rule_errors(exc, where)
@@ -588,8 +616,8 @@ def save_rules(
                 group_id,
                 status=403 if exc.code is ErrorCode.PERMISSION_DENIED else 422,
                 errors={"rules": errors},
-                values={"rules": {"name": name}},
-                rows=rows,
+                values={"rules": {"name": shown(name)}},
+                rows=displayed(rows),
             )
     except RowError as exc:
         return _group_page(
@@ -597,7 +625,7 @@ def save_rules(
             group_id,
             status=422,
             errors={"rules": {exc.name: exc.message}},
-            values={"rules": {"name": name}},
-            rows=rows,
+            values={"rules": {"name": shown(name)}},
+            rows=displayed(rows),
         )
     return console.redirect(f"/groups/{group_id}", "The smart group has been saved.")

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from learndir.api.console.form_text import check_form, shown
 from learndir.api.console.web import Console, administrator, posted, text
 from learndir.api.console.web import field_errors as _field_errors
 from learndir.core import departments
+from learndir.core.common import as_uuid_text
 from learndir.core.departments import Department, DepartmentCount
 from learndir.core.errors import DomainError, invalid
 from learndir.core.roles import Permission
@@ -157,14 +159,15 @@ def department_page(department_id: str, console: Console = Depends(administrator
 @router.post("/departments", include_in_schema=False)
 def create(form: FormData = Depends(posted), console: Console = Depends(administrator)) -> Response:
     name, code, parent = text(form, "name"), text(form, "code"), text(form, "parent")
-    values = {"name": name, "code": code, "parent": parent}
+    values = {"name": shown(name), "code": shown(code), "parent": shown(parent)}
     try:
+        check_form(form)
         new_id = departments.create_department(
             console.db, console.actor, name, parent or None, code or None
         )
     except DomainError as exc:
         errors = field_errors(exc, _FIELDS)
-        if text(form, "back") == "department" and parent:
+        if text(form, "back") == "department" and as_uuid_text(parent):
             return _department_page(
                 console, parent, status=422, errors={"add": errors}, values={"add": values}
             )
@@ -180,6 +183,7 @@ def rename(
 ) -> Response:
     name, code = text(form, "name"), text(form, "code")
     try:
+        check_form(form)
         departments.update_department(
             console.db, console.actor, department_id, name=name, code=code
         )
@@ -189,7 +193,7 @@ def rename(
             department_id,
             status=422,
             errors={"rename": field_errors(exc, _FIELDS)},
-            values={"rename": {"name": name, "code": code}},
+            values={"rename": {"name": shown(name), "code": shown(code)}},
         )
     return console.redirect(f"/departments/{department_id}", "The department has been saved.")
 
@@ -205,6 +209,7 @@ def move(
     if parent and parent == dept.parent_id:
         return console.redirect(f"/departments/{dept.id}", "The department is there already.")
     try:
+        check_form(form)
         if not parent:
             raise invalid("parentDepartmentId", "choose the new parent department")
         departments.update_department(console.db, console.actor, department_id, parent_id=parent)
@@ -214,7 +219,7 @@ def move(
             department_id,
             status=422,
             errors={"move": field_errors(exc, _FIELDS)},
-            values={"move": {"parent": parent}},
+            values={"move": {"parent": shown(parent)}},
         )
     return console.redirect(f"/departments/{department_id}", "The department has been moved.")
 
