@@ -24,6 +24,8 @@ from sqlalchemy import select
 from harness import BENCH_DIR, fresh_database, init_account, log, running_server
 from learndir.core import groups as core_groups
 from learndir.core.console_sessions import sign_in
+from learndir.core.users.commands import AddUser
+from learndir.core.users.service import add_user
 from learndir.db.engine import Database, nullpool_engine
 from learndir.db.schema import departments
 from learndir.db.schema import groups as groups_table
@@ -31,6 +33,7 @@ from paging import seed_users
 
 ACCOUNT_FILE = BENCH_DIR / "paging_account.yaml"
 OWNER = ("paging.owner", "Paging-Owner-1")
+DEPT_ADMIN = ("sales.boss", "Sales-Boss-1")
 TARGET_MS = 200.0
 
 
@@ -51,6 +54,18 @@ def _setup(url: str, account_id: str, account_url: str) -> dict[str, str]:
         owner = sign_in(db, account_url, *OWNER)[1].actor
         rules = {"and": [{"or": [{"rule": {"attributeType": 1, "operator": 2, "value": sales}}]}]}
         smart = core_groups.create_smart_group(db, owner, "Sales and below", rules)
+        add_user(
+            db,
+            owner,
+            AddUser(
+                login=DEPT_ADMIN[0],
+                email="sales.boss@paging.test",
+                password=DEPT_ADMIN[1],
+                departmentId=sales,
+                role="department_administrator",
+                manageableDepartmentIds=[sales],
+            ),
+        )
     finally:
         db.dispose()
     return {"sales": sales, "group": newcomers, "smart": smart}
@@ -108,12 +123,28 @@ def measure(db_kind: str, users_wanted: int, repeat: int) -> list[dict[str, Any]
                 ("new smart group", "GET", "/console/groups/smart/new", {}),
                 ("live count", "POST", "/console/groups/preview", {"data": form}),
             ]
-            for name, method, path, kw in pages:
-                row = _timed(client, method, path, repeat, **kw)
-                row.update(db=db_kind, what=name)
-                results.append(row)
-                log(f"  {name}: p50 {row['p50']:.1f} ms, max {row['max']:.1f} ms ({row['status']})")
+            boss = httpx.Client(base_url=server.base_url, timeout=60)
+            boss.post(
+                "/console/sign-in",
+                data={"account": account_url, "login": DEPT_ADMIN[0], "password": DEPT_ADMIN[1]},
+            )
+            scoped = [
+                ("departments (subtree)", "GET", "/console/departments", {}),
+                ("groups (subtree)", "GET", "/console/groups", {}),
+                ("a group (subtree)", "GET", f"/console/groups/{ids['group']}", {}),
+                ("a smart group (subtree)", "GET", f"/console/groups/{ids['smart']}", {}),
+            ]
+            for who, each in ((client, pages), (boss, scoped)):
+                for name, method, path, kw in each:
+                    row = _timed(who, method, path, repeat, **kw)
+                    row.update(db=db_kind, what=name)
+                    results.append(row)
+                    log(
+                        f"  {name}: p50 {row['p50']:.1f} ms, max {row['max']:.1f} ms "
+                        f"({row['status']})"
+                    )
             client.close()
+            boss.close()
     return results
 
 

@@ -4,6 +4,7 @@ rename, move, delete and add-a-sub-department forms. Every change is the core's
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from learndir.api.console.web import field_errors as _field_errors
 from learndir.core import departments
 from learndir.core.common import as_uuid_text
 from learndir.core.departments import Department, DepartmentCount
-from learndir.core.errors import DomainError, invalid
+from learndir.core.errors import DomainError, invalid, not_found
 from learndir.core.roles import Permission
 
 router = APIRouter()
@@ -128,7 +129,9 @@ def _department_page(
     """The page of one department; `errors` and `values` by form (rename, move, delete, add)."""
     dept = departments.get_department(console.db, console.actor, department_id)
     tree = load_tree(console)
-    node = tree.nodes[dept.id]
+    node = tree.nodes.get(dept.id)
+    if node is None:  # deleted meanwhile
+        raise not_found("department", "departmentId")
     parents = [
         n for n in tree.in_order() if not n.dept.path.startswith(dept.path)
     ]  # not itself nor its branch
@@ -168,9 +171,10 @@ def create(form: FormData = Depends(posted), console: Console = Depends(administ
     except DomainError as exc:
         errors = field_errors(exc, _FIELDS)
         if text(form, "back") == "department" and as_uuid_text(parent):
-            return _department_page(
-                console, parent, status=422, errors={"add": errors}, values={"add": values}
-            )
+            with contextlib.suppress(DomainError):  # not a department: the tree's form says so
+                return _department_page(
+                    console, parent, status=422, errors={"add": errors}, values={"add": values}
+                )
         return _tree_page(console, status=422, errors=errors, values=values)
     return console.redirect(f"/departments/{new_id}", f"Department {name} has been created.")
 
