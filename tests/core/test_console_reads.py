@@ -133,3 +133,22 @@ def test_counting_who_rules_match_without_saving(db: Database) -> None:
     with pytest.raises(DomainError) as refused:
         groups.count_matching(db, sales_admin, below_sales)
     assert refused.value.code is ErrorCode.PERMISSION_DENIED
+
+
+def test_member_pages_in_id_order_within_what_the_actor_sees(db: Database) -> None:
+    world = make_world(db, acme_spec())
+    u = world.users
+    owner = authenticate_token(db, world.token("owner"))
+    managers = world.groups["Managers"]
+    everyone = sorted(u[login] for login in ("admin", "hr.partner", "jane.doe", "sales.admin"))
+    groups.set_members(db, owner, managers, everyone)
+    first, token = groups.member_page(db, owner, managers, 3, None)
+    assert first == everyone[:3] and token is not None
+    rest, token = groups.member_page(db, owner, managers, 3, token)
+    assert rest == everyone[3:] and token is None
+    sales_admin = authenticate_token(db, world.token("sales.admin"))
+    mine, _ = groups.member_page(db, sales_admin, managers, 50, None)
+    assert mine == sorted([u["jane.doe"], u["sales.admin"]])
+    with pytest.raises(DomainError) as unknown:
+        groups.member_page(db, owner, "nope", 50, None)
+    assert unknown.value.code is ErrorCode.NOT_FOUND

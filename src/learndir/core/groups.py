@@ -474,6 +474,23 @@ def update_smart_group(
 # ---- the console: counts, one-by-one membership changes, smart group previews ---------------
 
 
+def _department_ids_within(conn: Connection, account_id: str, scope: Scope) -> list[str]:
+    """The ids of the account's departments inside a department-scoped `scope`: a few rows,
+    so that members are then filtered by an IN list on users.department_id (a LIKE on each
+    member's department path makes a planner without statistics loop per member)."""
+    return list(
+        conn.scalars(
+            select(departments.c.id).where(
+                departments.c.account_id == account_id,
+                or_(
+                    false(),
+                    *(departments.c.path.startswith(p, autoescape=True) for p in scope.paths),
+                ),
+            )
+        )
+    )
+
+
 def member_counts(
     db: Database, actor: Actor, group_ids: Sequence[str] | None = None
 ) -> dict[str, int]:
@@ -490,18 +507,14 @@ def member_counts(
     )
     if group_ids is not None:
         query = query.where(group_members.c.group_id.in_(list(group_ids)))
-    if not scope.account_wide:
-        query = (
-            query.join(users, users.c.id == group_members.c.user_id)
-            .join(departments, departments.c.id == users.c.department_id)
-            .where(
-                or_(
-                    false(),
-                    *(departments.c.path.startswith(p, autoescape=True) for p in scope.paths),
-                )
-            )
-        )
     with db.read() as conn:
+        if not scope.account_wide:
+            within = _department_ids_within(conn, actor.account_id, scope)
+            if not within:
+                return {}
+            query = query.join(users, users.c.id == group_members.c.user_id).where(
+                users.c.department_id.in_(within)
+            )
         return {group_id: int(n) for group_id, n in conn.execute(query)}
 
 
@@ -610,3 +623,34 @@ def group_info(db: Database, actor: Actor, group_id: str) -> Group:
     require_not_learner(actor)
     with db.read() as conn:
         return find_group(conn, actor.account_id, group_id)
+
+
+def member_page(
+    db: Database, actor: Actor, group_id: str, page_size: int | None, page_token: str | None
+) -> tuple[list[str], str | None]:
+    """One keyset page of the group's members the actor may view (VIEW_USERS, as page_users),
+    in id order: the ids, and the next page's token. Walks the group's own index in id order,
+    so a page costs about its own rows even in a group of the whole account."""
+    require_not_learner(actor)
+    page = page_request(page_size, page_token)
+    scope = actor.scope(Permission.VIEW_USERS)
+    if scope.is_empty:
+        raise denied("your roles do not allow viewing users")
+    query = (
+        select(group_members.c.user_id.label("id"))
+        .where(group_members.c.group_id == bindparam("group_id"))
+        .where(group_members.c.user_id > page.after)
+        .order_by(group_members.c.user_id)
+        .limit(page.limit)
+    )
+    with db.read() as conn:
+        group = find_group(conn, actor.account_id, group_id)
+        if not scope.account_wide:
+            within = _department_ids_within(conn, actor.account_id, scope)
+            if not within:
+                return [], None
+            query = query.join(users, users.c.id == group_members.c.user_id).where(
+                users.c.department_id.in_(within)
+            )
+        rows, next_token = split_page(page, conn.execute(query, {"group_id": group.id}).all())
+    return [r.id for r in rows], next_token

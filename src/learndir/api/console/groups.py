@@ -33,7 +33,7 @@ from learndir.core.profile_fields import ProfileField, check_value, list_fields
 from learndir.core.roles import Permission
 from learndir.core.smart_groups import AttributeType, Operator, Rule, Rules
 from learndir.core.text import check_text, text_problem
-from learndir.core.users.queries import UserFilter, list_users, page_users
+from learndir.core.users.queries import UserFilter, list_users
 
 router = APIRouter()
 
@@ -432,15 +432,18 @@ def _countries() -> list[str]:
 def _members(console: Console, group_id: str, after: str | None) -> dict[str, Any]:
     """A page of the members the actor may see (50, keyset by id), with department names."""
     try:
-        page = page_users(
-            console.db, console.actor, UserFilter(groups=(group_id,)), PAGE_SIZE, after or None
+        ids, next_token = groups.member_page(
+            console.db, console.actor, group_id, PAGE_SIZE, after or None
+        )
+        views = (
+            list_users(console.db, console.actor, UserFilter(user_ids=tuple(ids))) if ids else []
         )
     except DomainError as exc:
         return {"members": [], "next": None, "members_error": error_text(exc)}
     names = {d.id: d.name for d in departments.list_departments(console.db, console.actor)}
     return {
-        "members": page.users,
-        "next": page.next_page_token,
+        "members": views,
+        "next": next_token,
         "department_names": names,
         "members_error": None,
     }
