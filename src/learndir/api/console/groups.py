@@ -432,11 +432,8 @@ def _countries() -> list[str]:
 def _members(console: Console, group_id: str, after: str | None) -> dict[str, Any]:
     """A page of the members the actor may see (50, keyset by id), with department names."""
     try:
-        ids, next_token = groups.member_page(
+        views, next_token = groups.member_page(
             console.db, console.actor, group_id, PAGE_SIZE, after or None
-        )
-        views = (
-            list_users(console.db, console.actor, UserFilter(user_ids=tuple(ids))) if ids else []
         )
     except DomainError as exc:
         return {"members": [], "next": None, "members_error": error_text(exc)}
