@@ -40,13 +40,7 @@ def test_home_page_says_what_this_is(server: Server) -> None:
     assert response.status_code == 200
     assert "script-src" not in assert_page_headers(response)
     assert "<style" not in response.text and "<script" not in response.text
-    for link in (
-        'href="/console"',
-        'href="/docs"',
-        'href="/openapi.json"',
-        'href="/soap?wsdl"',
-        'href="/health"',
-    ):
+    for link in ('href="/console"', 'href="/docs"', 'href="/openapi.json"', 'href="/soap?wsdl"', 'href="/health"'):
         assert link in response.text
 
 
