@@ -207,9 +207,9 @@ def test_a_department_administrator_sees_only_its_departments(
 def test_the_list_pages_with_keysets(
     console: ConsolePage, console_site: ConsoleSite, people: World
 ) -> None:
-    owner = console_sessions.sign_in(
-        console_site.db, people.account_url, "owner", "Demo-Owner-1"
-    )[1].actor
+    owner = console_sessions.sign_in(console_site.db, people.account_url, "owner", "Demo-Owner-1")[
+        1
+    ].actor
     for i in range(55):
         add_user(
             console_site.db,

@@ -162,7 +162,7 @@ def test_add_members_adds_only_the_newcomers(world: World) -> None:
     added = add_members(
         world.db, owner, newcomers, [world.users["bert.anders"], world.users["anna.berg"]]
     )
-    assert added == 1
+    assert added == [world.users["anna.berg"]]
     assert _logins(world, owner, group_id=newcomers) == [
         "anna.berg",
         "bert.anders",

@@ -682,3 +682,39 @@ def move_users(db: Database, actor: Actor, department_id: str, user_ids: Sequenc
             )
         smart_groups.refresh_memberships(conn, actor.account, to_move)
         record_user_changes(conn, actor.account, actor.user_id, before)
+
+
+# ---- counts for the console's tree ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepartmentCount:
+    """Users in the department itself (`own`) and in its whole branch, itself included."""
+
+    own: int
+    branch: int
+
+
+def user_counts(db: Database, actor: Actor) -> dict[str, DepartmentCount]:
+    """The users of every department the actor may see, and of each one's branch: one grouped
+    count of users by department (on users.department_id's index), summed up the tree here.
+    A branch counts only what the actor may see, which is the whole branch of any department
+    it sees (scopes are subtrees)."""
+    visible = list_departments(db, actor)
+    ids = [d.id for d in visible]
+    own: dict[str, int] = dict.fromkeys(ids, 0)
+    with db.read() as conn:
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                select(users.c.department_id, func.count())
+                .where(users.c.department_id.in_(chunk))
+                .group_by(users.c.department_id)
+            )
+            own.update((department_id, int(n)) for department_id, n in rows)
+    branch = dict(own)
+    by_id = {d.id: d for d in visible}
+    # Deepest first: each department adds its branch to its parent's.
+    for dept in sorted(visible, key=lambda d: d.path.count("/"), reverse=True):
+        if dept.parent_id in by_id:
+            branch[dept.parent_id] += branch[dept.id]
+    return {i: DepartmentCount(own[i], branch[i]) for i in ids}

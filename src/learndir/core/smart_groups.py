@@ -332,12 +332,19 @@ def _rule_condition(
     if rule.attribute_type is AttributeType.DEPARTMENT:
         if rule.operator is Operator.ONLY:
             return users.c.department_id == rule.value
+        # The branch's departments, found once (not per user): the user's department is
+        # among them.
         top = aliased(departments)
-        return exists().where(
-            departments.c.id == users.c.department_id,
-            top.c.id == rule.value,
-            top.c.account_id == account_id,
-            departments.c.path.startswith(top.c.path, autoescape=False),
+        return users.c.department_id.in_(
+            select(departments.c.id).where(
+                departments.c.account_id == account_id,
+                departments.c.path.startswith(
+                    select(top.c.path)
+                    .where(top.c.id == rule.value, top.c.account_id == account_id)
+                    .scalar_subquery(),
+                    autoescape=False,
+                ),
+            )
         )
     if rule.attribute_type is AttributeType.GROUP:
         return exists().where(

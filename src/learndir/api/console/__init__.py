@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from learndir.api.console import imports, overview, people, settings, signin
+from learndir.api.console import groups, imports, overview, people, settings, signin, tree
 from learndir.api.console.web import (
     ASSETS_PATH,
     CONSOLE,
@@ -25,7 +25,15 @@ from learndir.core.errors import DomainError, ErrorCode
 
 router = APIRouter(prefix=CONSOLE)
 # The sections; each is a router of its own module, mounted under /console.
-for section in (signin.router, overview.router, people.router, imports.router, settings.router):
+for section in (
+    signin.router,
+    overview.router,
+    people.router,
+    tree.router,
+    groups.router,
+    imports.router,
+    settings.router,
+):
     router.include_router(section)
 
 

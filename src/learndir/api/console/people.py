@@ -235,7 +235,7 @@ def bulk(console: Console = Depends(administrator), form: FormData = Depends(pos
             target = text(form, "to_group")
             if not target:
                 raise invalid("to_group", "choose the group to add them to")
-            added = groups_core.add_members(console.db, console.actor, target, selected)
+            added = len(groups_core.add_members(console.db, console.actor, target, selected))
             notice = f"Added {added} of {count} {people_word} to the group (the others were in it)."
             if added == count:
                 notice = f"Added {count} {people_word} to the group."

@@ -1,0 +1,31 @@
+"""The input rule for text (core/text.py) on the Departments and Groups forms: a value with a
+NUL, another control character or a lone surrogate is Wrong parameters naming its field, and
+what the form shows back has those characters replaced (a lone surrogate cannot even be
+written into the page)."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.datastructures import FormData
+
+from learndir.core.text import check_name, check_text
+
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+# The fields these forms show errors next to; an error in any other is the form's own ("").
+SHOWN_FIELDS = frozenset({"name", "code", "parent", "members"})
+
+
+def check_form(form: FormData) -> None:
+    """Wrong parameters naming the first field whose name or value breaks the rule."""
+    for name, value in form.multi_items():
+        check_name(name, "")
+        if isinstance(value, str):
+            check_text(value, name if name in SHOWN_FIELDS else "")
+
+
+def shown(value: str) -> str:
+    """`value` as a page may show it back."""
+    return _FORBIDDEN.sub("\ufffd", value)
