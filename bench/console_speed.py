@@ -3,12 +3,12 @@ people search as you type (target < 100 ms), on SQLite and PostgreSQL with the p
 statistics never gathered.
 
 For each database: a fresh account (bench/paging_account.yaml: a department tree, groups,
-custom fields), users seeded straight into the schema (bench/paging.py, no ANALYZE), an
-account administrator and a department administrator signed in through the console's own
-sign-in form, then each page requested `--repeat` times on a keep-alive connection (after two
-warm-up requests) and the search fragment for a series of prefixes, as the search box sends
-them while a person types. Times are measured by the client over loopback: the server's time
-plus a few tenths of a millisecond.
+custom fields), users seeded straight into the schema (bench/paging.py, no ANALYZE), a smart
+group over Sales and below, an account administrator and a department administrator signed in
+through the console's own sign-in form, then each page requested `--repeat` times on a
+keep-alive connection (after two warm-up requests) and the search fragment for a series of
+prefixes, as the search box sends them while a person types. Times are measured by the client
+over loopback: the server's time plus a few tenths of a millisecond.
 
     .venv/bin/python bench/console_speed.py                       # SQLite and PostgreSQL
     .venv/bin/python bench/console_speed.py --db sqlite --users 200000 --repeat 20
@@ -41,6 +41,7 @@ from harness import (
     stop_cleanly_on_sigterm,
 )
 from learndir.core.console_sessions import sign_in
+from learndir.core.groups import create_smart_group
 from learndir.core.users.commands import AddUser
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database, nullpool_engine
@@ -87,10 +88,16 @@ def _ids(database_url: str, account_id: str) -> dict[str, str]:
     }
 
 
-def _department_admin(database_url: str, account_url: str, sales_id: str) -> None:
+def _department_admin_and_smart_group(database_url: str, account_url: str, sales_id: str) -> str:
+    """Adds the Sales department's administrator, and a smart group of Sales and below (its
+    id returned)."""
     db = Database(database_url)
     try:
         owner = sign_in(db, account_url, *OWNER)[1].actor
+        rules = {
+            "and": [{"or": [{"rule": {"attributeType": 1, "operator": 2, "value": sales_id}}]}]
+        }
+        smart = create_smart_group(db, owner, "Sales and below", rules)
         add_user(
             db,
             owner,
@@ -105,6 +112,7 @@ def _department_admin(database_url: str, account_url: str, sales_id: str) -> Non
         )
     finally:
         db.dispose()
+    return smart
 
 
 def _signed_in(base_url: str, account_url: str, login: str, password: str) -> httpx.Client:
@@ -118,16 +126,29 @@ def _signed_in(base_url: str, account_url: str, login: str, password: str) -> ht
     return client
 
 
-def _timed(client: httpx.Client, path: str, repeat: int, fragment: bool = False) -> dict[str, Any]:
+def _timed(
+    client: httpx.Client,
+    path: str,
+    repeat: int,
+    fragment: bool = False,
+    form: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """GET `path` (or POST `form` to it) `repeat` times after two warm-up requests."""
     headers = {"X-Fragment": "1"} if fragment else {}
+
+    def request() -> httpx.Response:
+        if form is not None:
+            return client.post(path, data=form, headers=headers)
+        return client.get(path, headers=headers)
+
     for _ in range(2):
-        client.get(path, headers=headers)
+        request()
     times: list[float] = []
     status = 0
     size = 0
     for _ in range(repeat):
         started = time.perf_counter()
-        answer = client.get(path, headers=headers)
+        answer = request()
         times.append((time.perf_counter() - started) * 1000)
         status = answer.status_code
         size = len(answer.content)
@@ -159,7 +180,7 @@ def measure(db_kind: str, users_wanted: int, repeat: int) -> list[dict[str, Any]
         finally:
             engine.dispose()
         ids = _ids(url, account_id)
-        _department_admin(url, account_url, ids["sales"])
+        smart = _department_admin_and_smart_group(url, account_url, ids["sales"])
         log_path = Path(tempfile.mkdtemp(prefix="console-bench-")) / "server.log"
         with running_server(url, 1, log_path) as server:
             owner = _signed_in(server.base_url, account_url, *OWNER)
@@ -180,6 +201,8 @@ def measure(db_kind: str, users_wanted: int, repeat: int) -> list[dict[str, Any]
                 ("a department", f"/console/departments/{ids['sales']}"),
                 ("groups", "/console/groups"),
                 ("a group", f"/console/groups/{ids['group']}"),
+                ("a smart group", f"/console/groups/{smart}"),
+                ("new smart group", "/console/groups/smart/new"),
                 ("import and export", "/console/import"),
                 ("settings: fields", "/console/settings"),
                 ("settings: roles", "/console/settings/roles"),
@@ -193,10 +216,21 @@ def measure(db_kind: str, users_wanted: int, repeat: int) -> list[dict[str, Any]
                 row.update(db=db_kind, who="owner", what=name, kind="page")
                 results.append(row)
                 log(f"  {name}: p50 {row['p50']:.1f} ms, max {row['max']:.1f} ms ({row['status']})")
+            # The smart group form's live count, as groups.js asks for it while rules are edited.
+            csrf = re.search(r'data-csrf="([^"]+)"', people)
+            rules = {"join": "and", "attr": "department", "op": "2", "value": "Sales"}
+            form = {"csrf": csrf.group(1) if csrf else "", **rules}
+            row = _timed(owner, "/console/groups/preview", repeat, form=form)
+            row.update(db=db_kind, who="owner", what="smart group live count", kind="page")
+            results.append(row)
+            log(f"  live count: p50 {row['p50']:.1f} ms ({row['status']})")
             for name, path in (
                 ("overview", "/console/"),
                 ("people (subtree)", "/console/people"),
                 ("departments (subtree)", "/console/departments"),
+                ("groups (subtree)", "/console/groups"),
+                ("a group (subtree)", f"/console/groups/{ids['group']}"),
+                ("a smart group (subtree)", f"/console/groups/{smart}"),
             ):
                 row = _timed(boss, path, repeat)
                 row.update(db=db_kind, who="department administrator", what=name, kind="page")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,10 @@ import yaml
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
+from learndir.core.actor import Actor
+from learndir.core.console_sessions import sign_in
+from learndir.core.users.commands import AddUser
+from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from tests.browser import OfflinePage
 from tests.conftest import migrated_database
@@ -137,3 +141,28 @@ def notice(page: Page) -> str:
 
 def squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def actor_of(site: ConsoleSite, world: World, login: str = "owner") -> Actor:
+    """The user as the core sees them (for preparing data and reading results in tests)."""
+    return sign_in(site.db, world.account_url, login, world.passwords[login])[1].actor
+
+
+def add_people(
+    site: ConsoleSite, world: World, people: Iterable[tuple[str, str, dict[str, str]]]
+) -> World:
+    """Adds (login, department code, profile fields) as the owner, e-mail login@demo.example.com;
+    their ids join `world.users`."""
+    owner = actor_of(site, world)
+    for login, department, fields in people:
+        world.users[login] = add_user(
+            site.db,
+            owner,
+            AddUser(
+                login=login,
+                email=f"{login}@demo.example.com",
+                departmentId=world.departments[department],
+                fields=fields,
+            ),
+        )
+    return world

@@ -9,10 +9,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Page, expect
 
-from learndir.core import console_sessions
-from learndir.core.users.commands import AddUser
-from learndir.core.users.service import add_user
-from tests.console.support import ConsolePage, ConsoleSite, notice, squash
+from tests.console.support import ConsolePage, ConsoleSite, add_people, notice, squash
 from tests.support import World
 
 # Who is where: sales.admin (Sales, no country), and these.
@@ -25,21 +22,14 @@ PEOPLE = (
 
 @pytest.fixture(scope="module")
 def world(console_site: ConsoleSite, demo_world: World) -> World:
-    owner = console_sessions.sign_in(
-        console_site.db, demo_world.account_url, "owner", "Demo-Owner-1"
-    )[1].actor
-    for login, dept, country, first in PEOPLE:
-        demo_world.users[login] = add_user(
-            console_site.db,
-            owner,
-            AddUser(
-                login=login,
-                email=f"{login}@demo.example.com",
-                departmentId=demo_world.departments[dept],
-                fields={"country": country, "first_name": first},
-            ),
-        )
-    return demo_world
+    return add_people(
+        console_site,
+        demo_world,
+        [
+            (login, dept, {"country": country, "first_name": first})
+            for login, dept, country, first in PEOPLE
+        ],
+    )
 
 
 def live(page: Page) -> str:

@@ -14,7 +14,7 @@ from learndir.core.users.changes import INACTIVE
 from learndir.core.users.commands import AddUser
 from learndir.core.users.queries import get_user
 from learndir.core.users.service import add_user
-from tests.console.support import ConsolePage, ConsoleSite
+from tests.console.support import ConsolePage, ConsoleSite, add_people
 from tests.support import World
 
 PEOPLE = [
@@ -28,21 +28,14 @@ PEOPLE = [
 
 @pytest.fixture(scope="module")
 def people(console_site: ConsoleSite, demo_world: World) -> World:
-    owner = console_sessions.sign_in(
-        console_site.db, demo_world.account_url, "owner", "Demo-Owner-1"
-    )[1].actor
-    for login, first, last, dept in PEOPLE:
-        demo_world.users[login] = add_user(
-            console_site.db,
-            owner,
-            AddUser(
-                login=login,
-                email=f"{login}@demo.example.com",
-                department_id=demo_world.departments[dept],
-                fields={"first_name": first, "last_name": last, "employee_id": f"E-{login}"},
-            ),
-        )
-    return demo_world
+    return add_people(
+        console_site,
+        demo_world,
+        [
+            (login, dept, {"first_name": first, "last_name": last, "employee_id": f"E-{login}"})
+            for login, first, last, dept in PEOPLE
+        ],
+    )
 
 
 def test_an_owner_searches_adds_edits_invites_and_deactivates(

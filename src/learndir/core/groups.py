@@ -545,37 +545,22 @@ def _members_among(conn: Connection, group_id: str, user_ids: Sequence[str]) -> 
 
 def add_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> list[str]:
     """Adds users to a plain group, leaving its other members alone (unlike set_members, two
-    administrators adding people at once both get theirs). The group's row is locked, and the
-    rules are set_members': users inside the actor's departments, no smart group. Returns the
-    users that were not members yet."""
-    with db.write() as conn:
-        scope = _manage_scope(actor)
-        wanted = _canonical_user_ids(user_ids)
-        if not wanted:
-            raise invalid("userIds", "is required")
-        group = find_group(conn, actor.account_id, group_id, lock=True)
-        if group.is_smart:
-            raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
-        _require_users_within(conn, actor.account_id, wanted, scope)
-        present = _members_among(conn, group.id, wanted)
-        added = [u for u in wanted if u not in present]
-        _add_members(conn, group.id, added)
-        smart_groups.refresh_memberships(conn, actor.account, added)
-        if added:
-            _group_change(
-                conn,
-                actor,
-                EventType.GROUP_MEMBERS_CHANGED,
-                group.id,
-                after=_group_view(group.id, group.name, False),
-                added=added,
-            )
-        return added
+    administrators adding people at once both get theirs). Returns the users that were not
+    members yet."""
+    return _change_members(db, actor, group_id, user_ids, add=True)
 
 
 def remove_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any]) -> list[str]:
-    """Removes users from a plain group, leaving its other members alone; each must be inside
-    the actor's departments. Returns the users that were members."""
+    """Removes users from a plain group, leaving its other members alone. Returns the users
+    that were members."""
+    return _change_members(db, actor, group_id, user_ids, add=False)
+
+
+def _change_members(
+    db: Database, actor: Actor, group_id: str, user_ids: Sequence[Any], *, add: bool
+) -> list[str]:
+    """Some members in or out of a plain group, under set_members' rules (the group's row
+    locked, users inside the actor's departments, no smart group), audited as one change."""
     with db.write() as conn:
         scope = _manage_scope(actor)
         wanted = _canonical_user_ids(user_ids)
@@ -586,25 +571,29 @@ def remove_members(db: Database, actor: Actor, group_id: str, user_ids: Sequence
             raise invalid("userIds", smart_groups.SMART_MEMBERSHIP)
         _require_users_within(conn, actor.account_id, wanted, scope)
         present = _members_among(conn, group.id, wanted)
-        removed = [u for u in wanted if u in present]
-        for start in range(0, len(removed), _CHUNK):
-            conn.execute(
-                delete(group_members).where(
-                    group_members.c.group_id == group.id,
-                    group_members.c.user_id.in_(removed[start : start + _CHUNK]),
+        changed = [u for u in wanted if (u in present) != add]
+        if add:
+            _add_members(conn, group.id, changed)
+        else:
+            for start in range(0, len(changed), _CHUNK):
+                conn.execute(
+                    delete(group_members).where(
+                        group_members.c.group_id == group.id,
+                        group_members.c.user_id.in_(changed[start : start + _CHUNK]),
+                    )
                 )
-            )
-        smart_groups.refresh_memberships(conn, actor.account, removed)
-        if removed:
+        smart_groups.refresh_memberships(conn, actor.account, changed)
+        if changed:
             _group_change(
                 conn,
                 actor,
                 EventType.GROUP_MEMBERS_CHANGED,
                 group.id,
                 after=_group_view(group.id, group.name, False),
-                removed=removed,
+                added=changed if add else (),
+                removed=() if add else changed,
             )
-        return removed
+        return changed
 
 
 def count_matching(db: Database, actor: Actor, rules: Any, group_id: str | None = None) -> int:
