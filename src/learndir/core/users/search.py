@@ -18,7 +18,7 @@ Fast at hundreds of thousands of users on tables whose statistics were never gat
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
-    func,
     or_,
     select,
     union_all,
@@ -200,10 +199,19 @@ def _prefix(conn: Connection, expr: ColumnElement[Any], prefix: str) -> ColumnEl
     return and_(_ge(conn, expr, prefix), _lt(conn, expr, prefix + _TOP))
 
 
-def _ranges(conn: Connection, account_id: str, text: str) -> list[ColumnElement[bool]]:
+# A range read, and what its rows must also hold: (first name, last name) -> kept.
+_Check = Callable[[str, str], bool] | None
+
+
+def _ranges(
+    conn: Connection, account_id: str, text: str
+) -> list[tuple[ColumnElement[bool], _Check]]:
     """The index ranges a text is looked up in (schema.PEOPLE_KEYS: each key behind the
     account's id, so the range is the account's alone): one each for login, e-mail, first and
-    last name; two words (or more) are also a first name and a last name, either way round."""
+    last name. Two words (or more) are also a first name and a last name, either way round:
+    each word's own name range is read (at most MATCH_CAP ids, like every range) and the other
+    word checked on the rows read, so no read scans a long range for a rare second word
+    ("anna x" reads the few last names "x..." as well as up to MATCH_CAP Annas)."""
     key = fold(text)
     lowered = text.lower()
     mine = account_id + ":"
@@ -211,23 +219,26 @@ def _ranges(conn: Connection, account_id: str, text: str) -> list[ColumnElement[
     def prefix(name: str, value: str) -> ColumnElement[bool]:
         return _prefix(conn, PEOPLE_KEYS[name], mine + value)
 
-    found = [prefix("login", key), prefix("email", key)]
+    found: list[tuple[ColumnElement[bool], _Check]] = [
+        (prefix("login", key), None),
+        (prefix("email", key), None),
+        (prefix("first_name", lowered), None),
+        (prefix("last_name", lowered), None),
+    ]
     words = lowered.split(" ")
-    if len(words) == 1:
-        found += [prefix("first_name", lowered), prefix("last_name", lowered)]
-    else:
+    if len(words) > 1:
         head, rest = words[0], " ".join(words[1:])
+
+        def named(first: str, last: str) -> _Check:
+            return lambda f, la: f.lower().startswith(first) and la.lower().startswith(last)
+
         found += [
-            and_(prefix("first_name", head), _prefix(conn, _LAST, rest)),
-            and_(prefix("last_name", head), _prefix(conn, _FIRST, rest)),
-            prefix("first_name", lowered),
-            prefix("last_name", lowered),
+            (prefix("first_name", head), named(head, rest)),
+            (prefix("last_name", rest), named(head, rest)),
+            (prefix("last_name", head), named(rest, head)),
+            (prefix("first_name", rest), named(rest, head)),
         ]
     return found
-
-
-_FIRST = func.lower(users.c.first_name)
-_LAST = func.lower(users.c.last_name)
 
 
 _IN_GROUP = (
@@ -260,11 +271,20 @@ def _text_rows(
 ) -> tuple[list[Any], bool]:
     ids: dict[str, None] = {}
     narrowed = False
-    for condition in _ranges(conn, actor.account_id, text):
-        found = conn.execute(select(users.c.id).where(condition).limit(MATCH_CAP)).scalars()
-        batch = list(found)
+    for condition, check in _ranges(conn, actor.account_id, text):
+        batch = conn.execute(
+            select(users.c.id, users.c.first_name, users.c.last_name)
+            .where(condition)
+            .limit(MATCH_CAP)
+        ).all()
         narrowed = narrowed or len(batch) >= MATCH_CAP
-        ids.update(dict.fromkeys(i for i in batch if i > start))
+        ids.update(
+            dict.fromkeys(
+                r.id
+                for r in batch
+                if r.id > start and (check is None or check(r.first_name or "", r.last_name or ""))
+            )
+        )
     if not ids:
         return [], narrowed
     rows = rows_by_keys(
