@@ -11,6 +11,8 @@ from learndir.core import departments, groups
 from learndir.core.auth import authenticate_token
 from learndir.core.departments import DepartmentCount
 from learndir.core.errors import DomainError, ErrorCode
+from learndir.core.users.commands import AddUser
+from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.schema import audit_log, group_members
 from tests.support import acme_spec, make_world
@@ -153,3 +155,43 @@ def test_member_pages_in_id_order_within_what_the_actor_sees(db: Database) -> No
     with pytest.raises(DomainError) as unknown:
         groups.member_page(db, owner, "nope", 50, None)
     assert unknown.value.code is ErrorCode.NOT_FOUND
+
+
+def test_a_department_administrators_member_pages_read_a_bounded_number_of_members(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page reads at most SCOPED_SCAN_BUDGET members: with few of the group's members in
+    the administrator's departments, pages may come short, but paging on gives each of them
+    exactly once, in id order, and nobody else."""
+    world = make_world(db, acme_spec(seatLimit=None))
+    owner = authenticate_token(db, world.token("owner"))
+    added = {}
+    for n in range(12):
+        department = "sales-eu" if n % 4 == 0 else "eng"
+        added[f"m{n}"] = add_user(
+            db,
+            owner,
+            AddUser(
+                login=f"m{n}",
+                departmentId=world.departments[department],
+                fields={"employee_id": f"M-{n}", "country": "DE"},
+            ),
+        )
+    managers = world.groups["Managers"]
+    groups.set_members(db, owner, managers, list(added.values()))
+    mine = sorted(added[f"m{n}"] for n in range(0, 12, 4))
+    monkeypatch.setattr(groups, "SCOPED_SCAN_BATCH", 2)
+    monkeypatch.setattr(groups, "SCOPED_SCAN_BUDGET", 4)
+    sales_admin = authenticate_token(db, world.token("sales.admin"))
+    seen: list[str] = []
+    token = None
+    for _ in range(20):
+        views, token = groups.member_page(db, sales_admin, managers, 2, token)
+        assert len(views) <= 2
+        seen.extend(v.id for v in views)
+        if token is None:
+            break
+    assert seen == mine
+    # The owner's pages are full ones, every member.
+    views, token = groups.member_page(db, owner, managers, 50, None)
+    assert sorted(v.id for v in views) == sorted(added.values()) and token is None
