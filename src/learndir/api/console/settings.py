@@ -9,7 +9,6 @@ token are rendered once, in the answer to the POST that made them, and never aga
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -35,12 +34,12 @@ from learndir.core.common import as_utc
 from learndir.core.errors import DomainError, ErrorCode, invalid
 from learndir.core.profile_fields import CUSTOM_TYPES, list_fields
 from learndir.core.roles import Permission, Role, RoleKind, list_roles, role_description
+from learndir.core.text import check_text
 from learndir.core.users.service import MAX_PASSWORD_LENGTH
 
 router = APIRouter()
 
 AUDIT_PAGE = 50
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The settings' own navigation: (key, path, label).
 PAGES = (
@@ -85,11 +84,11 @@ def _page(
 
 
 def _printable(values: dict[str, Any]) -> None:
-    """Refuses text with control characters (a NUL byte PostgreSQL would refuse) before any
-    query: Wrong parameters naming the form's field."""
+    """The project's text rule (core/text.py: no control characters, no lone surrogates)
+    before any query: Wrong parameters naming the form's field."""
     for name, value in values.items():
-        if isinstance(value, str) and _CONTROL.search(value):
-            raise invalid(name, "contains control characters")
+        if isinstance(value, str):
+            check_text(value, name)
 
 
 def _status_of(exc: DomainError) -> int:
