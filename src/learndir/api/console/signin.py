@@ -44,7 +44,7 @@ def _safe_next(request: Request, target: str | None) -> str:
     home = prefix(request)
     if target and (target == home or target.startswith(home + "/")) and "//" not in target:
         return target
-    return home
+    return home + "/"
 
 
 def _sign_in_page(
