@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from learndir.core import console_sessions
@@ -165,3 +166,19 @@ def test_a_learner_sees_only_its_profile_and_changes_its_password(
     page.get_by_role("button", name="Change password").click()
     expect(page.locator(".notice")).to_have_text("Your password has been changed.")
     console_sessions.sign_in(console_site.db, demo_world.account_url, "lena", "Lena-Pass-2")
+
+
+def test_a_session_in_use_outlives_a_short_idle_period(
+    console_site: ConsoleSite, demo_world: World
+) -> None:
+    """With an idle period shorter than the minute last use is written at, a session used every
+    few seconds stays open for many idle periods; left alone for one, it ends."""
+    db = console_site.db
+    policy = SessionPolicy(idle=timedelta(seconds=10))
+    raw, session = console_sessions.sign_in(db, demo_world.account_url, "owner", "Demo-Owner-1")
+    moment = session.created_at
+    for _ in range(10):
+        moment += timedelta(seconds=6)
+        assert console_sessions.open_session(db, raw, policy, moment).actor.login == "owner"
+    with pytest.raises(DomainError, match="expired"):
+        console_sessions.open_session(db, raw, policy, moment + timedelta(seconds=11))

@@ -81,13 +81,15 @@ def sign_in(
     return raw, ConsoleSession(actor, session_id, csrf_token_of(raw), now)
 
 
-def open_session(db: Database, raw: str | None, policy: SessionPolicy) -> ConsoleSession:
+def open_session(
+    db: Database, raw: str | None, policy: SessionPolicy, now: datetime | None = None
+) -> ConsoleSession:
     """The session this cookie value opens, its user loaded afresh; Unauthorized when there is
-    none, it has expired, or its user is no longer active."""
+    none, it has expired, or its user is no longer active. (`now`: the tests' clock.)"""
     if not raw:
         raise unauthenticated("not signed in")
     session_id = sha256_hex(raw)
-    now = utcnow()
+    now = now or utcnow()
     with db.read() as conn:
         row = conn.execute(
             select(
@@ -111,7 +113,9 @@ def open_session(db: Database, raw: str | None, policy: SessionPolicy) -> Consol
     if actor is None:
         end_session(db, raw)
         raise unauthenticated("the user is not active")
-    if seen <= now - SEEN_RESOLUTION:
+    # Written at most once a minute, or twice per idle period when that is shorter: a session
+    # in use never expires between two writes.
+    if seen <= now - min(SEEN_RESOLUTION, policy.idle / 2):
         with db.write() as conn:
             conn.execute(
                 update(console_sessions)
