@@ -41,6 +41,7 @@ from learndir.core.users.changes import (
 )
 from learndir.core.users.commands import AddUser, ApiGeneration, UpdateUser
 from learndir.core.users.queries import UserView, get_user
+from learndir.core.users.schedules import ScheduledChange, cancel_change, schedule_change, today
 from learndir.core.users.search import PeopleCriteria, PeoplePage, search_users
 from learndir.core.users.service import add_user
 
@@ -301,9 +302,17 @@ def new_person(console: Console = Depends(administrator)) -> Response:
 
 @router.get("/people/{user_id}", include_in_schema=False)
 def person(user_id: str, console: Console = Depends(administrator)) -> Response:
+    return _person_page(console, user_id)
+
+
+def _person_page(
+    console: Console, user_id: str, schedule_errors: dict[str, str] | None = None
+) -> Response:
     user = get_user(console.db, console.actor, user_id)
     directory = _directory(console)
     context = {
+        "schedule_errors": schedule_errors or {},
+        "today": today().isoformat(),
         "user": user,
         "directory": directory,
         "fields": _field_list(console),
@@ -313,7 +322,11 @@ def person(user_id: str, console: Console = Depends(administrator)) -> Response:
         "labels": BUILTIN_LABELS,
     }
     return console.render(
-        "people/person.html", context, section="people", title=_display_name(user)
+        "people/person.html",
+        context,
+        section="people",
+        title=_display_name(user),
+        status=422 if schedule_errors else 200,
     )
 
 
@@ -333,6 +346,34 @@ def person_status(
         console.db, console.actor, [user_id], wanted, ApiGeneration.REST, parameter="userId"
     )
     return console.redirect(f"/people/{user_id}", f"The status is now {STATUS_NAMES[wanted]}.")
+
+
+_SCHEDULES = {
+    "deactivation": (ScheduledChange.DEACTIVATION, "deactivated"),
+    "termination": (ScheduledChange.TERMINATION, "terminated (employment ended)"),
+}
+
+
+@router.post("/people/{user_id}/schedule", include_in_schema=False)
+def schedule(
+    user_id: str, console: Console = Depends(administrator), form: FormData = Depends(posted)
+) -> Response:
+    """Sets (a date) or cancels (`cancel`) a scheduled deactivation or termination."""
+    kind = text(form, "change")
+    if kind not in _SCHEDULES:
+        raise invalid("change", "must be deactivation or termination")
+    change, done = _SCHEDULES[kind]
+    try:
+        if text(form, "cancel"):
+            cancel_change(console.db, console.actor, user_id, change)
+            return console.redirect(f"/people/{user_id}", f"The scheduled {kind} was cancelled.")
+        when = text(form, "date")
+        schedule_change(console.db, console.actor, user_id, change, when)
+    except DomainError as exc:
+        if exc.code is ErrorCode.NOT_FOUND:
+            raise
+        return _person_page(console, user_id, {kind: error_text(exc)})
+    return console.redirect(f"/people/{user_id}", f"The person will be {done} on {when}.")
 
 
 @router.post("/people/{user_id}/invitation/resend", include_in_schema=False)
