@@ -10,11 +10,10 @@ records the change in the audit trail.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import profile_fields as fields_repo
@@ -24,8 +23,9 @@ from learndir.core.actor import Actor
 from learndir.core.changes import Change, Operation, TargetKind, record
 from learndir.core.common import fold
 from learndir.core.errors import invalid
-from learndir.core.profile_fields import BUILTIN_NAMES, CUSTOM_TYPES, ProfileField
+from learndir.core.profile_fields import BUILTIN_NAMES, ProfileField
 from learndir.core.roles import Permission, Role, RoleKind
+from learndir.core.text import check_text
 from learndir.core.users.service import MAX_PASSWORD_LENGTH
 from learndir.db.engine import Database
 from learndir.db.schema import accounts
@@ -33,8 +33,6 @@ from learndir.db.schema import accounts
 MAX_LABEL = 255
 MAX_ROLE_NAME = 255
 MAX_INVITATION_TEXT = 10_000
-_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,7 @@ def _one_line(value: Any, parameter: str, limit: int, *, required: bool = True) 
         raise invalid(parameter, "is required")
     if len(text) > limit:
         raise invalid(parameter, f"must be at most {limit} characters long")
-    if _CONTROL.search(text):
-        raise invalid(parameter, "contains control characters")
+    check_text(text, parameter)
     return text
 
 
@@ -91,22 +88,14 @@ def add_profile_field(
     key = fold(checked_name)
     if key in BUILTIN_NAMES:
         raise invalid("name", f"{checked_name!r} is a built-in field")
-    if not _FIELD_NAME.fullmatch(key):
-        raise invalid(
-            "name", "a field name is a letter, then letters, digits or underscores (at most 64)"
-        )
     checked_label = _one_line(label, "label", MAX_LABEL, required=False) or checked_name
     kind = _one_line(ftype, "type", 32)
-    if kind not in CUSTOM_TYPES:
-        raise invalid(
-            "type", f"unknown type {kind!r}; use one of {', '.join(sorted(CUSTOM_TYPES))}"
-        )
     is_required = _flag(required, "required")
     is_unique = _flag(unique, "unique")
     with db.write() as conn:
-        if any(fold(f.name) == key for f in fields_repo.account_fields(conn, actor.account_id)):
-            raise invalid("name", "a field of this name is already defined")
         try:
+            # The name's form, its uniqueness and the type are define_field's rules, as for an
+            # account file; a field defined meanwhile by another request is a taken name too.
             with conn.begin_nested():
                 fields_repo.define_field(
                     conn,
@@ -116,6 +105,8 @@ def add_profile_field(
                     kind,
                     is_required,
                     is_unique,
+                    name_parameter="name",
+                    type_parameter="type",
                 )
         except IntegrityError:
             raise invalid("name", "a field of this name is already defined") from None
@@ -198,28 +189,14 @@ def set_password_policy(db: Database, actor: Actor, min_length: Any) -> int:
     ones stay valid). Answers the new minimum."""
     actor.require_account_admin("change the password policy")
     minimum = _min_length(min_length)
-    with db.write() as conn:
-        before = conn.execute(
-            select(accounts.c.password_min_length)
-            .where(accounts.c.id == actor.account_id)
-            .with_for_update()
-        ).scalar_one()
-        if before == minimum:
-            return minimum
-        conn.execute(
-            update(accounts)
-            .where(accounts.c.id == actor.account_id)
-            .values(password_min_length=minimum)
-        )
-        change = Change(
-            Operation.PASSWORD_POLICY_CHANGED,
-            TargetKind.ACCOUNT,
-            actor.account_id,
-            actor.user_id,
-            before={"passwordMinLength": before},
-            after={"passwordMinLength": minimum},
-        )
-        record(conn, actor.account, [change])
+    _set_account_value(
+        db,
+        actor,
+        accounts.c.password_min_length,
+        "passwordMinLength",
+        minimum,
+        Operation.PASSWORD_POLICY_CHANGED,
+    )
     return minimum
 
 
@@ -236,32 +213,53 @@ def set_invitation_message(db: Database, actor: Actor, message: Any) -> str:
         raise invalid("invitationMessage", "is required")
     if len(text) > MAX_INVITATION_TEXT:
         raise invalid("invitationMessage", f"must be at most {MAX_INVITATION_TEXT} characters long")
-    if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text):
-        raise invalid("invitationMessage", "contains control characters")
+    check_text(text, "invitationMessage")
+    # The account's settings (what invitations are sent with) hold the text.
+    _set_account_value(
+        db,
+        actor,
+        accounts.c.invitation_message,
+        "invitationMessage",
+        text,
+        Operation.INVITATION_TEXT_CHANGED,
+        cached=True,
+    )
+    return text
+
+
+def _set_account_value(
+    db: Database,
+    actor: Actor,
+    column: Column[Any],
+    setting: str,
+    value: Any,
+    operation: Operation,
+    *,
+    cached: bool = False,
+) -> None:
+    """One column of the actor's account set, and the change recorded (before and after, under
+    the API's name of the setting) unless the value is already that; `cached`: the account's
+    settings hold it, so their version moves on."""
     with db.write() as conn:
         before = conn.execute(
-            select(accounts.c.invitation_message)
-            .where(accounts.c.id == actor.account_id)
-            .with_for_update()
+            select(column).where(accounts.c.id == actor.account_id).with_for_update()
         ).scalar_one()
-        if before == text:
-            return text
+        if before == value:
+            return
         conn.execute(
-            update(accounts)
-            .where(accounts.c.id == actor.account_id)
-            .values(invitation_message=text)
+            update(accounts).where(accounts.c.id == actor.account_id).values({column: value})
         )
-        settings_changed(conn, actor.account_id)
+        if cached:
+            settings_changed(conn, actor.account_id)
         change = Change(
-            Operation.INVITATION_TEXT_CHANGED,
+            operation,
             TargetKind.ACCOUNT,
             actor.account_id,
             actor.user_id,
-            before={"invitationMessage": before},
-            after={"invitationMessage": text},
+            before={setting: before},
+            after={setting: value},
         )
         record(conn, actor.account, [change])
-    return text
 
 
 __all__ = [

@@ -79,9 +79,16 @@ def define_field(
     ftype: str,
     required: bool,
     unique: bool,
+    *,
+    name_parameter: str | None = None,
+    type_parameter: str | None = None,
 ) -> None:
-    """Adds a custom field, or sets the required flag of a built-in one of the same name."""
+    """Adds a custom field, or sets the required flag of a built-in one of the same name.
+    Errors name `profileFields.<name>` (an account file's entry) unless the caller names the
+    parameters its name and type came in."""
     key = fold(name)
+    name_parameter = name_parameter or f"profileFields.{name}"
+    type_parameter = type_parameter or f"profileFields.{name}"
     existing = {f.name.casefold(): f for f in account_fields(conn, account_id)}
     if key in BUILTIN_NAMES:
         conn.execute(
@@ -94,14 +101,14 @@ def define_field(
         )
         return
     if key in existing:
-        raise invalid(f"profileFields.{name}", "a field of this name is already defined")
+        raise invalid(name_parameter, "a field of this name is already defined")
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
         raise invalid(
-            f"profileFields.{name}", "a field name is a letter then letters, digits or underscores"
+            name_parameter, "a field name is a letter then letters, digits or underscores"
         )
     if ftype not in CUSTOM_TYPES:
         raise invalid(
-            f"profileFields.{name}",
+            type_parameter,
             f"unknown type {ftype!r}; use one of {', '.join(sorted(CUSTOM_TYPES))}",
         )
     number = sum(1 for f in existing.values() if not f.is_builtin) + 1
