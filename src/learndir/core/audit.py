@@ -21,8 +21,9 @@ from learndir.core.auth import account_url_key
 from learndir.core.common import as_utc, as_uuid_text, fold, parse_time, utcnow
 from learndir.core.errors import invalid, not_found
 from learndir.core.paging import check_page_size
+from learndir.core.users.keys import users_by_key
 from learndir.db.engine import Database
-from learndir.db.schema import accounts, audit_log, users
+from learndir.db.schema import accounts, audit_log
 
 # Rows deleted per statement by the retention purge: short transactions, no long lock.
 _PURGE_BATCH = 5000
@@ -111,14 +112,10 @@ def acting_user_id(
     if canonical is not None:
         return canonical
     with db.read() as conn:
-        user_id = conn.execute(
-            select(users.c.id).where(
-                users.c.account_id == actor.account_id, users.c.login_key == fold(text)
-            )
-        ).scalar()
-    if user_id is None:
+        found = users_by_key(conn, actor.account_id, "login_key", [fold(text)])
+    if not found:
         raise invalid(parameter, f"no user with the login {text!r} in this account")
-    return str(user_id)
+    return found[0]
 
 
 def read_audit(

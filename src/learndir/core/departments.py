@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     bindparam,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -311,10 +312,11 @@ def _require_not_scope_top(scope: Scope, dept: Department, parameter: str, actio
         )
 
 
-def _scope_condition(scope: Scope) -> Any:
+def within_scope(scope: Scope) -> Any:
+    """The departments a scope reaches (its subtrees, by their materialised paths)."""
     if scope.account_wide:
         return literal(True)
-    return or_(*(departments.c.path.startswith(p, autoescape=True) for p in scope.paths))
+    return or_(false(), *(departments.c.path.startswith(p, autoescape=True) for p in scope.paths))
 
 
 def _visible_scope(actor: Actor) -> Scope:
@@ -351,7 +353,7 @@ def page_departments(
                 .where(
                     departments.c.account_id == actor.account_id,
                     departments.c.id > page.after,
-                    _scope_condition(scope),
+                    within_scope(scope),
                 )
                 .order_by(departments.c.id)
                 .limit(page.limit)

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from learndir.core import smart_groups
 from learndir.core.account_settings import account_settings, settings_changed
 from learndir.core.actor import Actor, Scope
 from learndir.core.changes import Change, EventType, TargetKind, record
 from learndir.core.common import as_uuid_text, new_id
+from learndir.core.departments import within_scope
 from learndir.core.errors import DomainError, ErrorCode, denied, invalid
 from learndir.core.paging import PageRequest, encode_page_token, page_request, split_page
 from learndir.core.roles import Permission
@@ -485,11 +486,7 @@ def _department_ids_within(conn: Connection, account_id: str, scope: Scope) -> l
     return list(
         conn.scalars(
             select(departments.c.id).where(
-                departments.c.account_id == account_id,
-                or_(
-                    false(),
-                    *(departments.c.path.startswith(p, autoescape=True) for p in scope.paths),
-                ),
+                departments.c.account_id == account_id, within_scope(scope)
             )
         )
     )

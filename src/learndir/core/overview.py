@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from learndir.core.actor import Actor
 from learndir.core.audit import AuditRecord, audit_query, read_audit
+from learndir.core.departments import within_scope
 from learndir.core.errors import denied
 from learndir.core.imports.jobs import JobView, job_view
 from learndir.db.engine import Database
@@ -68,9 +69,7 @@ def account_overview(db: Database, actor: Actor, recent: int = 8) -> Overview:
             .group_by(users.c.status)
         )
         if not scope.account_wide:
-            count = count.where(
-                or_(*(departments.c.path.startswith(p, autoescape=True) for p in scope.paths))
-            )
+            count = count.where(within_scope(scope))
         by_status = {name: 0 for name in STATUS_NAMES.values()}
         for status, n in conn.execute(count):
             by_status[STATUS_NAMES.get(status, str(status))] = int(n)

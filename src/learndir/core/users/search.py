@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
-    or_,
     select,
     union_all,
 )
@@ -37,7 +36,7 @@ from sqlalchemy import (
 from learndir.core.account_settings import account_settings
 from learndir.core.actor import Actor, Scope
 from learndir.core.common import as_uuid_text, fold
-from learndir.core.departments import Department, get_many
+from learndir.core.departments import Department, get_many, within_scope
 from learndir.core.errors import DomainError, invalid
 from learndir.core.groups import Group, find_group
 from learndir.core.roles import Role, RoleKind
@@ -326,7 +325,7 @@ def _in_paths(account_id: str, paths: Sequence[str]) -> ColumnElement[bool]:
     return users.c.department_id.in_(
         select(departments.c.id).where(
             departments.c.account_id == account_id,
-            or_(*(departments.c.path.startswith(p, autoescape=True) for p in paths)),
+            within_scope(Scope(account_wide=False, paths=tuple(paths))),
         )
     )
 
