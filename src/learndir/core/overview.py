@@ -16,9 +16,9 @@ from learndir.core.actor import Actor
 from learndir.core.audit import AuditRecord, audit_query, read_audit
 from learndir.core.departments import within_scope
 from learndir.core.errors import denied
-from learndir.core.imports.jobs import JobView, job_view
+from learndir.core.imports.jobs import JobView, recent_jobs
 from learndir.db.engine import Database
-from learndir.db.schema import account_seats, departments, import_jobs, outbox, users
+from learndir.db.schema import account_seats, departments, outbox, users
 
 STATUS_NAMES = {1: "active", 3: "inactive", 5: "terminated"}
 
@@ -85,15 +85,8 @@ def account_overview(db: Database, actor: Actor, recent: int = 8) -> Overview:
                 outbox.c.revoked_at.is_(None),
             )
         ).scalar_one()
-        jobs = (
-            select(import_jobs)
-            .where(import_jobs.c.account_id == actor.account_id)
-            .order_by(import_jobs.c.created_at.desc())
-            .limit(recent)
-        )
-        if not actor.administers_account:
-            jobs = jobs.where(import_jobs.c.actor_user_id == actor.user_id)
-        imports = [job_view(row) for row in conn.execute(jobs)]
+    # Who may import sees the imports get_job would show them.
+    imports = recent_jobs(db, actor, recent) if actor.manages_users else []
     changes: list[AuditRecord] = []
     if actor.administers_account:
         changes, _ = read_audit(db, actor, audit_query(page_size=recent))

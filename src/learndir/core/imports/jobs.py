@@ -185,32 +185,44 @@ def create_job(
     with db.read() as conn:
         # An unknown match column is refused before any row is read.
         match_field(account_settings(conn, actor.account).fields, options.match_by)
-    job_id = new_id()
     with db.write() as conn:
-        conn.execute(
-            insert(import_jobs).values(
-                id=job_id,
-                account_id=actor.account_id,
-                actor_user_id=actor.user_id,
-                actor_login=actor.login,
-                interface=interface.value,
-                mode=options.mode.value,
-                match_by=options.match_by,
-                invite=options.invite,
-                dry_run=options.dry_run,
-                file_name=(file_name or "upload")[:255],
-                encoding=encoding,
-                delimiter=delimiter,
-                status="queued",
-                phase="rows",
-                rows_done=0,
-                totals=json.dumps(_empty_totals()),
-                created_at=utcnow(),
-            )
+        job_id = _insert_job(
+            conn,
+            actor,
+            interface,
+            mode=options.mode.value,
+            match_by=options.match_by,
+            invite=options.invite,
+            dry_run=options.dry_run,
+            file_name=(file_name or "upload")[:255],
+            encoding=encoding,
+            delimiter=delimiter,
         )
         if chunks is not None:
             for seq, data in enumerate(chunks):
                 conn.execute(insert(import_chunks).values(job_id=job_id, seq=seq, data=data))
+    return job_id
+
+
+def _insert_job(conn: Connection, actor: Actor, interface: Interface, **options: Any) -> str:
+    """A queued job of the actor's with these options (mode, match_by, invite, dry_run,
+    file_name, encoding, delimiter); its id."""
+    job_id = new_id()
+    conn.execute(
+        insert(import_jobs).values(
+            id=job_id,
+            account_id=actor.account_id,
+            actor_user_id=actor.user_id,
+            actor_login=actor.login,
+            interface=interface.value,
+            status="queued",
+            phase="rows",
+            rows_done=0,
+            totals=json.dumps(_empty_totals()),
+            created_at=utcnow(),
+            **options,
+        )
+    )
     return job_id
 
 
@@ -266,33 +278,23 @@ def apply_plan(db: Database, actor: Actor, plan_id: str, interface: Interface) -
     plan is applied once. The new job plans every row again against the directory as it is
     then, as `actor` (who must see the plan and may import). Its id is returned."""
     check_may_import(actor)
-    job_id = new_id()
     with db.write() as conn:
         plan = _job_row(conn, actor, plan_id)
         if not plan.dry_run:
             raise invalid("id", "this import is not a plan: it was applied when it ran")
         if plan.status != "done":
             raise invalid("id", "only a finished plan can be applied")
-        conn.execute(
-            insert(import_jobs).values(
-                id=job_id,
-                account_id=actor.account_id,
-                actor_user_id=actor.user_id,
-                actor_login=actor.login,
-                interface=interface.value,
-                mode=plan.mode,
-                match_by=plan.match_by,
-                invite=plan.invite,
-                dry_run=False,
-                file_name=plan.file_name,
-                encoding=plan.encoding,
-                delimiter=plan.delimiter,
-                status="queued",
-                phase="rows",
-                rows_done=0,
-                totals=json.dumps(_empty_totals()),
-                created_at=utcnow(),
-            )
+        job_id = _insert_job(
+            conn,
+            actor,
+            interface,
+            mode=plan.mode,
+            match_by=plan.match_by,
+            invite=plan.invite,
+            dry_run=False,
+            file_name=plan.file_name,
+            encoding=plan.encoding,
+            delimiter=plan.delimiter,
         )
         moved = conn.execute(
             update(import_chunks).where(import_chunks.c.job_id == plan.id).values(job_id=job_id)
