@@ -1,10 +1,10 @@
 """What the console's overview shows an administrator: seats, users by status, invitations,
 recent imports and recent changes, each within what the actor may see.
 
-Every count is one statement on an index: users by status reads the account's users (or the
-actor's subtrees) once, grouped; the outbox counts read its (status, next_attempt_at) index's
-unsent range; imports and the audit trail read their newest rows by (account_id, created_at)
-and the audit's id."""
+Every count is one statement on an index: users by status goes department by department
+through the (department_id, status) index, reading no user row; the outbox counts read its
+(status, next_attempt_at) index's unsent range; imports and the audit trail read their newest
+rows by (account_id, created_at) and the audit's id."""
 
 from __future__ import annotations
 

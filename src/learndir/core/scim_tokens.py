@@ -165,18 +165,29 @@ def list_scim_tokens(db: Database, account_url: str | None = None) -> list[ScimT
 
 
 def revoke_scim_token(db: Database, token_id: str) -> tuple[ScimTokenInfo, bool]:
-    """Revokes a token; answers it as it now is, and whether this call revoked it (False: it
-    was revoked before, and nothing is recorded again)."""
+    """Revokes a token (the command line); answers it as it now is, and whether this call
+    revoked it (False: it was revoked before, and nothing is recorded again)."""
+    return _revoke(db, token_id, None, None)
+
+
+def _revoke(
+    db: Database, token_id: Any, account_id: str | None, recorded_actor: str | None
+) -> tuple[ScimTokenInfo, bool]:
+    """Revokes the token (of `account_id` only, when given: another account's is unknown),
+    recorded as done by `recorded_actor` (None: the command line)."""
     canonical = as_uuid_text(token_id) if isinstance(token_id, str) else None
     with db.write() as conn:
-        row = (
-            conn.execute(_SELECT_TOKENS.where(scim_tokens.c.id == canonical)).first()
-            if canonical
-            else None
-        )
+        query = _SELECT_TOKENS.where(scim_tokens.c.id == canonical)
+        if account_id is not None:
+            query = query.where(scim_tokens.c.account_id == account_id)
+        row = conn.execute(query.with_for_update(of=scim_tokens)).first() if canonical else None
         if row is None:
             error = not_found("SCIM token", "tokenId")
-            error.reason = f"no SCIM token {token_id!r}"
+            error.reason = (
+                f"no SCIM token {token_id!r}"
+                if account_id is None
+                else "no SCIM token with this id in this account"
+            )
             raise error
         revoked = row.revoked_at is None
         if revoked:
@@ -186,19 +197,14 @@ def revoke_scim_token(db: Database, token_id: str) -> tuple[ScimTokenInfo, bool]
                 .where(scim_tokens.c.id == row.id, scim_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            view = _view(row.id, row.user_id, row.created_at, row.invite)
             change = Change(
                 Operation.SCIM_TOKEN_REVOKED,
                 TargetKind.SCIM_TOKEN,
                 row.id,
-                None,
-                before={
-                    **_view(row.id, row.user_id, row.created_at, row.invite),
-                    "revokedAt": None,
-                },
-                after={
-                    **_view(row.id, row.user_id, row.created_at, row.invite),
-                    "revokedAt": iso_utc(now),
-                },
+                recorded_actor,
+                before={**view, "revokedAt": None},
+                after={**view, "revokedAt": iso_utc(now)},
             )
             record(conn, account_info(conn, row.account_id), [change])
         found = conn.execute(_SELECT_TOKENS.where(scim_tokens.c.id == row.id)).one()
@@ -272,37 +278,4 @@ def revoke_token_of_account(db: Database, actor: Actor, token_id: Any) -> bool:
     """Revokes a token of the actor's account (a token of another account is unknown here);
     answers whether this call revoked it (False: it was revoked before)."""
     actor.require_account_admin("manage SCIM tokens")
-    canonical = as_uuid_text(token_id) if isinstance(token_id, str) else None
-    with db.write() as conn:
-        row = (
-            conn.execute(
-                _SELECT_TOKENS.where(
-                    scim_tokens.c.id == canonical, scim_tokens.c.account_id == actor.account_id
-                ).with_for_update(of=scim_tokens)
-            ).first()
-            if canonical
-            else None
-        )
-        if row is None:
-            error = not_found("SCIM token", "tokenId")
-            error.reason = "no SCIM token with this id in this account"
-            raise error
-        if row.revoked_at is not None:
-            return False
-        now = utcnow()
-        conn.execute(
-            update(scim_tokens)
-            .where(scim_tokens.c.id == row.id, scim_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        view = _view(row.id, row.user_id, row.created_at, row.invite)
-        change = Change(
-            Operation.SCIM_TOKEN_REVOKED,
-            TargetKind.SCIM_TOKEN,
-            row.id,
-            actor.user_id,
-            before={**view, "revokedAt": None},
-            after={**view, "revokedAt": iso_utc(now)},
-        )
-        record(conn, actor.account, [change])
-    return True
+    return _revoke(db, token_id, actor.account_id, actor.user_id)[1]
