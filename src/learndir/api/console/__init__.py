@@ -17,11 +17,13 @@ from learndir.api.console.web import (
     SignedOut,
     error_text,
     prefix,
+    refusal_title,
     refused_page,
     sign_in_url,
+    status_of,
 )
 from learndir.api.docs import base_path
-from learndir.core.errors import DomainError, ErrorCode
+from learndir.core.errors import DomainError
 
 router = APIRouter(prefix=CONSOLE)
 # The sections; each is a router of its own module, mounted under /console.
@@ -69,18 +71,9 @@ def is_console_path(request: Request) -> bool:
     return path == home or path.startswith(home + "/")
 
 
-_STATUS = {
-    ErrorCode.NOT_FOUND: (404, "Not found"),
-    ErrorCode.PERMISSION_DENIED: (403, "Permission Denied"),
-    ErrorCode.UNAUTHENTICATED: (401, "Signed out"),
-    ErrorCode.TOO_MANY_ATTEMPTS: (429, "Too many attempts"),
-}
-
-
 def domain_error_page(request: Request, exc: DomainError) -> Response:
     """A rule's refusal that no form catches (a page for a user outside one's departments)."""
-    status, title = _STATUS.get(exc.code, (422, exc.message))
-    return refused_page(request, Refused(status, title, error_text(exc)))
+    return refused_page(request, Refused(status_of(exc), refusal_title(exc), error_text(exc)))
 
 
 def http_error_page(request: Request, status: int, detail: str) -> Response:

@@ -22,12 +22,13 @@ from learndir.api.console.web import (
     error_text,
     field_errors,
     posted,
+    status_of,
     text,
 )
 from learndir.core import departments, groups
 from learndir.core.common import as_uuid_text, fold
 from learndir.core.departments import Department
-from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.errors import DomainError, invalid
 from learndir.core.groups import Group
 from learndir.core.profile_fields import ProfileField, check_value, list_fields
 from learndir.core.roles import Permission
@@ -625,7 +626,7 @@ def save_rules(
             return _group_page(
                 console,
                 group_id,
-                status=403 if exc.code is ErrorCode.PERMISSION_DENIED else 422,
+                status=status_of(exc),
                 errors={"rules": errors},
                 values={"rules": {"name": shown(name)}},
                 rows=displayed(rows),

@@ -24,6 +24,7 @@ from learndir.api.console.web import (
     error_text,
     field_errors,
     posted,
+    status_of,
     text,
     texts,
 )
@@ -31,7 +32,7 @@ from learndir.core import account_admin, api_keys, scim_tokens, webhooks
 from learndir.core.audit import AuditQuery, AuditRecord, acting_user_id, read_audit
 from learndir.core.changes import EventType, Operation
 from learndir.core.common import as_utc
-from learndir.core.errors import DomainError, ErrorCode, invalid
+from learndir.core.errors import DomainError, invalid
 from learndir.core.profile_fields import CUSTOM_TYPES, list_fields
 from learndir.core.roles import Permission, Role, RoleKind, list_roles, role_description
 from learndir.core.text import check_text
@@ -91,14 +92,6 @@ def _printable(values: dict[str, Any]) -> None:
             check_text(value, name)
 
 
-def _status_of(exc: DomainError) -> int:
-    if exc.code is ErrorCode.PERMISSION_DENIED:
-        return 403
-    if exc.code is ErrorCode.NOT_FOUND:
-        return 404
-    return 422
-
-
 # ---- profile fields ---------------------------------------------------------------------------
 
 
@@ -139,7 +132,7 @@ def add_field(
     except DomainError as exc:
         context = _fields_context(console)
         context.update(values=values, errors=field_errors(exc))
-        return _page(console, "fields", "settings_fields.html", context, status=_status_of(exc))
+        return _page(console, "fields", "settings_fields.html", context, status=status_of(exc))
     return console.redirect("/settings", f"The field {field.label} ({field.name}) was added.")
 
 
@@ -188,7 +181,7 @@ def add_role(
     except DomainError as exc:
         context = _roles_context(console)
         context.update(values=values, errors=field_errors(exc))
-        return _page(console, "roles", "settings_roles.html", context, status=_status_of(exc))
+        return _page(console, "roles", "settings_roles.html", context, status=status_of(exc))
     return console.redirect("/settings/roles", f"The role {role.name} was created.")
 
 
@@ -223,7 +216,7 @@ def set_password_policy(
         context = _policy_context(console)
         context["values"]["min_length"] = given
         context["errors"] = field_errors(exc, {"minLength": "min_length"})
-        return _page(console, "policy", "settings_policy.html", context, status=_status_of(exc))
+        return _page(console, "policy", "settings_policy.html", context, status=status_of(exc))
     return console.redirect(
         "/settings/policy", f"Passwords must now be at least {minimum} characters long."
     )
@@ -241,7 +234,7 @@ def set_invitation_text(
         context = _policy_context(console)
         context["values"]["invitation_message"] = given
         context["errors"] = field_errors(exc, {"invitationMessage": "invitation_message"})
-        return _page(console, "policy", "settings_policy.html", context, status=_status_of(exc))
+        return _page(console, "policy", "settings_policy.html", context, status=status_of(exc))
     return console.redirect("/settings/policy", "The invitation text was saved.")
 
 
@@ -282,9 +275,8 @@ def create_key(
         user_id = acting_user_id(console.db, console.actor, user, "userId")
         key = api_keys.create_key(console.db, console.actor, user_id)
     except DomainError as exc:
-        status = 403 if exc.code is ErrorCode.PERMISSION_DENIED else 422
         errors = field_errors(exc, {"userId": "user"})
-        return _keys_page(console, {"errors": errors, "key_user": user}, status)
+        return _keys_page(console, {"errors": errors, "key_user": user}, status_of(exc))
     # Shown in this answer only: the page is not cached, the secret is in no URL or cookie.
     return _keys_page(console, {"created_key": key}, 201)
 
@@ -297,7 +289,7 @@ def revoke_key(
     try:
         api_keys.revoke_key(console.db, console.actor, client_id)
     except DomainError as exc:
-        return _keys_page(console, {"key_error": error_text(exc)}, _status_of(exc))
+        return _keys_page(console, {"key_error": error_text(exc)}, status_of(exc))
     return console.redirect("/settings/keys", f"The API key {client_id} was revoked.")
 
 
@@ -309,7 +301,7 @@ def create_scim_token(
     try:
         made = scim_tokens.create_token_for_actor(console.db, console.actor, invite=invite)
     except DomainError as exc:
-        return _keys_page(console, {"token_error": error_text(exc)}, _status_of(exc))
+        return _keys_page(console, {"token_error": error_text(exc)}, status_of(exc))
     return _keys_page(console, {"created_token": made}, 201)
 
 
@@ -321,7 +313,7 @@ def revoke_scim_token(
     try:
         scim_tokens.revoke_token_of_account(console.db, console.actor, token_id)
     except DomainError as exc:
-        return _keys_page(console, {"token_error": error_text(exc)}, _status_of(exc))
+        return _keys_page(console, {"token_error": error_text(exc)}, status_of(exc))
     return console.redirect("/settings/keys", f"The SCIM token {token_id} was revoked.")
 
 
@@ -374,7 +366,7 @@ def register_subscriber(
         errors = field_errors(
             exc, {"subscriberName": "name", "callbackUrl": "callback_url", "subscription": "types"}
         )
-        return _webhooks_page(console, {"values": values, "errors": errors}, _status_of(exc))
+        return _webhooks_page(console, {"values": values, "errors": errors}, status_of(exc))
     return console.redirect(
         "/settings/webhooks",
         f"The subscriber {values['name']} was registered. Send it a confirmation code, then "
@@ -422,7 +414,7 @@ def change_subscriber(
         return _webhooks_page(
             console,
             {"webhook_error": f"{name}: {error_text(exc)}", "error_for": name},
-            _status_of(exc),
+            status_of(exc),
         )
     return console.redirect(
         "/settings/webhooks", f"The subscriber {name} was {_WEBHOOK_ACTIONS[action]}."
@@ -504,7 +496,7 @@ def audit_page(
         records, next_token = read_audit(console.db, console.actor, query)
     except DomainError as exc:
         context["errors"] = field_errors(exc, {"pageToken": ""})
-        return _page(console, "audit", "settings_audit.html", context, status=_status_of(exc))
+        return _page(console, "audit", "settings_audit.html", context, status=status_of(exc))
     kept = {k: v for k, v in filters.items() if v}
     context["records"] = [_record_view(r) for r in records]
     if next_token:

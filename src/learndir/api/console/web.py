@@ -274,6 +274,25 @@ def field_errors(exc: DomainError, fields: dict[str, str] | None = None) -> dict
     return {name: message}
 
 
+# The HTTP status of a rule's refusal, and the title of the page that shows it alone.
+_STATUS = {
+    ErrorCode.NOT_FOUND: (404, "Not found"),
+    ErrorCode.PERMISSION_DENIED: (403, "Permission Denied"),
+    ErrorCode.UNAUTHENTICATED: (401, "Signed out"),
+    ErrorCode.TOO_MANY_ATTEMPTS: (429, "Too many attempts"),
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """What a page answering with the core's refusal says: 403, 404, ... or 422 (a form's
+    input refused)."""
+    return _STATUS.get(exc.code, (422, ""))[0]
+
+
+def refusal_title(exc: DomainError) -> str:
+    return _STATUS.get(exc.code, (422, exc.message))[1] or exc.message
+
+
 def error_text(exc: DomainError) -> str:
     """The core's message as a person reads it: the seed's words, then what exactly."""
     if exc.code is ErrorCode.TOO_MANY_ATTEMPTS and exc.retry_after:
