@@ -31,6 +31,12 @@ def text_problem(text: str) -> str | None:
     return f"must not contain {kind} (U+{ord(char):04X} at position {found.start() + 1})"
 
 
+def without_forbidden(text: str) -> str:
+    """`text` with every character the rule forbids replaced by U+FFFD (to show back what was
+    refused: a lone surrogate cannot even be encoded)."""
+    return _FORBIDDEN.sub("\ufffd", text)
+
+
 def check_text(text: str, parameter: str) -> None:
     """Wrong parameters naming `parameter` when `text` breaks the rule."""
     problem = text_problem(text)

@@ -5,14 +5,9 @@ written into the page)."""
 
 from __future__ import annotations
 
-import re
-
 from starlette.datastructures import FormData
 
-from learndir.core.text import check_name, check_text
-
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
+from learndir.core.text import check_name, check_text, without_forbidden
 
 # The fields these forms show errors next to; an error in any other is the form's own ("").
 SHOWN_FIELDS = frozenset({"name", "code", "parent", "members"})
@@ -26,6 +21,5 @@ def check_form(form: FormData) -> None:
             check_text(value, name if name in SHOWN_FIELDS else "")
 
 
-def shown(value: str) -> str:
-    """`value` as a page may show it back."""
-    return _FORBIDDEN.sub("\ufffd", value)
+# A value as a page may show it back.
+shown = without_forbidden
