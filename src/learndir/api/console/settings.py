@@ -53,16 +53,12 @@ PAGES = (
 )
 TITLES = {key: label for key, _path, label in PAGES}
 
-PERMISSION_WORDS = {
-    Permission.ADD_USERS: "add users",
-    Permission.EDIT_USERS: "edit users",
-    Permission.VIEW_USERS: "view users",
-    Permission.MANAGE_DEPARTMENTS: "manage departments",
-    Permission.MANAGE_GROUPS: "manage groups",
-    Permission.CREATE_CONTENT: "create content",
-    Permission.PUBLISH_CONTENT: "publish content",
-    Permission.VIEW_REPORTS: "view reports",
-}
+
+def _words(permission: Permission) -> str:
+    """A permission as a person reads it: add_users -> "add users"."""
+    return permission.value.replace("_", " ")
+
+
 TYPE_WORDS = {
     "string": "Text",
     "country": "Country (ISO 3166)",
@@ -143,7 +139,7 @@ def _permission_words(role: Role) -> str:
     if role.kind is RoleKind.CUSTOM:
         if not role.permissions:
             return "no permissions"
-        return ", ".join(PERMISSION_WORDS[p] for p in Permission if p in role.permissions)
+        return ", ".join(_words(p) for p in Permission if p in role.permissions)
     return role_description(role)
 
 
@@ -155,11 +151,11 @@ def _roles_context(console: Console) -> dict[str, Any]:
                 "name": r.name,
                 "custom": r.kind is RoleKind.CUSTOM,
                 "what": _permission_words(r),
-                "permissions": [PERMISSION_WORDS[p] for p in Permission if p in r.permissions],
+                "permissions": [_words(p) for p in Permission if p in r.permissions],
             }
             for r in roles
         ],
-        "permissions": [(p.value, PERMISSION_WORDS[p]) for p in Permission],
+        "permissions": [(p.value, _words(p)) for p in Permission],
         "values": {"name": "", "permissions": []},
     }
 
