@@ -4,6 +4,7 @@ the core's (core/groups.py), as over REST."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -436,19 +437,23 @@ def preview(
     return JSONResponse({"count": count, "text": f"{words} these rules."}, headers=HEADERS)
 
 
+@functools.cache
 def _countries() -> list[str]:
     return sorted(str(c.name) for c in pycountry.countries)
 
 
-def _members(console: Console, group_id: str, after: str | None) -> dict[str, Any]:
-    """A page of the members the actor may see (50, keyset by id), with department names."""
+def _members(
+    console: Console, group_id: str, after: str | None, visible: list[Department]
+) -> dict[str, Any]:
+    """A page of the members the actor may see (50, keyset by id), with the names of the
+    `visible` departments."""
     try:
         views, next_token = groups.member_page(
             console.db, console.actor, group_id, PAGE_SIZE, after or None
         )
     except DomainError as exc:
         return {"members": [], "next": None, "members_error": error_text(exc)}
-    names = {d.id: d.name for d in departments.list_departments(console.db, console.actor)}
+    names = {d.id: d.name for d in visible}
     return {
         "members": views,
         "next": next_token,
@@ -470,6 +475,13 @@ def _group_page(
     found = groups.group_info(console.db, console.actor, group_id)
     counts = _member_counts(console, [found.id])
     count = None if counts is None else counts.get(found.id, 0)
+    # A smart group's page names departments, groups and fields in its rules; read them once.
+    names = load_names(console) if found.is_smart else None
+    visible = (
+        names.departments
+        if names is not None
+        else departments.list_departments(console.db, console.actor)
+    )
     context: dict[str, Any] = {
         "group": found,
         "count": count,
@@ -478,10 +490,9 @@ def _group_page(
         "form_errors": errors or {},
         "form_values": values or {},
         "can_write_rules": _can_write_rules(console),
-        **_members(console, found.id, after),
+        **_members(console, found.id, after, visible),
     }
-    if found.is_smart:
-        names = load_names(console)
+    if names is not None:
         rules = groups.get_smart_group_rules(console.db, console.actor, found.id).rules
         shown = rows if rows is not None else rules_rows(rules, names)
         context.update(
