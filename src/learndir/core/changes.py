@@ -28,7 +28,7 @@ from learndir.core.actor import AccountInfo
 from learndir.core.common import new_id, utcnow
 from learndir.core.origin import Interface, current
 from learndir.core.users.queries import Subordination, UserView, field_list, views_of
-from learndir.db.bulk import insert_many
+from learndir.db.engine import defer_insert
 from learndir.db.schema import accounts, audit_log, events, webhook_deliveries
 
 
@@ -141,7 +141,8 @@ def _audit(conn: Connection, account: AccountInfo, changes: list[Change], now: d
         "credential": origin.credential if origin is not None else None,
         "actor_login": origin.login if origin is not None else None,
     }
-    insert_many(
+    # Nobody reads it back: on PostgreSQL it goes with the request's commit (one round trip).
+    defer_insert(
         conn,
         audit_log,
         [

@@ -19,32 +19,57 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+import psycopg
+from sqlalchemy import Connection, Engine, Table, Update, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
+
+from learndir.db.bulk import insert_many
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 @dataclass
+class _Deferred:
+    """A statement waiting to be sent (PostgreSQL): its SQL in psycopg's format, its rows of
+    parameters, what a violated constraint of its table means to the caller, and the row count
+    it must have (else `otherwise()` is raised and nothing is committed)."""
+
+    table: str
+    sql: str
+    rows: list[dict[str, Any]]
+    on_integrity_error: Callable[[IntegrityError], Exception] | None
+    rowcount: int | None = None
+    otherwise: Callable[[], Exception] | None = None
+
+
+@dataclass
 class _Unit:
-    """The connection one request runs on (PostgreSQL)."""
+    """The connection one request runs on, and where its transaction stands."""
 
     db: Database
     conn: Connection
     writes: bool
     committing: bool = False
+    # PostgreSQL: BEGIN sent; the inserts waiting for the next statement or the commit.
+    begun: bool = False
+    pending: list[_Deferred] = field(default_factory=list)
+    # SQLite: the open transaction (a read snapshot, then the write), the writers' lock held.
+    transaction: Any = None
+    locked: contextlib.ExitStack | None = None
 
 
 _unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
@@ -82,6 +107,7 @@ class Database:
                 # server must fail them, not hold the process indefinitely.
                 connect_args={"connect_timeout": 10},
             )
+            event.listen(self.engine, "before_cursor_execute", _before_statement)
 
     def _sqlite_engine(self, path: str) -> Engine:
         if not path or path == ":memory:":
@@ -115,6 +141,22 @@ class Database:
             cursor.execute("PRAGMA cache_size=-65536")
             cursor.execute("PRAGMA mmap_size=268435456")
             cursor.close()
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _before_sqlite_statement(
+            conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+        ) -> None:
+            # Whatever writes in a request that writes does so in the write transaction, even
+            # outside a write() block.
+            unit = _unit.get()
+            if (
+                unit is not None
+                and unit.conn is conn
+                and unit.writes
+                and unit.locked is None
+                and not _reads_only(statement)
+            ):
+                self._sqlite_take_turn(unit)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -167,34 +209,77 @@ class Database:
     @contextlib.contextmanager
     def _unit_of_work(self, writes: bool) -> Iterator[_Unit]:
         if self.is_sqlite:
-            with self._sqlite_write() if writes else self._sqlite_read() as conn:
-                unit = _Unit(self, conn, writes)
-                token = _unit.set(unit)
-                try:
-                    yield unit
-                finally:
-                    _unit.reset(token)
+            with self._sqlite_unit(writes) as unit:
+                yield unit
             return
         with self.engine.connect() as conn:
-            if not writes:
-                # Reads run statement by statement: no BEGIN and ROLLBACK round trips.
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            # Statement by statement until one writes or locks (see _before_statement).
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             unit = _Unit(self, conn, writes)
             token = _unit.set(unit)
             try:
                 if not writes:
                     yield unit
                     return
-                transaction = conn.begin()
                 try:
                     yield unit
                 except BaseException:
-                    transaction.rollback()
+                    unit.pending.clear()
+                    _rollback(conn)
                     raise
                 unit.committing = True
-                transaction.commit()
+                try:
+                    began = _send_pending(unit, commit=True)
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                # SQLAlchemy's transaction ends too (the driver has nothing left to commit), and
+                # what listens for commits (the delivery worker's wake-up) hears this one.
+                if conn.in_transaction():
+                    conn.commit()
+                elif began:
+                    conn.dispatch.commit(conn)
             finally:
                 _unit.reset(token)
+
+    @contextlib.contextmanager
+    def _sqlite_unit(self, writes: bool) -> Iterator[_Unit]:
+        """A read snapshot; with `writes`, the write transaction from the first write() on."""
+        with self.engine.connect() as conn:
+            unit = _Unit(self, conn, writes, transaction=conn.begin())
+            token = _unit.set(unit)
+            try:
+                yield unit
+                if unit.locked is not None:
+                    unit.committing = True
+                    unit.transaction.commit()
+                else:
+                    unit.transaction.rollback()
+            except BaseException:
+                unit.transaction.rollback()
+                raise
+            finally:
+                _unit.reset(token)
+                if unit.locked is not None:
+                    unit.locked.close()
+
+    def _sqlite_take_turn(self, unit: _Unit) -> None:
+        """Ends the unit's read snapshot and starts its write transaction, after the other
+        writers (BEGIN IMMEDIATE, see _sqlite_writer_turn). Straight on the driver's connection:
+        SQLAlchemy's transaction stays the one that began the unit, and its commit commits this
+        one (the driver commits whatever transaction is open)."""
+        if self._checkpointer is None:
+            self._start_checkpointer()
+        raw: Any = unit.conn.connection.driver_connection
+        raw.execute("ROLLBACK")
+        unit.locked = contextlib.ExitStack()
+        unit.locked.enter_context(self._sqlite_writer_turn())
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            unit.locked.close()
+            unit.locked = None
+            raise
 
     def _current_unit(self) -> _Unit | None:
         unit = _unit.get()
@@ -206,6 +291,8 @@ class Database:
         request that writes (run()), the request's own transaction."""
         unit = self._current_unit()
         if unit is not None and unit.writes:
+            if self.is_sqlite and unit.locked is None:
+                self._sqlite_take_turn(unit)
             yield unit.conn
             return
         with self._own_write() as conn:
@@ -217,8 +304,8 @@ class Database:
         it then fails: for what a rejected request must leave behind (a failed sign-in's count).
         Not inside a request's SQLite write transaction: it would wait for itself."""
         unit = self._current_unit()
-        if self.is_sqlite and unit is not None and unit.writes:
-            raise RuntimeError("write_apart() inside a SQLite write unit would deadlock")
+        if self.is_sqlite and unit is not None and unit.locked is not None:
+            raise RuntimeError("write_apart() inside a SQLite write transaction would deadlock")
         with self._own_write() as conn:
             yield conn
 
@@ -278,6 +365,189 @@ class Database:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def defer_insert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    on_integrity_error: Callable[[IntegrityError], Exception] | None = None,
+) -> None:
+    """Inserts `rows` (dicts with the same keys) into `table`, for a caller that reads nothing
+    back from the insert. Inside a PostgreSQL request that writes, the insert waits and goes
+    with the request's next statement or with its COMMIT, in the same round trip; elsewhere it
+    runs now. A violated constraint raises `on_integrity_error(the IntegrityError)` when given,
+    wherever the insert is sent from (the rest of the request then fails with it)."""
+    if not rows:
+        return
+    if not defers(conn) or len(rows) >= _DEFER_BELOW:
+        try:
+            insert_many(conn, table, rows)
+        except IntegrityError as exc:
+            if on_integrity_error is None:
+                raise
+            raise on_integrity_error(exc) from None
+        return
+    sql = _insert_sql(table, tuple(rows[0]))
+    unit = _unit.get()
+    assert unit is not None
+    unit.pending.append(_Deferred(table.name, sql, list(rows), on_integrity_error))
+
+
+def defer_update(
+    conn: Connection,
+    statement: Update,
+    params: dict[str, Any],
+    *,
+    rowcount: int,
+    otherwise: Callable[[], Exception],
+) -> None:
+    """Runs an UPDATE that must change `rowcount` rows, else `otherwise()` is raised and the
+    request changes nothing. Inside a PostgreSQL request that writes, it waits like
+    defer_insert's inserts and goes with them, before the COMMIT (which then follows once its
+    count is known: one round trip more than an insert alone, and none for the UPDATE itself)."""
+    if not defers(conn):
+        if conn.execute(statement, params).rowcount != rowcount:
+            raise otherwise()
+        return
+    sql, fixed = _statement_sql(conn.dialect, statement)
+    unit = _unit.get()
+    assert unit is not None
+    table = statement.table.name  # type: ignore[union-attr]
+    unit.pending.append(_Deferred(table, sql, [{**fixed, **params}], None, rowcount, otherwise))
+
+
+@functools.lru_cache(maxsize=64)
+def _statement_sql(dialect: Any, statement: Update) -> tuple[str, dict[str, Any]]:
+    """The statement as psycopg takes it, and the values it carries itself."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled._bind_processors:  # pragma: no cover - a schema change would show here first
+        raise TypeError("a parameter needs SQLAlchemy's conversion; execute the statement")
+    return compiled.string, dict(compiled.params)
+
+
+# More rows than this go at once, by COPY (see db.bulk), not row by row in a pipeline.
+_DEFER_BELOW = 50
+
+
+def defers(conn: Connection) -> bool:
+    """Whether inserts on `conn` wait for the request's next statement or its commit
+    (`defer_insert`): the connection of a PostgreSQL request that writes."""
+    unit = _unit.get()
+    return unit is not None and unit.conn is conn and unit.writes and not unit.db.is_sqlite
+
+
+def before_driver_use(conn: Connection) -> None:
+    """Call before using `conn`'s driver connection directly (COPY): inside a PostgreSQL
+    request that writes, the waiting inserts are sent and the transaction begun first."""
+    unit = _unit.get()
+    if unit is None or unit.conn is not conn or not unit.writes or unit.db.is_sqlite:
+        return
+    if unit.pending or not unit.begun:
+        _send_pending(unit, commit=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: Table, names: tuple[str, ...]) -> str:
+    """The INSERT of these columns as psycopg takes it (named placeholders, no RETURNING). The
+    schema's types are ones psycopg adapts itself (text, integers, booleans, timestamps)."""
+    columns = ", ".join(f'"{name}"' for name in names)
+    values = ", ".join(f"%({name})s" for name in names)
+    return f"INSERT INTO {table.name} ({columns}) VALUES ({values})"
+
+
+# A SELECT that takes row locks or changes something: it needs the transaction.
+_LOCKS_OR_WRITES = re.compile(
+    r"\bFOR (?:NO KEY )?(?:UPDATE|SHARE|KEY SHARE)\b|pg_advisory|nextval|setval|set_config|"
+    r"pg_notify",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=2048)
+def _reads_only(statement: str) -> bool:
+    head = statement.lstrip()[:6].upper()
+    return head == "SELECT" and _LOCKS_OR_WRITES.search(statement) is None
+
+
+def _before_statement(
+    conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+) -> None:
+    """PostgreSQL: a request's transaction begins before its first statement that writes or
+    locks, and inserts waiting to be sent go first (with BEGIN, in one round trip)."""
+    unit = _unit.get()
+    if unit is None or unit.conn is not conn or not unit.writes:
+        return
+    if unit.pending:
+        _send_pending(unit, commit=False)
+    elif not unit.begun and not _reads_only(statement):
+        _raw(conn).execute("BEGIN", prepare=False)
+        unit.begun = True
+
+
+def _raw(conn: Connection) -> psycopg.Connection[Any]:
+    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    return raw
+
+
+def _send_pending(unit: _Unit, *, commit: bool) -> bool:
+    """Sends BEGIN (if not yet sent), the waiting statements and, with `commit`, COMMIT, in one
+    pipeline: one round trip. A violated constraint is raised as its insert asked. Returns
+    whether a transaction was begun."""
+    items, unit.pending = unit.pending, []
+    if not items and not unit.begun and commit:
+        return False  # nothing was written: nothing to commit
+    raw = _raw(unit.conn)
+    current: _Deferred | None = None
+    counted = [(item, raw.cursor()) for item in items if item.rowcount is not None]
+    cursors = dict((id(item), cursor) for item, cursor in counted)
+    try:
+        with raw.pipeline():
+            if not unit.begun:
+                raw.execute("BEGIN", prepare=False)
+                unit.begun = True
+            for current in items:
+                cursor = cursors.get(id(current)) or raw.cursor()
+                if len(current.rows) == 1:
+                    cursor.execute(current.sql, current.rows[0])
+                else:
+                    cursor.executemany(current.sql, current.rows)
+            current = None
+            if commit and not counted:
+                raw.execute("COMMIT", prepare=False)
+        for item, cursor in counted:
+            if cursor.rowcount != item.rowcount and item.otherwise is not None:
+                raise item.otherwise()
+        if commit and counted:
+            raw.execute("COMMIT", prepare=False)
+        return True
+    except psycopg.IntegrityError as exc:
+        failed = next((i for i in items if i.table == exc.diag.table_name), current)
+        error = IntegrityError(failed.sql if failed else "", None, exc)
+        if failed is not None and failed.on_integrity_error is not None:
+            raise failed.on_integrity_error(error) from None
+        raise error from None
+    except psycopg.Error as exc:
+        if isinstance(exc, psycopg.OperationalError):
+            unit.conn.invalidate()
+        raise DBAPIError(items[0].sql if items else "COMMIT", None, exc) from None
+
+
+def _rollback(conn: Connection) -> None:
+    """Ends the request's transaction, if it began (nothing was committed)."""
+    if conn.invalidated or conn.closed:
+        return
+    if conn.in_transaction():
+        with contextlib.suppress(DBAPIError):
+            conn.rollback()  # the driver sends ROLLBACK if a transaction is open
+        return
+    raw = _raw(conn)
+    if raw.closed or raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        raw.rollback()
+    conn.dispatch.rollback(conn)
 
 
 class _Checkpointer(threading.Thread):
