@@ -1,0 +1,207 @@
+"""A request's unit of work (Database.run) starts its transaction as late as it can: on
+PostgreSQL at its first statement that writes or locks, with deferred statements sent in one
+pipeline with the COMMIT; on SQLite at its first write, after the writers' lock. What it must
+still guarantee: all or nothing, a refusal changes nothing, reads see the request's own writes,
+and locks are held until the end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
+
+from learndir.db.engine import Database, defer_insert, defer_update
+
+_metadata = MetaData()
+rows = Table(
+    "test_unit_rows",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(50), nullable=False, unique=True),
+)
+counter = Table(
+    "test_unit_counter",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("used", Integer, nullable=False),
+    Column("cap", Integer, nullable=False),
+)
+_TAKE = (
+    sql_update(counter)
+    .where(counter.c.id == bindparam("counter_id"), counter.c.used < counter.c.cap)
+    .values(used=counter.c.used + 1)
+)
+
+
+class Refused(Exception):
+    pass
+
+
+@pytest.fixture
+def tables(db: Database) -> Iterator[None]:
+    _metadata.drop_all(db.engine)
+    _metadata.create_all(db.engine)
+    with db.write() as conn:
+        conn.execute(insert(counter).values(id=1, used=0, cap=1))
+    yield
+    _metadata.drop_all(db.engine)
+
+
+def _names(db: Database) -> list[str]:
+    with db.read() as conn:
+        return list(conn.execute(select(rows.c.name).order_by(rows.c.name)).scalars())
+
+
+def _taken(exc: IntegrityError) -> Exception:
+    return Refused(f"taken: {type(exc.orig).__name__}")
+
+
+def test_deferred_rows_are_committed_and_seen_by_the_units_own_reads(
+    db: Database, tables: None
+) -> None:
+    def work() -> list[str]:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}, {"id": 2, "name": "bo"}])
+            return list(conn.execute(select(rows.c.name).order_by(rows.c.name)).scalars())
+
+    assert db.run(work, writes=True) == ["anna", "bo"]
+    assert _names(db) == ["anna", "bo"]
+
+
+def test_a_refused_deferred_row_is_reported_as_asked_and_nothing_stays(
+    db: Database, tables: None
+) -> None:
+    with db.write() as conn:
+        conn.execute(insert(rows).values(id=1, name="anna"))
+
+    def work() -> None:
+        with db.write() as conn:
+            conn.execute(insert(rows).values(id=2, name="bo"))  # sent at once
+            conn.execute(sql_update(counter).values(used=5))
+            defer_insert(conn, rows, [{"id": 3, "name": "anna"}], on_integrity_error=_taken)
+
+    with pytest.raises(Refused, match="taken"):
+        db.run(work, writes=True)
+    assert _names(db) == ["anna"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 0
+
+
+def test_an_error_after_deferring_sends_nothing(db: Database, tables: None) -> None:
+    def work() -> None:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}])
+            raise Refused("changed my mind")
+
+    with pytest.raises(Refused):
+        db.run(work, writes=True)
+    assert _names(db) == []
+
+
+def test_a_deferred_update_must_change_its_rows_or_nothing_is_committed(
+    db: Database, tables: None
+) -> None:
+    def add(name: str, row_id: int) -> None:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": row_id, "name": name}])
+            defer_update(
+                conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+            )
+
+    db.run(lambda: add("anna", 1), writes=True)  # the cap is 1: the first one fits
+    with pytest.raises(Refused, match="full"):
+        db.run(lambda: add("bo", 2), writes=True)
+    assert _names(db) == ["anna"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 1
+
+
+def test_postgresql_reads_run_outside_a_transaction_until_a_statement_locks(
+    db: Database, tables: None, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite's reads share one snapshot; see the next test")
+    with db.write() as conn:
+        conn.execute(insert(rows).values(id=1, name="anna"))
+    same_instant = text("SELECT now() = statement_timestamp()")
+    others = psycopg.connect(db.url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+
+    def locked_elsewhere() -> bool:
+        try:
+            others.execute("SELECT 1 FROM test_unit_rows WHERE id = 1 FOR UPDATE NOWAIT")
+        except psycopg.errors.LockNotAvailable:
+            return True
+        return False
+
+    def work() -> tuple[bool, bool, bool]:
+        with db.write() as conn:
+            conn.execute(select(rows.c.name))
+            time.sleep(0.02)
+            # Each plain SELECT is a transaction of its own: now() is its own start.
+            before = bool(conn.execute(same_instant).scalar_one())
+            conn.execute(select(rows.c.id).where(rows.c.id == 1).with_for_update())
+            time.sleep(0.02)
+            # The locking SELECT began the transaction: now() stays at its start.
+            after = bool(conn.execute(same_instant).scalar_one())
+            return before, after, locked_elsewhere()
+
+    try:
+        assert db.run(work, writes=True) == (True, False, True)
+        assert not locked_elsewhere()  # the lock ended with the unit
+    finally:
+        others.close()
+
+
+def test_sqlite_takes_the_writers_lock_at_the_first_write(
+    db: Database, tables: None, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no writers' lock")
+    phase = threading.Event()
+    proceed = threading.Event()
+    finished: list[str] = []
+
+    def other_writer(name: str, row_id: int) -> None:
+        with db.write() as conn:
+            conn.execute(insert(rows).values(id=row_id, name=name))
+        finished.append(name)
+
+    def work() -> None:
+        with db.read() as conn:
+            conn.execute(select(rows.c.name)).all()
+        # Reading only: another writer gets its turn and commits meanwhile.
+        writer = threading.Thread(target=other_writer, args=("bo", 2))
+        writer.start()
+        writer.join(timeout=10)
+        assert finished == ["bo"]
+        # A write outside a write() block takes the lock all the same.
+        with db.read() as conn:
+            conn.execute(insert(rows).values(id=1, name="anna"))
+        phase.set()
+        proceed.wait(timeout=10)
+
+    waiting = threading.Thread(target=other_writer, args=("cy", 3))
+    while_the_unit_writes: list[str] = []
+
+    def start_waiting_writer() -> None:
+        phase.wait(timeout=10)
+        waiting.start()
+        time.sleep(0.2)
+        # It waits for the unit, which holds the lock until it ends.
+        while_the_unit_writes.extend(finished)
+        proceed.set()
+
+    helper = threading.Thread(target=start_waiting_writer)
+    helper.start()
+    db.run(work, writes=True)
+    helper.join(timeout=10)
+    waiting.join(timeout=10)
+    assert while_the_unit_writes == ["bo"]
+    assert finished == ["bo", "cy"]
+    assert _names(db) == ["anna", "bo", "cy"]
