@@ -116,8 +116,11 @@ def _captured(db: Database, call: Any) -> list[tuple[str, Any]]:
     """The statements `call` sends, with their parameters."""
     seen: list[tuple[str, Any]] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
+    def record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
+    ) -> None:
+        # A statement run for several rows is planned with its first row's values.
+        seen.append((statement, parameters[0] if many else parameters))
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:

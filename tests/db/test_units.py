@@ -93,6 +93,30 @@ def test_a_refused_deferred_row_is_reported_as_asked_and_nothing_stays(
         assert conn.execute(select(counter.c.used)).scalar_one() == 0
 
 
+def test_a_refusal_found_when_the_next_statement_is_sent_changes_nothing(
+    db: Database, tables: None
+) -> None:
+    with db.write() as conn:
+        conn.execute(insert(rows).values(id=1, name="anna"))
+    reached: list[str] = []
+
+    def work() -> None:
+        with db.write() as conn:
+            conn.execute(sql_update(counter).values(used=5))
+            defer_insert(conn, rows, [{"id": 3, "name": "anna"}], on_integrity_error=_taken)
+            conn.execute(select(rows.c.name)).all()  # the deferred row goes first, and fails
+            reached.append("after the read")
+
+    with pytest.raises(Refused, match="taken"):
+        db.run(work, writes=True)
+    assert reached == []
+    assert _names(db) == ["anna"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 0
+    # The pooled connection is usable afterwards.
+    assert db.run(lambda: _names(db), writes=True) == ["anna"]
+
+
 def test_an_error_after_deferring_sends_nothing(db: Database, tables: None) -> None:
     def work() -> None:
         with db.write() as conn:

@@ -43,6 +43,7 @@ from learndir.core.origin import set_credential
 from learndir.core.passwords import dummy_hash, verify_password
 from learndir.core.roles import Role, RoleKind, role_from_values
 from learndir.db.engine import Database
+from learndir.db.rows import fetch_rows
 from learndir.db.schema import (
     ID,
     access_tokens,
@@ -367,7 +368,8 @@ def authenticate_token(db: Database, token: str | None) -> Actor:
         raise unauthenticated("no access token given")
     token_hash = sha256_hex(token.strip())
     with db.read() as conn:
-        rows = conn.execute(_SELECT_TOKEN_ACTOR, {"token_hash": token_hash}).all()
+        # On every request's path: straight on the driver (see db.rows).
+        rows = fetch_rows(conn, _SELECT_TOKEN_ACTOR, {"token_hash": token_hash})
     if not rows:
         raise unauthenticated("unknown access token")
     now = utcnow()

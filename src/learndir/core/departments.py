@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    String,
+    any_,
     bindparam,
     delete,
     false,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import smart_groups
@@ -37,6 +40,7 @@ from learndir.core.paging import page_request, split_page
 from learndir.core.roles import Permission
 from learndir.core.users.targets import authorize_target, edit_scope, load_targets
 from learndir.db.engine import Database
+from learndir.db.rows import fetch_rows
 from learndir.db.schema import accounts, departments, user_role_departments, users
 
 MAX_NAME_LENGTH = 255
@@ -144,14 +148,22 @@ _SELECT_MANY = select(*_COLUMNS, departments.c.account_id).where(
 )
 
 
-_SELECT_MANY_WITH_VERSION = select(
+_WITH_VERSION = select(
     *_COLUMNS,
     departments.c.account_id,
     select(accounts.c.settings_version)
     .where(accounts.c.id == bindparam("account_id"))
     .scalar_subquery()
     .label("settings_version"),
-).where(departments.c.id.in_(bindparam("ids", expanding=True)))
+)
+_SELECT_MANY_WITH_VERSION = _WITH_VERSION.where(
+    departments.c.id.in_(bindparam("ids", expanding=True))
+)
+# PostgreSQL: the ids as one array, so that the statement runs straight on the driver (addUser's
+# hot path, see db.rows); the primary key's index answers `= ANY` as it answers IN.
+_SELECT_ANY_WITH_VERSION = _WITH_VERSION.where(
+    departments.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+)
 
 
 def get_many_and_account(
@@ -160,9 +172,12 @@ def get_many_and_account(
     """get_many, and the account at the settings version this transaction sees (its profile
     fields, roles and smart groups may have changed since the actor authenticated), in one
     round trip: addUser's hot path."""
-    rows = conn.execute(
-        _SELECT_MANY_WITH_VERSION, {"ids": _wanted(ids), "account_id": account.id}
-    ).all()
+    params = {"ids": _wanted(ids), "account_id": account.id}
+    rows: Sequence[Any] = (
+        fetch_rows(conn, _SELECT_ANY_WITH_VERSION, params)
+        if conn.dialect.name == "postgresql"
+        else conn.execute(_SELECT_MANY_WITH_VERSION, params).all()
+    )
     if not rows:
         return {}, smart_groups.current(conn, account)
     version = int(rows[0].settings_version)

@@ -15,19 +15,28 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Inserts `rows` (dicts with the same keys) into `table`."""
+def insert_many(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, skip_taken: bool = False
+) -> int:
+    """Inserts `rows` (dicts with the same keys) into `table`; returns how many went in. With
+    `skip_taken`, a row a unique index refuses is left out (ON CONFLICT DO NOTHING) instead of
+    raising, which on PostgreSQL would abort the transaction."""
     if not rows:
-        return
+        return 0
     if conn.dialect.name == "postgresql":
+        if skip_taken:
+            # One multi-row statement: its row count is that of all the rows.
+            skipping = postgresql.insert(table).values(list(rows)).on_conflict_do_nothing()
+            return conn.execute(skipping.execution_options(preserve_rowcount=True)).rowcount
         if len(rows) < _COPY_FROM or table.name in _NOTICED:
             conn.execute(insert(table), list(rows))
         else:
             _copy(conn, table, rows)
-        return
+        return len(rows)
     names = list(rows[0])
     get = itemgetter(*names)
     if len(names) == 1:
@@ -52,7 +61,11 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     # delivery.worker); column names quoted (some are SQL words).
     columns = ", ".join(f'"{name}"' for name in names)
     marks = ", ".join("?" for _ in names)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", params)
+    statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
+    if skip_taken:
+        statement += " ON CONFLICT DO NOTHING"
+    result = conn.exec_driver_sql(statement, params, execution_options={"preserve_rowcount": True})
+    return int(result.rowcount)
 
 
 # Below this many rows a plain INSERT costs less than starting a COPY.

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import Connection, Insert, Table, bindparam, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from learndir.core import departments as departments_repo
@@ -73,21 +72,6 @@ _SELECT_FIELD_VALUE_HOLDER = select(user_field_values.c.user_id).where(
 )
 
 
-def _insert_or_nothing(table: Table) -> dict[str, Insert]:
-    """INSERT ... ON CONFLICT DO NOTHING, by dialect: a unique value already held leaves the row
-    out (rowcount 0) instead of raising, which on PostgreSQL would abort the transaction. The
-    unique indexes decide; who holds the value is looked up only then."""
-    return {
-        name: insert_of(table)
-        .on_conflict_do_nothing()
-        # SQLAlchemy reports an INSERT's row count only when asked.
-        .execution_options(preserve_rowcount=True)
-        for name, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-    }
-
-
-_INSERT_USER = _insert_or_nothing(users)
-_INSERT_FIELD_VALUES = _insert_or_nothing(user_field_values)
 _INSERT_USER_ROLE = insert(user_roles)
 _INSERT_MANAGED = insert(user_role_departments)
 _INSERT_MEMBER = insert(group_members)
@@ -757,14 +741,11 @@ def insert_user(
         # Sent now: the delivery worker wakes on this insert (see delivery.worker).
         insert_many(conn, outbox, rows.invitations)
         return str(rows.user["id"])
-    inserted = conn.execute(_INSERT_USER[conn.dialect.name], rows.user)
-    if inserted.rowcount != 1:
+    if insert_many(conn, users, [rows.user], skip_taken=True) != 1:
         raise _duplicate(conn, account_id, plan.login, plan.email, [])
-    if rows.values:
-        # One statement for every value, so its row count tells whether all went in.
-        statement = _INSERT_FIELD_VALUES[conn.dialect.name].values(rows.values)
-        if conn.execute(statement).rowcount != len(rows.values):
-            raise _duplicate(conn, account_id, None, None, plan.custom)
+    # One statement for every value, so its row count tells whether all went in.
+    if insert_many(conn, user_field_values, rows.values, skip_taken=True) != len(rows.values):
+        raise _duplicate(conn, account_id, None, None, plan.custom)
     write_plan_rows(conn, [rows], users_and_values=False)
     return str(rows.user["id"])
 
