@@ -31,14 +31,12 @@ def _add_user_through(base_url: str, w: World, forwarded_for: str) -> str:
 
 
 def _recorded_address(w: World, user_id: str) -> str | None:
-    def read() -> list[str | None]:
-        with w.db.read() as conn:
-            query = select(audit_log.c.client_address).where(audit_log.c.target_id == user_id)
-            return list(conn.execute(query).scalars().all())
-
-    # As a request would: a pooled connection that another test's restart of PostgreSQL's
-    # sessions left dead is replaced (tests/api/test_dead_connections.py).
-    addresses = w.db.run(read, writes=False)
+    with w.db.read() as conn:
+        addresses = (
+            conn.execute(select(audit_log.c.client_address).where(audit_log.c.target_id == user_id))
+            .scalars()
+            .all()
+        )
     assert len(addresses) == 1
     return addresses[0]
 

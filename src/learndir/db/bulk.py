@@ -9,7 +9,7 @@ COPY, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -43,19 +43,14 @@ def insert_many(
         params: list[Any] = [(get(row),) for row in rows]
     else:
         params = list(map(get, rows))
-    processed = [
-        (index, process)
-        for index, name in enumerate(names)
-        if (process := table.c[name].type._cached_bind_processor(conn.dialect)) is not None
-    ]
-    if processed:
-
-        def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
-            values = list(row)
-            for index, process in processed:
-                values[index] = process(values[index])
-            return tuple(values)
-
+    convert = converter(
+        [
+            (index, process)
+            for index, name in enumerate(names)
+            if (process := table.c[name].type._cached_bind_processor(conn.dialect)) is not None
+        ]
+    )
+    if convert is not None:
         params = [convert(values) for values in params]
     # The table's name unquoted: the worker recognises "INSERT INTO outbox " (see
     # delivery.worker); column names quoted (some are SQL words).
@@ -66,6 +61,23 @@ def insert_many(
         statement += " ON CONFLICT DO NOTHING"
     result = conn.exec_driver_sql(statement, params, execution_options={"preserve_rowcount": True})
     return int(result.rowcount)
+
+
+def converter(
+    processors: Sequence[tuple[int, Callable[[Any], Any]]],
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """A function applying SQLAlchemy's conversions (`processors`: position, function) to a
+    row of values; None when there is nothing to convert."""
+    if not processors:
+        return None
+
+    def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for index, process in processors:
+            values[index] = process(values[index])
+        return tuple(values)
+
+    return convert
 
 
 # Below this many rows a plain INSERT costs less than starting a COPY.

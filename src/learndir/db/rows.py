@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 
+from learndir.db.bulk import converter
+
 
 class _Compiled:
     def __init__(self, dialect: Any, statement: Select[Any]) -> None:
@@ -31,21 +33,13 @@ class _Compiled:
         self.positional = list(compiled.positiontup or []) if compiled.positional else None
         columns = compiled._result_columns
         self.row: Any = namedtuple("Row", [c.keyname for c in columns])  # type: ignore[misc]
-        processors = [
-            (index, process)
-            for index, c in enumerate(columns)
-            if (process := c.type._cached_result_processor(dialect, None)) is not None
-        ]
-        self.convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
-        if processors:
-
-            def convert(values: tuple[Any, ...]) -> tuple[Any, ...]:
-                converted = list(values)
-                for index, process in processors:
-                    converted[index] = process(converted[index])
-                return tuple(converted)
-
-            self.convert = convert
+        self.convert = converter(
+            [
+                (index, process)
+                for index, c in enumerate(columns)
+                if (process := c.type._cached_result_processor(dialect, None)) is not None
+            ]
+        )
 
 
 @functools.lru_cache(maxsize=64)
