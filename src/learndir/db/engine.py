@@ -4,11 +4,24 @@ One transaction per request or command: `Database.write()` yields a connection i
 transaction that commits when the block ends and rolls back on any error, so a rejected request
 changes nothing. Repositories execute statements on that connection and never commit.
 
-A request runs in `Database.run()`: every read() and write() inside it shares one connection,
-and a request that changes something is one transaction from authentication to the last write
-(on SQLite, unless it hashes a password: that must not hold the writers' lock). No PostgreSQL
-connection is pinged on checkout; one found dead before anything was committed makes the
-request run again, once, on a fresh connection.
+A request runs in `Database.run()`: every read() and write() inside it shares one connection.
+A request that changes something starts its transaction as late as it can, so that what only
+reads (authentication, parsing, the checks of a plain SELECT) neither holds the writers' lock
+nor costs a round trip of its own:
+
+- On PostgreSQL its statements run one by one (each under READ COMMITTED, exactly what they
+  would see inside a transaction) until the first that writes or locks: BEGIN goes before that
+  one, and COMMIT at the end. Statements whose results nobody reads (`defer_insert`: a new
+  user's rows, the audit record; `defer_update`: the seat counter) wait and go with the next
+  statement or with the COMMIT, in one round trip (psycopg's pipeline mode): addUser is three
+  round trips, not seven.
+- On SQLite its reads share one snapshot until the request's first write (a write() block, or
+  any statement but a SELECT): the transaction that writes starts there, after the writers'
+  lock (see below), and everything from there on is serialised with every other writer. A
+  request that hashes a password runs without a unit: its write() takes the lock after the hash.
+
+No PostgreSQL connection is pinged on checkout; one found dead before anything was committed
+makes the request run again, once, on a fresh connection.
 
 SQLite writers take the database lock at the start of the transaction (BEGIN IMMEDIATE). Inside
 one process they queue on a lock first, and across processes on an advisory file lock, so
