@@ -161,14 +161,8 @@ class Database:
         ) -> None:
             # Whatever writes in a request that writes does so in the write transaction, even
             # outside a write() block.
-            unit = _unit.get()
-            if (
-                unit is not None
-                and unit.conn is conn
-                and unit.writes
-                and unit.locked is None
-                and not _reads_only(statement)
-            ):
+            unit = _writing_unit(conn)
+            if unit is not None and unit.locked is None and not _reads_only(statement):
                 self._sqlite_take_turn(unit)
 
         @event.listens_for(engine, "begin")
@@ -394,7 +388,8 @@ def defer_insert(
     wherever the insert is sent from (the rest of the request then fails with it)."""
     if not rows:
         return
-    if not defers(conn) or len(rows) >= _DEFER_BELOW:
+    unit = _deferring_unit(conn)
+    if unit is None or len(rows) >= _DEFER_BELOW:
         try:
             insert_many(conn, table, rows)
         except IntegrityError as exc:
@@ -403,8 +398,6 @@ def defer_insert(
             raise on_integrity_error(exc) from None
         return
     sql = _insert_sql(table, tuple(rows[0]))
-    unit = _unit.get()
-    assert unit is not None
     unit.pending.append(_Deferred(table.name, sql, list(rows), on_integrity_error))
 
 
@@ -420,13 +413,12 @@ def defer_update(
     request changes nothing. Inside a PostgreSQL request that writes, it waits like
     defer_insert's inserts and goes with them, before the COMMIT (which then follows once its
     count is known: one round trip more than an insert alone, and none for the UPDATE itself)."""
-    if not defers(conn):
+    unit = _deferring_unit(conn)
+    if unit is None:
         if conn.execute(statement, params).rowcount != rowcount:
             raise otherwise()
         return
     sql, fixed = _statement_sql(conn.dialect, statement)
-    unit = _unit.get()
-    assert unit is not None
     table = statement.table.name  # type: ignore[union-attr]
     unit.pending.append(_Deferred(table, sql, [{**fixed, **params}], None, rowcount, otherwise))
 
@@ -444,20 +436,30 @@ def _statement_sql(dialect: Any, statement: Update) -> tuple[str, dict[str, Any]
 _DEFER_BELOW = 50
 
 
+def _writing_unit(conn: Connection) -> _Unit | None:
+    """The request's unit of work when `conn` is its connection and the request writes."""
+    unit = _unit.get()
+    return unit if unit is not None and unit.conn is conn and unit.writes else None
+
+
+def _deferring_unit(conn: Connection) -> _Unit | None:
+    """The unit whose statements on `conn` may wait (see defer_insert): a PostgreSQL request
+    that writes."""
+    unit = _writing_unit(conn)
+    return unit if unit is not None and not unit.db.is_sqlite else None
+
+
 def defers(conn: Connection) -> bool:
     """Whether inserts on `conn` wait for the request's next statement or its commit
     (`defer_insert`): the connection of a PostgreSQL request that writes."""
-    unit = _unit.get()
-    return unit is not None and unit.conn is conn and unit.writes and not unit.db.is_sqlite
+    return _deferring_unit(conn) is not None
 
 
 def before_driver_use(conn: Connection) -> None:
     """Call before using `conn`'s driver connection directly (COPY): inside a PostgreSQL
     request that writes, the waiting inserts are sent and the transaction begun first."""
-    unit = _unit.get()
-    if unit is None or unit.conn is not conn or not unit.writes or unit.db.is_sqlite:
-        return
-    if unit.pending or not unit.begun:
+    unit = _deferring_unit(conn)
+    if unit is not None and (unit.pending or not unit.begun):
         _send_pending(unit, commit=False)
 
 
@@ -489,8 +491,8 @@ def _before_statement(
 ) -> None:
     """PostgreSQL: a request's transaction begins before its first statement that writes or
     locks, and inserts waiting to be sent go first (with BEGIN, in one round trip)."""
-    unit = _unit.get()
-    if unit is None or unit.conn is not conn or not unit.writes:
+    unit = _writing_unit(conn)
+    if unit is None:
         return
     if unit.pending:
         _send_pending(unit, commit=False)
