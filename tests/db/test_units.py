@@ -12,7 +12,18 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +42,12 @@ counter = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("used", Integer, nullable=False),
     Column("cap", Integer, nullable=False),
+)
+children = Table(
+    "test_unit_children",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("row_id", Integer, ForeignKey("test_unit_rows.id"), nullable=False),
 )
 _TAKE = (
     sql_update(counter)
@@ -60,6 +77,21 @@ def _names(db: Database) -> list[str]:
 
 def _taken(exc: IntegrityError) -> Exception:
     return Refused(f"taken: {type(exc.orig).__name__}")
+
+
+@pytest.fixture
+def pipelines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts the psycopg pipelines entered (PostgreSQL): the way a unit sends its waiting
+    statements with BEGIN and COMMIT when they cannot go as one statement."""
+    entered: list[str] = []
+    original = psycopg.Connection.pipeline
+
+    def counted(self: psycopg.Connection[object]) -> object:
+        entered.append("pipeline")
+        return original(self)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", counted)
+    return entered
 
 
 def test_deferred_rows_are_committed_and_seen_by_the_units_own_reads(
@@ -229,3 +261,65 @@ def test_sqlite_takes_the_writers_lock_at_the_first_write(
     assert while_the_unit_writes == ["bo"]
     assert finished == ["bo", "cy"]
     assert _names(db) == ["anna", "bo", "cy"]
+
+
+def test_postgresql_sends_a_units_waiting_writes_as_one_statement(
+    db: Database, tables: None, backend: str, pipelines: list[str]
+) -> None:
+    """Nothing began the transaction: the inserts (a child row pointing at its new parent among
+    them) and the counted update go as one statement, without BEGIN or COMMIT."""
+    if backend != "postgres":
+        pytest.skip("SQLite writes in its own transaction")
+
+    def work() -> None:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}, {"id": 2, "name": "bo"}])
+            defer_insert(conn, children, [{"id": 10, "row_id": 2}])
+            defer_update(
+                conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+            )
+
+    db.run(work, writes=True)
+    assert pipelines == []
+    assert _names(db) == ["anna", "bo"]
+    with db.read() as conn:
+        assert conn.execute(select(children.c.row_id)).scalar_one() == 2
+        assert conn.execute(select(counter.c.used)).scalar_one() == 1
+
+
+def test_a_row_pointing_nowhere_refuses_the_whole_unit(db: Database, tables: None) -> None:
+    def work() -> None:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}])
+            defer_insert(conn, children, [{"id": 10, "row_id": 99}], on_integrity_error=_taken)
+
+    with pytest.raises(Refused, match=r"taken: (ForeignKeyViolation|IntegrityError)"):
+        db.run(work, writes=True)
+    assert _names(db) == []
+
+
+def test_a_taken_value_is_named_before_a_refused_row_count(
+    db: Database, tables: None, backend: str, pipelines: list[str]
+) -> None:
+    """The counter is full and the name is taken: the insert comes first, so the refusal is
+    the taken name; on PostgreSQL the one statement failed on the count, and the pipeline ran
+    the writes again in their order to tell which."""
+
+    def add(name: str, row_id: int) -> None:
+        with db.write() as conn:
+            defer_insert(conn, rows, [{"id": row_id, "name": name}], on_integrity_error=_taken)
+            defer_update(
+                conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+            )
+
+    db.run(lambda: add("anna", 1), writes=True)
+    assert pipelines == []
+    with pytest.raises(Refused, match="taken"):
+        db.run(lambda: add("anna", 2), writes=True)
+    with pytest.raises(Refused, match="full"):
+        db.run(lambda: add("bo", 3), writes=True)
+    assert _names(db) == ["anna"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 1
+    if backend == "postgres":
+        assert pipelines == ["pipeline", "pipeline"]
