@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    column,
     delete,
     false,
     func,
@@ -156,13 +158,17 @@ _WITH_VERSION = select(
     .scalar_subquery()
     .label("settings_version"),
 )
-_SELECT_MANY_WITH_VERSION = _WITH_VERSION.where(
-    departments.c.id.in_(bindparam("ids", expanding=True))
-)
-# PostgreSQL: the ids as one array, so that the statement runs straight on the driver (addUser's
-# hot path, see db.rows); the primary key's index answers `= ANY` as it answers IN.
+# The ids as one parameter, so that the statement runs straight on the driver (addUser's hot
+# path, see db.rows). PostgreSQL: one array, which the primary key's index answers with `= ANY`
+# as it answers IN. SQLite: one JSON array, its values listed by json_each and each looked up
+# by the primary key, as IN (...) is.
 _SELECT_ANY_WITH_VERSION = _WITH_VERSION.where(
     departments.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+)
+_SELECT_JSON_WITH_VERSION = _WITH_VERSION.where(
+    departments.c.id.in_(
+        select(column("value", String)).select_from(func.json_each(bindparam("ids_json")))
+    )
 )
 
 
@@ -172,11 +178,15 @@ def get_many_and_account(
     """get_many, and the account at the settings version this transaction sees (its profile
     fields, roles and smart groups may have changed since the actor authenticated), in one
     round trip: addUser's hot path."""
-    params = {"ids": _wanted(ids), "account_id": account.id}
+    wanted = _wanted(ids)
     rows: Sequence[Any] = (
-        fetch_rows(conn, _SELECT_ANY_WITH_VERSION, params)
+        fetch_rows(conn, _SELECT_ANY_WITH_VERSION, {"ids": wanted, "account_id": account.id})
         if conn.dialect.name == "postgresql"
-        else conn.execute(_SELECT_MANY_WITH_VERSION, params).all()
+        else fetch_rows(
+            conn,
+            _SELECT_JSON_WITH_VERSION,
+            {"ids_json": json.dumps(wanted), "account_id": account.id},
+        )
     )
     if not rows:
         return {}, smart_groups.current(conn, account)

@@ -6,8 +6,8 @@ docs/benchmarks.md). For the few statements on every request's path (authenticat
 a tenth of a request. `fetch_rows` compiles such a statement once per dialect and runs it on the
 driver's cursor, with SQLAlchemy's own conversions of the results (SQLite keeps timestamps as
 text); rows are named tuples with the statement's column names, as SQLAlchemy's rows are.
-Not for a list expanded into IN (...): on PostgreSQL such a statement takes the list as one
-array (`= ANY(:ids)`).
+Not for a list expanded into IN (...): such a statement takes the list as one parameter, an
+array on PostgreSQL (`= ANY(:ids)`), JSON on SQLite (`IN (SELECT value FROM json_each(:ids))`).
 """
 
 from __future__ import annotations
