@@ -419,14 +419,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    # Routes are tried in order: SOAP's one path first (a SOAP request would otherwise be
-    # matched against every REST route before its own), then REST, whose fixed paths
-    # (/user/v2, /user/list) must come before /user/{userId}.
+    # Routes are tried in order, each included router's routes one by one (a router that does
+    # not match still costs a few µs per route: 35 µs for SCIM's). SOAP's one path first (a
+    # SOAP request would otherwise be matched against every REST route before its own), then
+    # addUser's router, then SCIM and the token, whose paths no REST route matches, then the
+    # rest of REST, whose fixed paths (/user/v2, /user/list) must come before /user/{userId}.
     app.include_router(soap.router)
-    app.include_router(scim.router)
-    app.include_router(rest.token_router)
     for router in (
         rest.router,
+        scim.router,
+        rest.token_router,
         users_read.router,
         users_write.router,
         directory.router,
