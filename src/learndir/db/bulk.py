@@ -59,8 +59,37 @@ def insert_many(
     statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
     if skip_taken:
         statement += " ON CONFLICT DO NOTHING"
-    result = conn.exec_driver_sql(statement, params, execution_options={"preserve_rowcount": True})
-    return int(result.rowcount)
+    if not conn.in_transaction():
+        # SQLAlchemy begins the transaction first (see the engine's "begin" event).
+        result = conn.exec_driver_sql(
+            statement, params, execution_options={"preserve_rowcount": True}
+        )
+        return int(result.rowcount)
+    return _sqlite_execute(conn, statement, params)
+
+
+def _sqlite_execute(conn: Connection, statement: str, params: list[Any]) -> int:
+    """`statement` for each row of `params` on the driver's cursor, in the connection's open
+    transaction: what exec_driver_sql does, without its 20 µs of CPU per statement (addUser's
+    three inserts, see db.rows). What watches statements sees this one as any other (the
+    request's writers' lock, the delivery worker's wake-up)."""
+    many = len(params) > 1
+    bound: Any = params if many else params[0]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, bound, None, many)
+        if many:
+            cursor.executemany(statement, bound)
+        else:
+            cursor.execute(statement, bound)
+        conn.dispatch.after_cursor_execute(conn, cursor, statement, bound, None, many)
+        return int(cursor.rowcount)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would: IntegrityError for a violated constraint, and so on.
+        conn._handle_dbapi_exception(exc, statement, bound, cursor, None)
+        raise  # pragma: no cover - the line above always raises
+    finally:
+        cursor.close()
 
 
 def converter(
