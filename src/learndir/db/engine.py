@@ -594,25 +594,29 @@ def _one_statement(
     """Waiting statements (SQL with named placeholders, how many rows of parameters each has,
     the row count it must have) as one statement with positional placeholders, and each
     statement's parameter names in the order they go. The statements become data-modifying
-    WITH queries; the main query is the last of them or, when some must change a number of
-    rows, the check of those counts, which divides by zero (aborting the whole statement) when
-    one is not as required. Foreign keys between the inserts hold: PostgreSQL checks them at the
-    end of the statement."""
+    WITH queries. Without row counts to check, the last one is the main query. Otherwise the
+    main query reads the statements' results in their order up to the last that is counted, so
+    they run in that order (an insert before the seat counter's UPDATE, whose row lock is then
+    held only from there to the end), and divides by zero when a count is not as required,
+    which aborts the whole statement. Foreign keys between the inserts hold: PostgreSQL checks
+    them at the end of the statement."""
+    counted = [i for i, (_sql, _rows, rowcount) in enumerate(shapes) if rowcount is not None]
     parts: list[str] = []
     names: list[tuple[str, ...]] = []
-    checks: list[str] = []
+    terms: list[str] = []
     for i, (sql, rows, rowcount) in enumerate(shapes):
         positional = _NAMED.sub("%s", sql)
         if rows > 1:
             head, values = positional.split(" VALUES ", 1)
             positional = f"{head} VALUES {', '.join([values] * rows)}"
-        if rowcount is not None:
+        if counted and i <= counted[-1]:
             positional += " RETURNING 1"
-            checks.append(f"(SELECT count(*) FROM q{i}) = {int(rowcount)}")
+            wanted = "> 0" if rowcount is None else f"= {int(rowcount)}"
+            terms.append(f"(SELECT count(*) FROM q{i}) {wanted}")
         parts.append(positional)
         names.append(tuple(_NAMED.findall(sql)))
-    if checks:
-        main = f"SELECT 1 / ({' AND '.join(checks)})::int"
+    if terms:
+        main = f"SELECT 1 / ({' AND '.join(terms)})::int"
         queries = parts
     else:
         main, queries = parts[-1], parts[:-1]
