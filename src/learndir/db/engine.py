@@ -541,16 +541,8 @@ def _send_pending(unit: _Unit, *, commit: bool) -> bool:
         if commit and counted:
             raw.execute("COMMIT", prepare=False)
         return True
-    except psycopg.IntegrityError as exc:
-        failed = next((i for i in items if i.table == exc.diag.table_name), current)
-        error = IntegrityError(failed.sql if failed else "", None, exc)
-        if failed is not None and failed.on_integrity_error is not None:
-            raise failed.on_integrity_error(error) from None
-        raise error from None
     except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError):
-            unit.conn.invalidate()
-        raise DBAPIError(items[0].sql if items else "COMMIT", None, exc) from None
+        raise _refusal(unit, items, exc, current, items[0].sql if items else "COMMIT") from None
 
 
 def _send_as_one(unit: _Unit, items: list[_Deferred]) -> bool:
@@ -572,16 +564,25 @@ def _send_as_one(unit: _Unit, items: list[_Deferred]) -> bool:
         return True
     except psycopg.errors.DivisionByZero:
         return False  # a row count was refused (see _one_statement); nothing was written
-    except psycopg.IntegrityError as exc:
-        failed = next((i for i in items if i.table == exc.diag.table_name), None)
+    except psycopg.Error as exc:
+        raise _refusal(unit, items, exc, None, sql) from None
+
+
+def _refusal(
+    unit: _Unit, items: list[_Deferred], exc: psycopg.Error, current: _Deferred | None, sql: str
+) -> Exception:
+    """What sending `items` failing with `exc` means to the caller: a violated constraint as the
+    insert of its table asked (else IntegrityError); any other error wrapped as SQLAlchemy
+    would, and a connection found dead invalidated (see Database.run)."""
+    if isinstance(exc, psycopg.IntegrityError):
+        failed = next((i for i in items if i.table == exc.diag.table_name), current)
         error = IntegrityError(failed.sql if failed else sql, None, exc)
         if failed is not None and failed.on_integrity_error is not None:
-            raise failed.on_integrity_error(error) from None
-        raise error from None
-    except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError):
-            unit.conn.invalidate()
-        raise DBAPIError(sql, None, exc) from None
+            return failed.on_integrity_error(error)
+        return error
+    if isinstance(exc, psycopg.OperationalError):
+        unit.conn.invalidate()
+    return DBAPIError(sql, None, exc)
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
