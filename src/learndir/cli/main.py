@@ -195,21 +195,27 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
     settings = Settings(database_url=url)
     # Here, so that a too-low open-file limit is reported at start; worker processes inherit it.
     fit_open_files(settings.max_connections)
-    uvicorn.run(
-        "learndir.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=_log_config(),
-        access_log=False,
-        timeout_graceful_shutdown=5,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": _log_config(),
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
         # Header and body read timeouts and the connection cap (api/connections.py); uvicorn's
         # own limit_concurrency is left off: it refuses only once a request's headers are in.
-        http=GuardedHttpProtocol,
-        timeout_keep_alive=settings.keepalive_timeout_seconds,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": settings.keepalive_timeout_seconds,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+    if workers == 1:
+        uvicorn.run("learndir.api.app:create_app", **options)
+        return
+    # A listening socket per process, so that connections spread over the processes.
+    from learndir.api.listening import run_processes
+
+    run_processes(uvicorn.Config("learndir.api.app:create_app", **options))
 
 
 @app.command()
