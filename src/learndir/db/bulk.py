@@ -9,7 +9,8 @@ COPY, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -71,21 +72,33 @@ def insert_many(
 def _sqlite_execute(conn: Connection, statement: str, params: list[Any]) -> int:
     """`statement` for each row of `params` on the driver's cursor, in the connection's open
     transaction: what exec_driver_sql does, without its 20 µs of CPU per statement (addUser's
-    three inserts, see db.rows). What watches statements sees this one as any other (the
-    request's writers' lock, the delivery worker's wake-up)."""
+    three inserts, see db.rows)."""
     many = len(params) > 1
     bound: Any = params if many else params[0]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        conn.dispatch.before_cursor_execute(conn, cursor, statement, bound, None, many)
+    with driver_cursor(conn, statement, bound, many=many) as cursor:
         if many:
             cursor.executemany(statement, bound)
         else:
             cursor.execute(statement, bound)
         conn.dispatch.after_cursor_execute(conn, cursor, statement, bound, None, many)
         return int(cursor.rowcount)
+
+
+@contextlib.contextmanager
+def driver_cursor(
+    conn: Connection, statement: str, bound: Any, *, many: bool = False
+) -> Iterator[Any]:
+    """A cursor of `conn`'s driver connection (its transaction) for running `statement` with
+    `bound` straight on the driver. What watches statements sees it as any other (the request's
+    transaction or writers' lock, statements a PostgreSQL request deferred sent first: see
+    db.engine); a driver error is raised as SQLAlchemy would raise it (IntegrityError for a
+    violated constraint, a connection found dead invalidated, so that the request runs again on
+    a fresh one: see Database.run)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, bound, None, many)
+        yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would: IntegrityError for a violated constraint, and so on.
         conn._handle_dbapi_exception(exc, statement, bound, cursor, None)
         raise  # pragma: no cover - the line above always raises
     finally:

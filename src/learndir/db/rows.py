@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 
-from learndir.db.bulk import converter
+from learndir.db.bulk import converter, driver_cursor
 
 
 class _Compiled:
@@ -61,20 +61,9 @@ def fetch_rows(conn: Connection, statement: Select[Any], params: dict[str, Any])
         if compiled.positional is not None
         else values
     )
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        # What watches statements sees this one as any other (on PostgreSQL, statements a
-        # request deferred are sent first: see db.engine).
-        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, bound, None, False)
+    with driver_cursor(conn, compiled.sql, bound) as cursor:
         cursor.execute(compiled.sql, bound)
         fetched = cursor.fetchall()
-    except conn.dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would: wrapped, and a connection found dead is invalidated (a request
-        # then runs again on a fresh one, see Database.run).
-        conn._handle_dbapi_exception(exc, compiled.sql, bound, cursor, None)
-        raise  # pragma: no cover - the line above always raises
-    finally:
-        cursor.close()
     make = compiled.row._make
     if compiled.convert is None:
         return [make(values) for values in fetched]
