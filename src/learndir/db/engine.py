@@ -40,6 +40,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -180,7 +181,7 @@ class Database:
         with self._write_lock:
             if self._checkpointer is not None:
                 return
-            self._checkpointer = _Checkpointer(self._database_path)
+            self._checkpointer = _Checkpointer(self._database_path, self._sqlite_writer_turn)
             self._checkpointer.start()
 
     @contextlib.contextmanager
@@ -644,13 +645,29 @@ def _rollback(conn: Connection) -> None:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies the SQLite write-ahead log into the database once a second, in PASSIVE mode
-    (never blocking readers or writers), so no request pays for a checkpoint's fsyncs."""
+    """Copies the SQLite write-ahead log into the database in the background, so that no
+    request pays for a checkpoint's fsyncs, and keeps the log from growing without end.
 
-    def __init__(self, path: str, interval: float = 1.0) -> None:
+    A PASSIVE checkpoint never blocks readers or writers, but under a steady stream of commits
+    it never copies the very last frame, and SQLite starts the log over only when a writer
+    begins after a checkpoint that copied every frame. Measured: 30 s of addUser at 1,100/s
+    grew the log to 4.3 GB for an 87 MB database. So once the log holds `restart_frames`
+    frames, the checkpointer catches up with a few more passes and then copies the rest inside
+    the writers' turn: writers wait only for the frames committed since the last pass (a few
+    milliseconds), and the next writer starts the log over at its beginning."""
+
+    def __init__(
+        self,
+        path: str,
+        writers_turn: Callable[[], contextlib.AbstractContextManager[None]],
+        interval: float = 0.2,
+        restart_frames: int = 16_384,
+    ) -> None:
         super().__init__(name="learndir-sqlite-checkpointer", daemon=True)
         self._path = path
+        self._writers_turn = writers_turn
         self._interval = interval
+        self._restart_frames = restart_frames
         self._stopped = threading.Event()
 
     def run(self) -> None:
@@ -658,12 +675,36 @@ class _Checkpointer(threading.Thread):
         try:
             while not self._stopped.wait(self._interval):
                 with contextlib.suppress(sqlite3.Error):
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoint(connection)
         finally:
             connection.close()
 
+    def checkpoint(self, connection: sqlite3.Connection) -> None:
+        """A PASSIVE checkpoint; once the log is long, the last pass in the writers' turn."""
+        if _passive(connection) < self._restart_frames:
+            return
+        for _ in range(_CATCH_UP_PASSES):
+            started = time.monotonic()
+            _passive(connection)
+            if time.monotonic() - started < _CAUGHT_UP_SECONDS:
+                break
+        with self._writers_turn():
+            _passive(connection)
+
     def stop(self) -> None:
         self._stopped.set()
+
+
+# Passes before the one in the writers' turn: each copies what was committed during the last,
+# until one is this quick (little was left) or there were this many.
+_CATCH_UP_PASSES = 4
+_CAUGHT_UP_SECONDS = 0.002
+
+
+def _passive(connection: sqlite3.Connection) -> int:
+    """A PASSIVE checkpoint; the frames the log held."""
+    (_busy, frames, _copied) = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
 
 
 def nullpool_engine(url: str) -> Engine:
