@@ -45,11 +45,11 @@ def writer(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     conn.close()
 
 
-def _checkpointer_with_commits_during_passes(
+def _checkpoint_with_commits_during_passes(
     path: Path, writer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
-) -> tuple[_Checkpointer, list[bool]]:
-    """A checkpointer whose writers' turn is a flag, and whose every pass outside that turn
-    runs while a writer commits, as under load; returns it and, per pass, whether it ran in
+) -> list[bool]:
+    """One checkpoint by a checkpointer whose writers' turn is a flag, and whose every pass
+    outside that turn runs while a writer commits, as under load; per pass, whether it ran in
     the turn."""
     in_turn = [False]
     passes: list[bool] = []
@@ -78,21 +78,20 @@ def _checkpointer_with_commits_during_passes(
             writer.execute("COMMIT")
 
     monkeypatch.setattr(engine, "_passive", passive_during_a_commit)
-    return _Checkpointer(str(path), writers_turn, restart_frames=RESTART_FRAMES), passes
+    checkpointer = _Checkpointer(str(path), writers_turn, restart_frames=RESTART_FRAMES)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        checkpointer.checkpoint(conn)
+    finally:
+        conn.close()
+    return passes
 
 
 def test_a_long_log_starts_over_although_commits_land_during_the_checkpoint(
     tmp_path: Path, writer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _commit(writer, 3 * RESTART_FRAMES)
-    checkpointer, passes = _checkpointer_with_commits_during_passes(
-        tmp_path / "log.db", writer, monkeypatch
-    )
-    conn = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
-    try:
-        checkpointer.checkpoint(conn)
-    finally:
-        conn.close()
+    passes = _checkpoint_with_commits_during_passes(tmp_path / "log.db", writer, monkeypatch)
     # The next writer starts the log over: it holds that commit's frames alone.
     _commit(writer)
     observer = _connect(tmp_path / "log.db")
@@ -109,14 +108,7 @@ def test_a_short_log_is_copied_without_the_writers_turn(
     tmp_path: Path, writer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _commit(writer, RESTART_FRAMES // 4)
-    checkpointer, passes = _checkpointer_with_commits_during_passes(
-        tmp_path / "log.db", writer, monkeypatch
-    )
-    conn = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
-    try:
-        checkpointer.checkpoint(conn)
-    finally:
-        conn.close()
+    passes = _checkpoint_with_commits_during_passes(tmp_path / "log.db", writer, monkeypatch)
     assert passes == [False]
 
 
