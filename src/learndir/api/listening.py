@@ -28,7 +28,11 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def _own_socket(config: Config) -> socket.socket:
-    sock = socket.socket(family=_family(config.host))
+    # Named as TCP (not protocol 0): asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # connections of sockets that say so, and with it on, a response written in two parts
+    # waited for the client's delayed ACK (measured: 2 processes at 32 clients ran at 711
+    # users/s with a p50 of 44 ms, the cores half idle).
+    sock = socket.socket(_family(config.host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((config.host, config.port))

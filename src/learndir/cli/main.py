@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -19,6 +19,9 @@ from learndir.cli.common import fail as _fail
 from learndir.cli.common import open_database as _open
 from learndir.cli.common import when_text as _when
 from learndir.core.errors import DomainError, ErrorCode
+
+if TYPE_CHECKING:
+    from learndir.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -182,10 +185,37 @@ def _log_config() -> dict[str, Any]:
     }
 
 
+def server_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    """uvicorn's settings for `learndir serve`."""
+    from learndir.api.connections import GuardedHttpProtocol
+
+    return {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": _log_config(),
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+        # asyncio's own event loop, not uvloop: uvloop (its libuv) accepts one new connection
+        # per turn of the loop, and a busy loop's turn serves every connection with a request
+        # waiting (30-40 ms at 32 clients), so the 32nd of a burst of new connections waited
+        # 0.6 s for its first answer (wrk at 32 clients: p99 209-229 ms and max 630-650 ms
+        # with one process, against p99 51 ms and max 61-64 ms on asyncio, at the same
+        # users/s). asyncio accepts every waiting connection at once. See docs/benchmarks.md.
+        "loop": "asyncio",
+        # Header and body read timeouts and the connection cap (api/connections.py); uvicorn's
+        # own limit_concurrency is left off: it refuses only once a request's headers are in.
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": settings.keepalive_timeout_seconds,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+
+
 def _run_server(url: str, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from learndir.api.connections import GuardedHttpProtocol, fit_open_files
+    from learndir.api.connections import fit_open_files
     from learndir.db.migrate import upgrade_database
     from learndir.settings import Settings
 
@@ -195,20 +225,7 @@ def _run_server(url: str, host: str, port: int, workers: int) -> None:
     settings = Settings(database_url=url)
     # Here, so that a too-low open-file limit is reported at start; worker processes inherit it.
     fit_open_files(settings.max_connections)
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": host,
-        "port": port,
-        "workers": workers,
-        "log_config": _log_config(),
-        "access_log": False,
-        "timeout_graceful_shutdown": 5,
-        # Header and body read timeouts and the connection cap (api/connections.py); uvicorn's
-        # own limit_concurrency is left off: it refuses only once a request's headers are in.
-        "http": GuardedHttpProtocol,
-        "timeout_keep_alive": settings.keepalive_timeout_seconds,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
-    }
+    options = server_options(settings, host, port, workers)
     if workers == 1:
         uvicorn.run("learndir.api.app:create_app", **options)
         return
