@@ -323,3 +323,42 @@ def test_a_taken_value_is_named_before_a_refused_row_count(
         assert conn.execute(select(counter.c.used)).scalar_one() == 1
     if backend == "postgres":
         assert pipelines == ["pipeline"]
+
+
+def test_sqlite_write_checked_by_writes_takes_the_lock_when_its_writes_are_sent(
+    db: Database, tables: None, backend: str
+) -> None:
+    """`write(checked_by_writes=True)`: the writers' lock waits for the first write, and a
+    deferred write waits for the next statement or the commit (the lock then holds only the
+    writes); a plain write() takes the lock at once."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no writers' lock")
+    held: list[tuple[str, bool]] = []
+
+    def work() -> None:
+        with db.write(checked_by_writes=True) as conn:
+            conn.execute(select(rows.c.name)).all()
+            held.append(("after a read", db._write_lock.locked()))
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}])
+            defer_update(
+                conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+            )
+            held.append(("after deferring", db._write_lock.locked()))
+            # The next statement, a read, sends the waiting writes first: it sees them.
+            assert conn.execute(select(rows.c.name)).scalars().all() == ["anna"]
+            held.append(("after the next statement", db._write_lock.locked()))
+
+    db.run(work, writes=True)
+    assert held == [
+        ("after a read", False),
+        ("after deferring", False),
+        ("after the next statement", True),
+    ]
+    assert not db._write_lock.locked()
+    assert _names(db) == ["anna"]
+
+    def plain() -> bool:
+        with db.write():
+            return db._write_lock.locked()
+
+    assert db.run(plain, writes=True) is True

@@ -38,6 +38,21 @@ def insert_many(
         else:
             _copy(conn, table, rows)
         return len(rows)
+    statement, params = sqlite_insert(conn.dialect, table, rows, skip_taken=skip_taken)
+    if not conn.in_transaction():
+        # SQLAlchemy begins the transaction first (see the engine's "begin" event).
+        result = conn.exec_driver_sql(
+            statement, params, execution_options={"preserve_rowcount": True}
+        )
+        return int(result.rowcount)
+    return sqlite_execute(conn, statement, params)
+
+
+def sqlite_insert(
+    dialect: Any, table: Table, rows: Sequence[dict[str, Any]], *, skip_taken: bool = False
+) -> tuple[str, list[Any]]:
+    """SQLite's INSERT of `rows` (dicts with the same keys) into `table`, and its parameters as
+    the driver takes them: a tuple per row, each value through its column type's conversion."""
     names = list(rows[0])
     get = itemgetter(*names)
     if len(names) == 1:
@@ -48,7 +63,7 @@ def insert_many(
         [
             (index, process)
             for index, name in enumerate(names)
-            if (process := table.c[name].type._cached_bind_processor(conn.dialect)) is not None
+            if (process := table.c[name].type._cached_bind_processor(dialect)) is not None
         ]
     )
     if convert is not None:
@@ -60,16 +75,10 @@ def insert_many(
     statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
     if skip_taken:
         statement += " ON CONFLICT DO NOTHING"
-    if not conn.in_transaction():
-        # SQLAlchemy begins the transaction first (see the engine's "begin" event).
-        result = conn.exec_driver_sql(
-            statement, params, execution_options={"preserve_rowcount": True}
-        )
-        return int(result.rowcount)
-    return _sqlite_execute(conn, statement, params)
+    return statement, params
 
 
-def _sqlite_execute(conn: Connection, statement: str, params: list[Any]) -> int:
+def sqlite_execute(conn: Connection, statement: str, params: list[Any]) -> int:
     """`statement` for each row of `params` on the driver's cursor, in the connection's open
     transaction: what exec_driver_sql does, without its 20 µs of CPU per statement (addUser's
     three inserts, see db.rows)."""

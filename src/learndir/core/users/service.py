@@ -8,7 +8,7 @@ account row is locked only for the end of the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -119,7 +119,9 @@ def add_user(
     password = check_password(actor, cmd)
     # Hashing takes tens of milliseconds: never while holding the write transaction.
     password_hash = hash_password(password) if password else None
-    with db.write() as conn:
+    # The plan's checks are held again by the writes (unique indexes, foreign keys, the seat
+    # counter's guarded update): on SQLite the writers' turn waits for the writes.
+    with db.write(checked_by_writes=True) as conn:
         return add_user_in(conn, actor, cmd, generation, password_hash, scope)
 
 
@@ -725,19 +727,18 @@ def insert_user(
     """Writes a checked plan: the user, profile values, roles, groups and invitations."""
     rows = plan_rows(account_id, added_by, plan, password_hash, status)
     if defers(conn):
-        # PostgreSQL: the rows go with the request's commit, in one round trip; the unique
-        # indexes decide, and a refusal is told as the pre-check would tell it.
-        def taken(exc: IntegrityError) -> Exception:
-            return duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom)
-
-        defer_insert(conn, users, [rows.user], on_integrity_error=taken)
-        defer_insert(conn, user_field_values, rows.values, on_integrity_error=taken)
+        # A request's rows go with its commit: on PostgreSQL in one round trip, on SQLite in
+        # the writers' turn, which then holds only the writes. The unique indexes decide.
+        user_taken = _refused(conn, account_id, plan, plan.login, plan.email, [])
+        value_taken = _refused(conn, account_id, plan, None, None, plan.custom)
+        defer_insert(conn, users, [rows.user], on_integrity_error=user_taken)
+        defer_insert(conn, user_field_values, rows.values, on_integrity_error=value_taken)
         for table, table_rows in (
             (user_roles, rows.roles),
             (user_role_departments, rows.managed),
             (group_members, rows.members),
         ):
-            defer_insert(conn, table, table_rows, on_integrity_error=taken)
+            defer_insert(conn, table, table_rows, on_integrity_error=value_taken)
         # Sent now: the delivery worker wakes on this insert (see delivery.worker).
         insert_many(conn, outbox, rows.invitations)
         return str(rows.user["id"])
@@ -748,6 +749,27 @@ def insert_user(
         raise _duplicate(conn, account_id, None, None, plan.custom)
     write_plan_rows(conn, [rows], users_and_values=False)
     return str(rows.user["id"])
+
+
+def _refused(
+    conn: Connection,
+    account_id: str,
+    plan: UserPlan,
+    login: str | None,
+    email: str | None,
+    custom: Sequence[tuple[ProfileField, str]],
+) -> Callable[[IntegrityError], Exception]:
+    """What a constraint refusing one of a plan's deferred inserts means: on SQLite, whose
+    transaction goes on after a refused statement, a unique value's holder is read (the answer
+    the pre-check gives: `login`, `email`, then `custom`); otherwise the answer is read from the
+    error (PostgreSQL's transaction is aborted), as for a foreign key that vanished."""
+
+    def told(exc: IntegrityError) -> Exception:
+        if conn.dialect.name == "sqlite" and "UNIQUE" in str(exc.orig):
+            return _duplicate(conn, account_id, login, email, custom)
+        return duplicate_from_integrity_error(exc, plan.login, plan.email, plan.custom)
+
+    return told
 
 
 def write_plan_rows(
