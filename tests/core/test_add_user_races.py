@@ -65,36 +65,48 @@ def _logins(db: Database, world: World) -> list[str]:
         )
 
 
+def _add_after(
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    department: str,
+    login: str,
+    change: Callable[[Database, Actor, str], object],
+) -> tuple[World, AddUser, DomainError, list[str]]:
+    """An addUser by the owner into `department` that `change(db, owner, department id)`, run
+    as another request right after the plan, makes refused; the world, the command, the
+    refusal and the logins before."""
+    world = make_world(db, acme_spec(users=[]))
+    owner = authenticate_token(db, world.token("owner"))
+    department_id = world.departments[department]
+    before = _logins(db, world)
+    done = _meanwhile(monkeypatch, lambda: change(db, owner, department_id))
+    cmd = _command(department_id, login)
+    with pytest.raises(DomainError) as refused:
+        _add(db, owner, cmd)
+    assert done == ["changed"]
+    return world, cmd, refused.value, before
+
+
 def test_a_department_deleted_after_the_plan_refuses_the_add(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = make_world(db, acme_spec(users=[]))
-    owner = authenticate_token(db, world.token("owner"))
-    support = world.departments["support"]
-    before = _logins(db, world)
-    done = _meanwhile(monkeypatch, lambda: departments_core.delete_department(db, owner, support))
-    with pytest.raises(DomainError) as refused:
-        _add(db, owner, _command(support, "late.joiner"))
-    assert done == ["changed"]
-    assert refused.value.code is ErrorCode.INVALID_PARAMETERS
-    assert "deleted meanwhile" in str(refused.value)
+    world, _cmd, refused, before = _add_after(
+        db, monkeypatch, "support", "late.joiner", departments_core.delete_department
+    )
+    assert refused.code is ErrorCode.INVALID_PARAMETERS
+    assert "deleted meanwhile" in str(refused)
     assert _logins(db, world) == before
 
 
 def test_a_login_taken_after_the_plan_is_named_as_taken(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = make_world(db, acme_spec(users=[]))
-    owner = authenticate_token(db, world.token("owner"))
-    eng = world.departments["eng"]
-    before = _logins(db, world)
-    done = _meanwhile(monkeypatch, lambda: _add(db, owner, _command(eng, "first.come")))
-    cmd = _command(eng, "first.come")
-    with pytest.raises(DomainError) as refused:
-        _add(db, owner, cmd)
-    assert done == ["changed"]
-    assert refused.value.code is ErrorCode.LOGIN_TAKEN
-    assert refused.value.parameter == "login"
+    def first_come(db: Database, owner: Actor, department_id: str) -> str:
+        return _add(db, owner, _command(department_id, "first.come"))
+
+    world, cmd, refused, before = _add_after(db, monkeypatch, "eng", "first.come", first_come)
+    assert refused.code is ErrorCode.LOGIN_TAKEN
+    assert refused.parameter == "login"
     assert _logins(db, world) == sorted([*before, "first.come"])
     with db.read() as conn:
         count = conn.execute(
