@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +24,28 @@ def _serve_config(tmp_path: Path, port: int = 0) -> Config:
     return Config("learndir.api.app:create_app", **server_options(settings, "127.0.0.1", port, 1))
 
 
-def _run_on(config: Config, main: Callable[[asyncio.AbstractEventLoop], object]) -> object:
+def _run_on(config: Config, main: Callable[[asyncio.AbstractEventLoop], object]) -> None:
+    """`main(loop)` on a new loop of the kind `config` makes, in a thread of its own (a test
+    before may have left a loop running in this one, as Playwright's sync API does)."""
     factory = config.get_loop_factory()
     assert factory is not None
-    loop = factory()
-    try:
-        return loop.run_until_complete(main(loop))  # type: ignore[arg-type]
-    finally:
-        loop.close()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        loop = factory()
+        try:
+            loop.run_until_complete(main(loop))  # type: ignore[arg-type]
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    if failures:
+        raise failures[0]
 
 
 class _Noting(asyncio.Protocol):
