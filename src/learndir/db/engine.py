@@ -502,15 +502,10 @@ def defers(conn: Connection) -> bool:
 
 
 def before_driver_use(conn: Connection) -> None:
-    """Call before using `conn`'s driver connection directly (COPY): inside a request that
-    writes, the waiting writes are sent and the transaction begun first."""
+    """Call before using `conn`'s driver connection directly (PostgreSQL's COPY): inside a
+    request that writes, the waiting inserts are sent and the transaction begun first."""
     unit = _deferring_unit(conn)
-    if unit is None:
-        return
-    if unit.db.is_sqlite:
-        if unit.pending or unit.locked is None:
-            unit.db._sqlite_send_pending(unit)
-    elif unit.pending or not unit.begun:
+    if unit is not None and not unit.db.is_sqlite and (unit.pending or not unit.begun):
         _send_pending(unit, commit=False)
 
 
