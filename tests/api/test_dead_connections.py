@@ -48,15 +48,24 @@ def test_a_dead_connection_is_replaced_without_an_error(
         def read() -> httpx.Response:
             return client.get("/user", params={"logins[]": "owner"}, headers=headers)
 
+        def retries() -> int:
+            return server.log_path.read_text().count("a pooled database connection was dead")
+
         for call in (add, read):
             assert call().is_success  # the server holds a pooled connection now
-            assert _terminate_server_connections(database_url) >= 1
-            # The tests' own pool (shared by the later tests of this process) lost its
-            # connections too: they are dropped, not left for another test to meet.
-            world.db.engine.dispose()
-            response = call()
-            assert response.is_success, response.text
-        # Each request that met a dead connection ran again and succeeded; the server says so.
+            # The pool may also hold connections older than the last one found dead, which
+            # SQLAlchemy replaces silently when they are next checked out: until this kind of
+            # request has met a dead one, its connections are ended again.
+            before = retries()
+            for _attempt in range(5):
+                assert _terminate_server_connections(database_url) >= 1
+                # The tests' own pool (shared by the later tests of this process) lost its
+                # connections too: they are dropped, not left for another test to meet.
+                world.db.engine.dispose()
+                response = call()
+                assert response.is_success, response.text
+                if retries() > before:
+                    break
+            # The request that met a dead connection ran again and succeeded; the server says so.
+            assert retries() > before, call
         assert add().status_code == 201
-    retried = server.log_path.read_text().count("a pooled database connection was dead")
-    assert retried >= 2

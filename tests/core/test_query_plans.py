@@ -196,6 +196,26 @@ def test_add_user_statements_use_the_unique_indexes(never_analysed: World) -> No
         assert not _problems(world.db, plan), (statement, plan)
 
 
+def test_the_token_statement_reads_departments_by_their_key(never_analysed: World) -> None:
+    """The token's statement that also reads the departments an addUser names (PostgreSQL,
+    see core.departments.READ_AHEAD_COLUMN), as a request runs it."""
+    world = never_analysed
+    token = world.token("owner")
+
+    def authenticate() -> None:
+        world.db.run(
+            lambda: authenticate_token(world.db, token, departments=[world.root_id]), writes=True
+        )
+
+    plans = _plans(world.db, _captured(world.db, authenticate))
+    token_plans = [p for s, p in plans if s.startswith("SELECT access_tokens")]
+    assert len(token_plans) == 1, plans
+    if not world.db.is_sqlite:
+        assert "read_ahead" in token_plans[0] and "pk_departments" in token_plans[0]
+    for statement, plan in plans:
+        assert not _problems(world.db, plan), (statement, plan)
+
+
 @pytest.mark.parametrize(
     ("taken", "code", "index"),
     [

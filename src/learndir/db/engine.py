@@ -92,9 +92,20 @@ class _Unit:
     # SQLite: the open transaction (a read snapshot, then the write), the writers' lock held.
     transaction: Any = None
     locked: contextlib.ExitStack | None = None
+    # What one statement of the request read for a later one (see unit_memo).
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 _unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
+
+
+def unit_memo(conn: Connection) -> dict[str, Any] | None:
+    """The request's own memo when `conn` is the connection of the request's unit of work
+    (Database.run), else None: a statement can read ahead for a later one of the same request
+    (addUser's departments with the caller's token) and leave the rows there. It ends with the
+    unit."""
+    unit = _unit.get()
+    return unit.memo if unit is not None and unit.conn is conn else None
 
 
 def normalize_database_url(url: str) -> str:

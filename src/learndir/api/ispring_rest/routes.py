@@ -180,7 +180,10 @@ async def post_user(request: Request) -> Response:
         user_id = add_user(db, actor, cmd, ApiGeneration.REST)
         return user_id, present.user(get_user(db, actor, user_id)) if want_object else None
 
-    user_id, obj = await call(request, work)
+    def named_department(data: dict[str, Any]) -> list[Any]:
+        return [data.get("departmentId", request.headers.get("x-department-id"))]
+
+    user_id, obj = await call(request, work, departments=named_department)
     if obj is not None:
         return profile_response(request, obj, 201)
     return created(request, user_id)

@@ -112,7 +112,7 @@ def add_user_command(request: etree._Element) -> AddUser:
 
 
 def add_user(db: Database, request: etree._Element) -> etree._Element:
-    actor, generation = authenticate(db, request)
+    actor, generation = authenticate(db, request, [parameter(request, "departmentId")])
     user_id = users.add_user(db, actor, add_user_command(request), generation)
     return result("AddUserResult", {"userId": user_id})
 

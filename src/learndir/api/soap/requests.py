@@ -3,6 +3,7 @@ names and shapes the core's commands take."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lxml import etree
@@ -38,9 +39,12 @@ def required(request: etree._Element, name: str) -> str:
     return value.strip()
 
 
-def authenticate(db: Database, request: etree._Element) -> tuple[Actor, ApiGeneration]:
+def authenticate(
+    db: Database, request: etree._Element, departments: Sequence[str | None] = ()
+) -> tuple[Actor, ApiGeneration]:
     """The caller, from `<credentials>` or a top-level `<token>`; a token makes it the newer
-    generation of the API."""
+    generation of the API. `departments`: ids the operation will look up, read with the token
+    where that saves a round trip (see core.auth.authenticate_token)."""
     credentials = request.find(service_tag("credentials"))
     token = parameter(request, "token")
     if credentials is not None:
@@ -49,7 +53,7 @@ def authenticate(db: Database, request: etree._Element) -> tuple[Actor, ApiGener
             raise invalid("token", "differs from credentials.token")
         token = inner_token or token
     if token:
-        return authenticate_token(db, token), ApiGeneration.TOKEN
+        return authenticate_token(db, token, departments=departments), ApiGeneration.TOKEN
     if credentials is None:
         raise DomainError(
             ErrorCode.UNAUTHENTICATED,
