@@ -70,6 +70,11 @@ def _check_depth(root: etree._Element) -> None:
 
 
 def local_name(element: etree._Element) -> str:
+    tag = element.tag
+    if isinstance(tag, str):
+        # "{namespace}name" or "name": what QName(element).localname says, without building a
+        # QName (a SOAP addUser asks this some 30 times; 0.5 against 0.1 us each).
+        return tag.rpartition("}")[2]
     return etree.QName(element).localname
 
 
