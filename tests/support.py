@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from learndir.core.accounts import AccountSpec, create_account
 from learndir.core.auth import create_api_key, issue_token
@@ -235,3 +235,19 @@ def make_world(db: Database, spec: dict[str, Any]) -> World:
         users=created.user_ids,
         passwords=passwords,
     )
+
+
+@contextlib.contextmanager
+def statements_sent(target: Any) -> Iterator[list[str]]:
+    """The SQL statements sent through `target` (an engine or a connection) while the block
+    runs, as the driver receives them."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(target, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(target, "before_cursor_execute", record)

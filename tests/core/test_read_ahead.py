@@ -6,11 +6,10 @@ account."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from learndir.core.auth import authenticate_token
 from learndir.core.errors import DomainError, ErrorCode
@@ -18,22 +17,7 @@ from learndir.core.users.commands import AddUser
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.schema import user_role_departments, users
-from tests.support import World, acme_spec, make_world
-
-
-def _statements(db: Database, call: Callable[[], Any]) -> tuple[Any, list[str]]:
-    """What `call` returns, and the statements it sent."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        result = call()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return result, seen
+from tests.support import World, acme_spec, make_world, statements_sent
 
 
 def _command(department_id: str, **more: Any) -> AddUser:
@@ -76,7 +60,8 @@ def test_the_named_department_is_read_with_the_token(
     token = world.token("owner")
     target = world.departments["sales-eu"]
     cmd = _command(target)
-    user_id, statements = _statements(db, lambda: _request(db, token, cmd, [target]))
+    with statements_sent(db.engine) as statements:
+        user_id = _request(db, token, cmd, [target])
     assert _department_of(db, user_id) == target
     reads = _reads_of_departments(statements)
     if backend == "postgres":

@@ -4,11 +4,8 @@ smart groups, follows the settings version when groups change, and recomputes pe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-from sqlalchemy import Connection, event, select
+from sqlalchemy import select
 
 from learndir.core import groups, smart_groups
 from learndir.core.auth import authenticate_token
@@ -16,21 +13,7 @@ from learndir.core.users.commands import AddUser, parse_command
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.schema import group_members
-from tests.support import acme_spec, make_world
-
-
-@contextmanager
-def counting(conn: Connection) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(conn, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(conn, "before_cursor_execute", record)
+from tests.support import acme_spec, make_world, statements_sent
 
 
 def members(db: Database, group_id: str) -> set[str]:
@@ -59,7 +42,7 @@ def test_no_smart_groups_one_primary_key_read(db: Database) -> None:
     owner = authenticate_token(db, world.token("owner"))
     with db.write() as conn:
         smart_groups.refresh_memberships(conn, owner.account, [world.users["owner"]])  # warm
-        with counting(conn) as statements:
+        with statements_sent(conn) as statements:
             smart_groups.refresh_memberships(conn, owner.account, [world.users["owner"]])
     assert len(statements) == 1
     assert "settings_version" in statements[0]
@@ -100,7 +83,7 @@ def test_membership_follows_rules_and_users(db: Database) -> None:
     in_eng = add_user(db, owner, command(world.departments["eng"]))
     assert members(db, group_id) == {in_eu}
     with db.write() as conn:
-        with counting(conn) as statements:
+        with statements_sent(conn) as statements:
             smart_groups.refresh_memberships(conn, owner.account, [in_eu, in_eng])
         # The settings version, then one DELETE and one INSERT ... SELECT per smart group:
         # set-based, not per user.
