@@ -176,8 +176,11 @@ def test_a_thousand_slow_connections_do_not_starve_a_normal_client(
         )
         assert len(measured) >= 20
         # Measured: every call under 30 ms. The margin is for the suite's other worker, which
-        # shares the 2 cores and can hold a CPU for a moment; none may wait long.
-        assert sum(ms >= 100 for ms in measured) <= len(measured) // 20, measured[-5:]
+        # shares the 2 cores and can hold a CPU for a moment, and for the virtual machine's
+        # host taking a core now and then (seen in CI: 3 calls of 46 at 108-187 ms with the
+        # host stealing CPU); a starved client waits seconds, and none may wait long.
+        assert sum(ms >= 100 for ms in measured) <= len(measured) // 10, measured[-5:]
+        assert measured[len(measured) // 2] < 50, measured[len(measured) // 2]
         assert measured[-1] < 1000, measured[-5:]
     by_kind: dict[str, list[tuple[float, bytes]]] = {}
     for kind, lived, answer in results:
