@@ -18,7 +18,9 @@ from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.common import utcnow
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.origin import Interface, Origin, acting_from
+from learndir.core.users.changes import INACTIVE
 from learndir.core.users.commands import AddUser
+from learndir.core.users.schedules import apply_due_changes
 from learndir.core.users.service import add_user
 from learndir.db.engine import Database
 from learndir.db.migrate import upgrade_database
@@ -374,3 +376,55 @@ def test_scim_lookups_use_keys(never_analysed: World) -> None:
             statement,
             plan,
         )
+
+
+def test_the_scheduler_asks_the_date_indexes(never_analysed: World) -> None:
+    """Whether a scheduled change is due, which every server process asks every half minute,
+    is answered from the dates' own indexes on never-analysed tables, never by reading the whole
+    users table; with nothing due those probes are all it sends. A change that is due is
+    still found and carried out."""
+    world = never_analysed
+    day = utcnow().date()
+
+    def probes(statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+        return [
+            (statement, plan)
+            for statement, plan in _plans(world.db, statements)
+            if "LIMIT" in statement.upper()
+        ]
+
+    idle = _captured(world.db, lambda: apply_due_changes(world.db, day))
+    plans = probes(idle)
+    assert len(plans) == len(idle) == 2, idle
+    for (_statement, plan), index in zip(
+        plans, ("ix_users_deactivate_on", "ix_users_terminate_on"), strict=True
+    ):
+        if world.db.is_sqlite:
+            assert re.search(rf"SEARCH users USING (COVERING )?INDEX {index}\b", plan), plan
+            assert not re.search(r"\bSCAN users\b", plan), plan
+        else:
+            assert f"Index Scan using {index} on users" in plan, plan
+            assert "Seq Scan" not in plan, plan
+
+    user_id = str(uuid.uuid4())
+    with world.db.write() as conn:
+        conn.execute(
+            insert(users).values(
+                id=user_id,
+                account_id=world.account_id,
+                department_id=world.root_id,
+                login=f"due.{user_id[:8]}",
+                login_key=f"due.{user_id[:8]}",
+                status=1,
+                added_at=utcnow(),
+                deactivate_on=day,
+            )
+        )
+    due = _captured(world.db, lambda: apply_due_changes(world.db, day))
+    with world.db.read() as conn:
+        status, pending = conn.execute(
+            select(users.c.status, users.c.deactivate_on).where(users.c.id == user_id)
+        ).one()
+    assert (status, pending) == (INACTIVE, None)
+    for statement, plan in probes(due):
+        assert not re.search(r"Seq Scan on users|\bSCAN users\b", plan), (statement, plan)

@@ -132,19 +132,34 @@ def _apply_in_account(conn: Connection, account_id: str, day: date) -> int:
 
 def apply_due_changes(db: Database, day: date | None = None) -> int:
     """Carries out every scheduled change due on `day` (default today, UTC), one transaction
-    per account. Safe to run from several processes at once."""
+    per account. Safe to run from several processes at once.
+
+    Every server process asks this every half minute, and almost always nothing is due: the
+    question is two index probes (the earliest due row of each date column), never a read of
+    the whole users table, whatever the planner's statistics say (a DISTINCT over both dates
+    read every user on PostgreSQL without statistics: 80-110 ms of its CPU per process and
+    per half minute at 150,000 users)."""
     day = day or today()
-    with db.read() as conn:
-        due_accounts = [
-            r.account_id
-            for r in conn.execute(
-                select(users.c.account_id)
-                .where((users.c.deactivate_on <= day) | (users.c.terminate_on <= day))
-                .distinct()
-            )
-        ]
     changed = 0
-    for account_id in due_accounts:
+    applied: set[str] = set()
+    while (account_id := _next_due_account(db, day, applied)) is not None:
         with db.write() as conn:
             changed += _apply_in_account(conn, account_id, day)
+        # Its due dates are cleared now; skipping it also ends the loop should another
+        # process have set a new one meanwhile (the next run applies that).
+        applied.add(account_id)
     return changed
+
+
+def _next_due_account(db: Database, day: date, skip: set[str]) -> str | None:
+    """An account with a change due on `day`, by the earliest due date of each column: an
+    ORDER BY on the date's own index with LIMIT 1, which reads from that index's start."""
+    with db.read() as conn:
+        for column in (users.c.deactivate_on, users.c.terminate_on):
+            query = select(users.c.account_id).where(column <= day)
+            if skip:
+                query = query.where(users.c.account_id.not_in(sorted(skip)))
+            found = conn.execute(query.order_by(column).limit(1)).scalar()
+            if found is not None:
+                return str(found)
+    return None
