@@ -18,7 +18,7 @@ from learndir.core.auth import authenticate_credentials, authenticate_token
 from learndir.core.common import utcnow
 from learndir.core.errors import DomainError, ErrorCode
 from learndir.core.origin import Interface, Origin, acting_from
-from learndir.core.users.changes import INACTIVE
+from learndir.core.users.changes import ACTIVE, INACTIVE
 from learndir.core.users.commands import AddUser
 from learndir.core.users.schedules import apply_due_changes
 from learndir.core.users.service import add_user
@@ -415,7 +415,7 @@ def test_the_scheduler_asks_the_date_indexes(never_analysed: World) -> None:
                 department_id=world.root_id,
                 login=f"due.{user_id[:8]}",
                 login_key=f"due.{user_id[:8]}",
-                status=1,
+                status=ACTIVE,
                 added_at=utcnow(),
                 deactivate_on=day,
             )
