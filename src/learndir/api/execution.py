@@ -1,29 +1,73 @@
-"""Where a core call runs: inline on the event loop, or in the thread pool.
+"""Where a core call runs: on the event loop (inline on SQLite, in a greenlet on PostgreSQL), or
+in the thread pool.
 
-The core is synchronous. A call that does not hash a password runs inline on the event loop:
-on SQLite its calls are local and take well under a millisecond, and on PostgreSQL a request
-is a few round trips on one pooled connection. A hop to a worker thread costs more CPU than it
-saves (measured: a third of a request's CPU on SQLite; on PostgreSQL, addUser at 32 clients
-went from 341 to 412-517 users/s with 2 processes; see docs/benchmarks.md). While one request
-waits for PostgreSQL its process waits too: `learndir serve` runs a process per core, so the
-cores stay busy. Calls that may hash or verify a password (tens of milliseconds of Argon2) run
-in the thread pool, so they never hold up the other requests of their process.
+The core is synchronous. A call that does not hash a password runs on the event loop's thread:
+a hop to a worker thread costs more CPU than it saves (measured: a third of a request's CPU on
+SQLite; on PostgreSQL, addUser at 32 clients went from 341 to 412-517 users/s with 2 processes,
+and a thread pool tried again later lost to the inline call; see docs/benchmarks.md).
+
+- SQLite: inline. Its calls are local and take well under a millisecond; nothing waits.
+- PostgreSQL: in a greenlet (`sqlalchemy.util.greenlet_spawn`), so that while one request
+  waits for PostgreSQL's answer the loop serves the process's other requests: the statements
+  are the same synchronous calls, and the connection waits in the loop (db/engine.py,
+  `_LoopWaitingConnection`). Inline, the whole process waited for each round trip: a commit
+  slow to reach the disk or a statement waiting for a lock held up every request of the
+  process (the 150-400 ms pauses of both processes seen at load). At most `slots(db)` requests
+  of a process wait side by side; each holds a pooled connection and may take a second one (a
+  token's last-use time is written apart).
+
+Calls that may hash or verify a password (tens of milliseconds of Argon2) run in the thread
+pool, so they never hold up the other requests of their process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy.util.concurrency import greenlet_spawn
 from starlette.concurrency import run_in_threadpool
+
+from learndir.db.engine import Database
 
 T = TypeVar("T")
 
+# One semaphore per event loop and database (a test process runs several of each).
+_slots: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Database, asyncio.Semaphore]
+] = weakref.WeakKeyDictionary()
 
-async def call_core(work: Callable[[], T], *, may_hash: bool) -> T:
-    if not may_hash:
+
+def slots(db: Database) -> int:
+    """How many of a process's requests may wait for PostgreSQL side by side: a few, so that
+    one waiting (for a lock, a slow commit) leaves others running. More gained nothing
+    measurable at 32 clients on 2 cores and cost PostgreSQL more CPU (docs/benchmarks.md). Each
+    may hold two connections (see the module's account), which a pool sized to the threads
+    holds with room left for them; a smaller pool makes them queue in the loop
+    (db/engine.py, `_LoopSharingPool`)."""
+    return min(_MAX_SLOTS, max(1, db.pool_size // 2))
+
+
+_MAX_SLOTS = 4
+
+
+def _semaphore(db: Database) -> asyncio.Semaphore:
+    per_db = _slots.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    semaphore = per_db.get(db)
+    if semaphore is None:
+        semaphore = per_db[db] = asyncio.Semaphore(slots(db))
+    return semaphore
+
+
+async def call_core(db: Database, work: Callable[[], T], *, may_hash: bool) -> T:
+    if may_hash:
+        return await run_in_threadpool(work)
+    if db.is_sqlite:
         return work()
-    return await run_in_threadpool(work)
+    async with _semaphore(db):
+        return await greenlet_spawn(work)
 
 
 def body_may_carry_password(body: bytes) -> bool:

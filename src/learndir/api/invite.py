@@ -155,7 +155,7 @@ async def submit(request: Request, token: str) -> HTMLResponse:
         # The link is read here only to show the form again; accept() reads it itself.
         if problem is not None:
             return _form_again(request, db, token, problem)
-        done = await call_core(lambda: service.accept(db, token, password), may_hash=True)
+        done = await call_core(db, lambda: service.accept(db, token, password), may_hash=True)
     except DomainError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             return _not_found(request)

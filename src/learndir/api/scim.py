@@ -149,7 +149,7 @@ async def _run(
             return work(_Call(db, caller.actor, caller.invite, body, password_hash))
 
         return await call_core(
-            lambda: db.run(unit, writes=writes, hashes=may_hash), may_hash=may_hash
+            db, lambda: db.run(unit, writes=writes, hashes=may_hash), may_hash=may_hash
         )
     except DomainError as exc:
         return domain_error_response(exc)

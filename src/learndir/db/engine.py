@@ -30,6 +30,13 @@ nor costs a round trip of its own:
 No PostgreSQL connection is pinged on checkout; one found dead before anything was committed
 makes the request run again, once, on a fresh connection.
 
+A PostgreSQL request run by `api.execution.call_core` runs in a greenlet of its own on the
+server's event loop: its statements are the same synchronous calls, but while one waits for
+PostgreSQL's answer the loop serves the process's other requests (`_LoopWaitingConnection`), and
+a checkout from an exhausted pool waits the same way (`_LoopSharingPool`) instead of blocking
+the thread that the connections' holders need in order to finish. Outside such a greenlet (the
+delivery worker's thread, the CLI, the thread pool) both behave as before.
+
 SQLite writers take the database lock at the start of the transaction (BEGIN IMMEDIATE). Inside
 one process they queue on a lock first, and across processes on an advisory file lock, so
 concurrent writers wait in line instead of sleeping in SQLite's busy handler.
@@ -37,6 +44,7 @@ concurrent writers wait in line instead of sleeping in SQLite's busy handler.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
@@ -52,10 +60,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.waiting
+from psycopg.abc import PQGen
 from sqlalchemy import Connection, Engine, Table, Update, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from learndir.db.bulk import insert_many, sqlite_execute, sqlite_insert
 
@@ -121,6 +132,7 @@ class Database:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.pool_size = pool_size
         self._write_lock = threading.Lock()
         self._lock_file: Any = None
         self._checkpointer: _Checkpointer | None = None
@@ -132,6 +144,7 @@ class Database:
             # are opened when needed. No ping on checkout: see run().
             self.engine = create_engine(
                 self.url,
+                poolclass=_LoopSharingPool,
                 pool_size=pool_size,
                 max_overflow=4,
                 pool_pre_ping=False,
@@ -141,6 +154,7 @@ class Database:
                 connect_args={"connect_timeout": 10},
             )
             event.listen(self.engine, "before_cursor_execute", _before_statement)
+            event.listen(self.engine, "do_connect", _connect_waiting_in_loop)
 
     def _sqlite_engine(self, path: str) -> Engine:
         if not path or path == ":memory:":
@@ -759,6 +773,74 @@ def _passive(connection: sqlite3.Connection) -> int:
     """A PASSIVE checkpoint; the frames the log held."""
     (_busy, frames, _copied) = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(frames)
+
+
+# ---- PostgreSQL requests that wait in the event loop ------------------------------------
+
+
+RV = TypeVar("RV")
+
+
+class _LoopWaitingConnection(psycopg.Connection[Any]):
+    """psycopg's connection, except that inside a request's greenlet (`in_greenlet()`: the
+    request runs under `sqlalchemy.util.greenlet_spawn`, see api/execution.py) it waits for the
+    server's answer in the event loop, as psycopg's own asyncio connection does, instead of in a
+    blocking poll: the loop serves the process's other requests meanwhile. Everywhere else it
+    waits as psycopg does."""
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        if not in_greenlet():
+            return super().wait(gen, interval, timeout)
+        # Most of psycopg's waits need no I/O (setting autocommit, a rollback with nothing
+        # open): those end here, without a trip through the loop.
+        try:
+            first = next(gen)
+        except StopIteration as done:
+            result: RV = done.value
+            return result
+        return await_(
+            psycopg.waiting.wait_async(
+                _started(first, gen), self.pgconn.socket, interval=interval, timeout=timeout
+            )
+        )
+
+
+def _started(first: Any, gen: PQGen[RV]) -> PQGen[RV]:
+    """`gen` again, its first state already read."""
+    ready = yield first
+    while True:
+        try:
+            state = gen.send(ready)
+        except StopIteration as done:
+            result: RV = done.value
+            return result
+        ready = yield state
+
+
+def _connect_waiting_in_loop(
+    _dialect: Any, _record: Any, cargs: Sequence[Any], cparams: dict[str, Any]
+) -> _LoopWaitingConnection:
+    # Opening the connection itself still blocks (once per pooled connection).
+    return _LoopWaitingConnection.connect(*cargs, **cparams)
+
+
+class _LoopSharingPool(QueuePool):
+    """A QueuePool whose checkout, inside a request's greenlet, never blocks the thread: while
+    every connection is out it lets the event loop run (the requests holding them finish on that
+    same loop, so blocking it would wait for the pool's timeout and fail). Elsewhere it waits
+    as QueuePool does."""
+
+    _RETRY_SECONDS = 0.001
+
+    def __init__(self, creator: Any, pool_size: int = 5, max_overflow: int = 10, **kw: Any) -> None:
+        super().__init__(creator, pool_size=pool_size, max_overflow=max_overflow, **kw)
+        self._capacity = pool_size + max_overflow
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if in_greenlet():
+            while self.checkedout() >= self._capacity:
+                await_(asyncio.sleep(self._RETRY_SECONDS))
+        return super()._do_get()
 
 
 def nullpool_engine(url: str) -> Engine:

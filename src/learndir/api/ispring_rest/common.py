@@ -92,7 +92,9 @@ async def call(
         or "x-password" in request.headers
         or (with_body and body_may_carry_password(await request.body()))
     )
-    return await call_core(lambda: db.run(run, writes=writes, hashes=may_hash), may_hash=may_hash)
+    return await call_core(
+        db, lambda: db.run(run, writes=writes, hashes=may_hash), may_hash=may_hash
+    )
 
 
 def return_object(request: Request) -> bool:

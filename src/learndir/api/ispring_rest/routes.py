@@ -61,7 +61,7 @@ async def token(request: Request) -> Response:
 
     # A sign-in: on SQLite it takes no request-wide write transaction, so that a failure is
     # counted in a transaction of its own (see core.signin) that commits although it is refused.
-    body = await call_core(lambda: db.run(run, writes=True, hashes=True), may_hash=False)
+    body = await call_core(db, lambda: db.run(run, writes=True, hashes=True), may_hash=False)
     accept = request.headers.get("accept", "").lower()
     if "xml" in accept and not wants_json(request):
         return render(request, body)

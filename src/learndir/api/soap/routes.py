@@ -67,7 +67,7 @@ async def soap_post(request: Request) -> Response:
     body = await request.body()
     db = request.app.state.db
     hashes = body_may_carry_password(body)
-    return await call_core(lambda: answer(db, body, hashes), may_hash=hashes)
+    return await call_core(db, lambda: answer(db, body, hashes), may_hash=hashes)
 
 
 def answer(db: Database, body: bytes, hashes: bool = False) -> Response:
