@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.util.concurrency import await_, greenlet_spawn
 
 from learndir.db.engine import _LoopSharingPool
@@ -122,3 +123,43 @@ def test_a_checkout_from_an_exhausted_pool_lets_the_loop_run(backend: str) -> No
         "second has the connection",
         "second gave it back",
     ]
+
+
+def test_a_checkout_that_finds_no_connection_in_time_fails_as_the_pool_would(
+    backend: str,
+) -> None:
+    """The wait in the loop ends at the pool's timeout with the pool's own error, and the loop
+    kept running meanwhile: the holder finished its work."""
+    if backend != "postgres":
+        pytest.skip("the pool of PostgreSQL connections")
+    pool = _LoopSharingPool(
+        lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True),
+        pool_size=1,
+        max_overflow=0,
+        timeout=0.2,
+    )
+    done: list[str] = []
+
+    def holder() -> None:
+        connection: Any = pool.connect()
+        try:
+            await_(asyncio.sleep(1.0))
+            done.append("holder")
+        finally:
+            connection.close()
+
+    def latecomer() -> None:
+        await_(asyncio.sleep(0.01))  # the holder has the connection by now
+        with pytest.raises(PoolTimeoutError, match="no database connection came free"):
+            pool.connect()
+        done.append("latecomer refused")
+
+    async def both() -> None:
+        await asyncio.gather(greenlet_spawn(holder), greenlet_spawn(latecomer))
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, both()).result(timeout=60)
+    finally:
+        pool.dispose()
+    assert done == ["latecomer refused", "holder"]

@@ -42,8 +42,8 @@ _slots: weakref.WeakKeyDictionary[
 
 def slots(db: Database) -> int:
     """How many of a process's requests may wait for PostgreSQL side by side: a few, so that
-    one waiting (for a lock, a slow commit) leaves others running. More gained nothing
-    measurable at 32 clients on 2 cores and cost PostgreSQL more CPU (docs/benchmarks.md). Each
+    one waiting (for a lock, a slow commit) leaves others running. 2, 3, 4 and 8 ran at the same
+    rate at 32 clients on 2 cores (docs/benchmarks.md), and each keeps a session busy. Each
     may hold two connections (see the module's account), which a pool sized to the threads
     holds with room left for them; a smaller pool makes them queue in the loop
     (db/engine.py, `_LoopSharingPool`)."""

@@ -65,6 +65,7 @@ from psycopg.abc import PQGen
 from sqlalchemy import Connection, Engine, Table, Update, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
@@ -838,7 +839,13 @@ class _LoopSharingPool(QueuePool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         if in_greenlet():
+            deadline = time.monotonic() + self.timeout()
             while self.checkedout() >= self._capacity:
+                if time.monotonic() >= deadline:
+                    raise PoolTimeoutError(
+                        f"no database connection came free in {self.timeout():g} s "
+                        f"({self._capacity} in use)"
+                    )
                 await_(asyncio.sleep(self._RETRY_SECONDS))
         return super()._do_get()
 
