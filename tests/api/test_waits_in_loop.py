@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -83,40 +85,53 @@ def test_a_request_waiting_for_a_lock_does_not_hold_up_its_process(
     assert count_users(world.db, world.account_id, login) == 1
 
 
+@contextlib.contextmanager
+def _pool_of_one(timeout: float) -> Iterator[_LoopSharingPool]:
+    pool = _LoopSharingPool(
+        lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True),
+        pool_size=1,
+        max_overflow=0,
+        timeout=timeout,
+    )
+    try:
+        yield pool
+    finally:
+        pool.dispose()
+
+
+def _side_by_side(*calls: Callable[[], None]) -> None:
+    """Each call in a greenlet of its own on one event loop, as requests run on PostgreSQL
+    (api/execution.py). The loop runs in a thread of its own: another test of this process may
+    have left one running in this thread."""
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(greenlet_spawn(call) for call in calls))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, all_of_them()).result(timeout=60)
+
+
 def test_a_checkout_from_an_exhausted_pool_lets_the_loop_run(backend: str) -> None:
     """Two requests' greenlets share a pool of one connection: the second waits in the loop
     until the first, which needs the loop to go on, gives the connection back. A plain
     QueuePool would block the loop's thread until its timeout instead."""
     if backend != "postgres":
         pytest.skip("the pool of PostgreSQL connections")
-    pool = _LoopSharingPool(
-        lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True),
-        pool_size=1,
-        max_overflow=0,
-        timeout=5,
-    )
     order: list[str] = []
+    with _pool_of_one(timeout=5) as pool:
 
-    def request(name: str) -> None:
-        connection: Any = pool.connect()
-        try:
-            order.append(f"{name} has the connection")
-            # Waits in the loop (as a request waiting for PostgreSQL does), holding it.
-            await_(asyncio.sleep(0.05))
-            connection.cursor().execute("SELECT 1")
-        finally:
-            connection.close()
-            order.append(f"{name} gave it back")
+        def request(name: str) -> None:
+            connection: Any = pool.connect()
+            try:
+                order.append(f"{name} has the connection")
+                # Waits in the loop (as a request waiting for PostgreSQL does), holding it.
+                await_(asyncio.sleep(0.05))
+                connection.cursor().execute("SELECT 1")
+            finally:
+                connection.close()
+                order.append(f"{name} gave it back")
 
-    async def both() -> None:
-        await asyncio.gather(greenlet_spawn(request, "first"), greenlet_spawn(request, "second"))
-
-    try:
-        # In a thread of its own: another test of this process may have left a loop running.
-        with concurrent.futures.ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, both()).result(timeout=60)
-    finally:
-        pool.dispose()
+        _side_by_side(lambda: request("first"), lambda: request("second"))
     assert order == [
         "first has the connection",
         "first gave it back",
@@ -132,34 +147,22 @@ def test_a_checkout_that_finds_no_connection_in_time_fails_as_the_pool_would(
     kept running meanwhile: the holder finished its work."""
     if backend != "postgres":
         pytest.skip("the pool of PostgreSQL connections")
-    pool = _LoopSharingPool(
-        lambda: psycopg.connect(PG_ADMIN_URL, autocommit=True),
-        pool_size=1,
-        max_overflow=0,
-        timeout=0.2,
-    )
     done: list[str] = []
+    with _pool_of_one(timeout=0.2) as pool:
 
-    def holder() -> None:
-        connection: Any = pool.connect()
-        try:
-            await_(asyncio.sleep(1.0))
-            done.append("holder")
-        finally:
-            connection.close()
+        def holder() -> None:
+            connection: Any = pool.connect()
+            try:
+                await_(asyncio.sleep(1.0))
+                done.append("holder")
+            finally:
+                connection.close()
 
-    def latecomer() -> None:
-        await_(asyncio.sleep(0.01))  # the holder has the connection by now
-        with pytest.raises(PoolTimeoutError, match="no database connection came free"):
-            pool.connect()
-        done.append("latecomer refused")
+        def latecomer() -> None:
+            await_(asyncio.sleep(0.01))  # the holder has the connection by now
+            with pytest.raises(PoolTimeoutError, match="no database connection came free"):
+                pool.connect()
+            done.append("latecomer refused")
 
-    async def both() -> None:
-        await asyncio.gather(greenlet_spawn(holder), greenlet_spawn(latecomer))
-
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, both()).result(timeout=60)
-    finally:
-        pool.dispose()
+        _side_by_side(holder, latecomer)
     assert done == ["latecomer refused", "holder"]
