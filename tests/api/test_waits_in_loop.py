@@ -3,7 +3,7 @@ its other requests meanwhile (api/execution.py, db/engine.py `_LoopWaitingConnec
 request that needs a pooled connection while all are out waits for one without stopping the
 event loop that the holders need to finish (`_LoopSharingPool`). Against a real server and a
 real PostgreSQL; nothing here depends on timing: the blocked request is seen waiting for its
-lock in pg_stat_activity before the other request is sent."""
+lock in pg_locks before the other request is sent."""
 
 from __future__ import annotations
 
