@@ -6,9 +6,12 @@ and locks are held until the end."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -20,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    event,
     insert,
     select,
     text,
@@ -27,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
+from learndir.api.execution import call_core
 from learndir.db.engine import Database, defer_insert, defer_update
 
 _metadata = MetaData()
@@ -362,3 +367,95 @@ def test_sqlite_write_checked_by_writes_takes_the_lock_when_its_writes_are_sent(
             return db._write_lock.locked()
 
     assert db.run(plain, writes=True) is True
+
+
+def _as_requests(db: Database, *works: Callable[[], object]) -> list[object]:
+    """Each of `works` run as a request of one server process (api.execution.call_core, no
+    password) all at once on one event loop: their outcomes, a result or the exception. The
+    loop runs in a thread of its own: another test of this process may have left one running
+    in this thread."""
+
+    async def all_of_them() -> list[object]:
+        calls = (
+            call_core(db, functools.partial(db.run, work, writes=True), may_hash=False)
+            for work in works
+        )
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, all_of_them()).result(timeout=60)
+
+
+def test_requests_on_one_loop_commit_together_and_a_refusal_fails_only_its_own(
+    db: Database, tables: None, backend: str
+) -> None:
+    """Four requests at once in one process, each adding a row and taking one of the
+    counter's 2 places: the first two are committed; the third's name is taken by the first
+    (told as its own refusal says, reading on its own connection); the fourth finds no place
+    left. The writes that waited to the end go in one group commit: one COMMIT for the
+    process's requests whose work ended in the same turn of its event loop."""
+    if backend != "sqlite":
+        pytest.skip(
+            "PostgreSQL has no group commit; its requests race (tests/api/test_concurrency)"
+        )
+    with db.write() as conn:
+        conn.execute(sql_update(counter).values(cap=2))
+
+    def add(row_id: int, name: str) -> Callable[[], int]:
+        def work() -> int:
+            with db.write(checked_by_writes=True) as conn:
+
+                def taken(_exc: IntegrityError) -> Exception:
+                    holder = conn.execute(select(rows.c.id).where(rows.c.name == name))
+                    return Refused(f"{name} is taken by {holder.scalar_one()}")
+
+                defer_insert(conn, rows, [{"id": row_id, "name": name}], on_integrity_error=taken)
+                defer_update(
+                    conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+                )
+            return row_id
+
+        return work
+
+    commits: list[object] = []
+    counted = commits.append
+    event.listen(db.engine, "commit", counted)
+    try:
+        outcomes = _as_requests(db, add(1, "anna"), add(2, "bo"), add(3, "anna"), add(4, "cy"))
+    finally:
+        event.remove(db.engine, "commit", counted)
+    assert outcomes[:2] == [1, 2]
+    assert [str(o) for o in outcomes[2:]] == ["anna is taken by 1", "full"]
+    assert all(isinstance(o, Refused) for o in outcomes[2:])
+    assert _names(db) == ["anna", "bo"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 2
+    assert len(commits) == 1
+
+
+def test_a_request_that_takes_the_writers_turn_itself_commits_on_its_own(
+    db: Database, tables: None, backend: str
+) -> None:
+    """A request whose writes did not all wait to the end (a write() that needs the latest
+    rows, here a plain one) holds the writers' turn and commits as before, beside a request
+    that waited: both are committed, in two transactions."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no group commit")
+
+    def waited() -> None:
+        with db.write(checked_by_writes=True) as conn:
+            defer_insert(conn, rows, [{"id": 1, "name": "anna"}])
+
+    def plain() -> None:
+        with db.write() as conn:
+            conn.execute(insert(rows).values(id=2, name="bo"))
+
+    commits: list[object] = []
+    counted = commits.append
+    event.listen(db.engine, "commit", counted)
+    try:
+        assert _as_requests(db, waited, plain) == [None, None]
+    finally:
+        event.remove(db.engine, "commit", counted)
+    assert _names(db) == ["anna", "bo"]
+    assert len(commits) == 2

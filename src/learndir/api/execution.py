@@ -1,13 +1,16 @@
-"""Where a core call runs: on the event loop (inline on SQLite, in a greenlet on PostgreSQL), or
-in the thread pool.
+"""Where a core call runs: on the event loop, in a greenlet of its own, or in the thread pool.
 
 The core is synchronous. A call that does not hash a password runs on the event loop's thread:
 a hop to a worker thread costs more CPU than it saves (measured: a third of a request's CPU on
 SQLite; on PostgreSQL, addUser at 32 clients went from 341 to 412-517 users/s with 2 processes,
 and a thread pool tried again later lost to the inline call; see docs/benchmarks.md).
 
-- SQLite: inline. Its calls are local and take well under a millisecond; nothing waits.
-- PostgreSQL: in a greenlet (`sqlalchemy.util.greenlet_spawn`), so that while one request
+- SQLite: in a greenlet (`sqlalchemy.util.greenlet_spawn`). Its statements are local and take
+  well under a millisecond, so nothing waits for them; what waits is the commit: a request
+  whose writes all waited to its end commits them with the other requests of the process that
+  reached their end in the same turn of the loop, in one transaction (db/engine.py,
+  `Database._join_group`).
+- PostgreSQL: in a greenlet, so that while one request
   waits for PostgreSQL's answer the loop serves the process's other requests: the statements
   are the same synchronous calls, and the connection waits in the loop (db/engine.py,
   `_LoopWaitingConnection`). Inline, the whole process waited for each round trip: a commit
@@ -65,7 +68,7 @@ async def call_core(db: Database, work: Callable[[], T], *, may_hash: bool) -> T
     if may_hash:
         return await run_in_threadpool(work)
     if db.is_sqlite:
-        return work()
+        return await greenlet_spawn(work)
     async with _semaphore(db):
         return await greenlet_spawn(work)
 

@@ -26,6 +26,14 @@ nor costs a round trip of its own:
   checks the unique indexes, foreign keys and the seat counter's guarded update hold again, as
   on PostgreSQL) the turn waits for them, so it holds the inserts and the commit instead
   of the whole request (measured in-process: 0.38 ms held per addUser before, 0.18 after).
+- On SQLite, a request on the server's event loop whose writes all waited to its end gives its
+  connection back and joins the process's next group commit (`_join_group`): the requests
+  whose work ended in the same turn of the loop share one writers' turn, one transaction and
+  one COMMIT, each request's writes in a savepoint of their own, and each is answered once the
+  COMMIT is done. A constraint refusing one request's writes rolls back its savepoint alone;
+  the request then runs again on its own and is refused as it would have been (`_RunAlone`).
+  One COMMIT writes a page that several requests changed once, not once each, and the other
+  processes re-read it once (addUser at 32 clients, 2 processes: see docs/benchmarks.md).
 
 No PostgreSQL connection is pinged on checkout; one found dead before anything was committed
 makes the request run again, once, on a fresh connection.
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import functools
 import logging
@@ -109,6 +118,14 @@ class _Unit:
 
 
 _unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
+# SQLite: whether a request on the event loop may commit in a group (see Database._join_group).
+_grouping: ContextVar[bool] = ContextVar("learndir_sqlite_grouping", default=True)
+
+
+class _RunAlone(Exception):
+    """A SQLite group commit refused one request's writes by a constraint (a login taken
+    meanwhile): the request runs again on its own (Database.run). Telling why may need reads on
+    the request's own connection, given back before the group committed."""
 
 
 def unit_memo(conn: Connection) -> dict[str, Any] | None:
@@ -137,6 +154,10 @@ class Database:
         self._write_lock = threading.Lock()
         self._lock_file: Any = None
         self._checkpointer: _Checkpointer | None = None
+        # SQLite: the requests waiting for each event loop's next group commit.
+        self._groups: dict[
+            asyncio.AbstractEventLoop, list[tuple[list[_Deferred], asyncio.Future[None]]]
+        ] = {}
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database or "")
         else:
@@ -237,7 +258,8 @@ class Database:
         raises. On PostgreSQL a connection that turns out dead before the commit began runs
         `work` again, once, on a fresh one (the dead transaction changed nothing). On SQLite a
         request that `hashes` a password runs without one: its own write() takes the writers'
-        lock only after the hash."""
+        lock only after the hash; a request on the event loop may commit in a group (see
+        _join_group), and one whose writes the group refused runs again on its own."""
         if _unit.get() is not None or (self.is_sqlite and hashes):
             return work()
         for attempt in (1, 2):
@@ -245,6 +267,16 @@ class Database:
             try:
                 with self._unit_of_work(writes) as unit:
                     return work()
+            except _RunAlone:
+                # SQLite: a constraint refused this request's writes in a group commit (and
+                # they were rolled back). On its own, its checks or its writes now meet what
+                # refused them, and tell the caller why as they would have in the first place.
+                token = _grouping.set(False)
+                try:
+                    with self._unit_of_work(writes):
+                        return work()
+                finally:
+                    _grouping.reset(token)
             except DBAPIError as exc:
                 committing = unit is not None and unit.committing
                 if attempt == 2 or not exc.connection_invalidated or committing:
@@ -290,12 +322,18 @@ class Database:
 
     @contextlib.contextmanager
     def _sqlite_unit(self, writes: bool) -> Iterator[_Unit]:
-        """A read snapshot; with `writes`, the write transaction from the first write() on."""
+        """A read snapshot; with `writes`, the write transaction from the first write() on.
+        A request on the event loop (in a greenlet, see api.execution) whose writes all waited
+        to the end (nothing took the writers' turn before) commits them in the process's next
+        group commit (see _join_group), after giving its connection back."""
+        grouped: list[_Deferred] | None = None
         with self.engine.connect() as conn:
             unit = _Unit(self, conn, writes, transaction=conn.begin())
             token = _unit.set(unit)
             try:
                 yield unit
+                if unit.pending and unit.locked is None and in_greenlet() and _grouping.get():
+                    grouped, unit.pending = unit.pending, []
                 if unit.pending:
                     self._sqlite_send_pending(unit)
                 if unit.locked is not None:
@@ -310,6 +348,60 @@ class Database:
                 _unit.reset(token)
                 if unit.locked is not None:
                     unit.locked.close()
+        if grouped is not None:
+            # A violated rule of this request's writes is raised here, as it would be by
+            # _sqlite_send_pending above (a refused insert by run(), see _RunAlone).
+            await_(self._join_group(grouped))
+
+    def _join_group(self, items: list[_Deferred]) -> asyncio.Future[None]:
+        """The future of `items` in the event loop's next group commit, which runs once the loop
+        has run the callbacks ready now (every request whose work reached its end meanwhile
+        joins it): one writers' turn, one transaction and one COMMIT for all of them, each
+        request's writes in a savepoint of their own. A violated rule fails that request alone:
+        its savepoint is rolled back and it learns why (see _RunAlone), the others go on. If
+        the transaction itself fails, every request of the group fails with that error."""
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = []
+            loop.call_soon(self._commit_group, loop, context=contextvars.Context())
+        future: asyncio.Future[None] = loop.create_future()
+        group.append((items, future))
+        return future
+
+    def _commit_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        members = self._groups.pop(loop)
+        outcomes: list[BaseException | None] = []
+        try:
+            with self._sqlite_write() as conn:
+                raw: Any = conn.connection.driver_connection
+                for items, _future in members:
+                    raw.execute("SAVEPOINT member")
+                    try:
+                        self._sqlite_send_items(conn, items, tell=False)
+                    except IntegrityError:
+                        raw.execute("ROLLBACK TO member")
+                        outcomes.append(_RunAlone())
+                    except Exception as exc:
+                        raw.execute("ROLLBACK TO member")
+                        outcomes.append(exc)
+                    else:
+                        outcomes.append(None)
+                    raw.execute("RELEASE member")
+        except BaseException as exc:
+            for _items, future in members:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_items, future), outcome in zip(members, outcomes, strict=True):
+            if future.done():  # the request was cancelled (its writes stand, as after a commit)
+                continue
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
 
     def _sqlite_take_turn(self, unit: _Unit) -> None:
         """Ends the unit's read snapshot and starts its write transaction, after the other
@@ -335,11 +427,18 @@ class Database:
         items, unit.pending = unit.pending, []
         if unit.locked is None:
             self._sqlite_take_turn(unit)
+        self._sqlite_send_items(unit.conn, items)
+
+    @staticmethod
+    def _sqlite_send_items(conn: Connection, items: list[_Deferred], *, tell: bool = True) -> None:
+        """`items` in `conn`'s write transaction. A violated constraint is told as the item
+        says (`on_integrity_error`, which may read on the request's connection), unless not
+        `tell`: then the IntegrityError itself is raised."""
         for item in items:
             try:
-                count = sqlite_execute(unit.conn, item.sql, item.rows)
+                count = sqlite_execute(conn, item.sql, item.rows)
             except IntegrityError as exc:
-                if item.on_integrity_error is None:
+                if item.on_integrity_error is None or not tell:
                     raise
                 raise item.on_integrity_error(exc) from None
             if item.rowcount is not None and count != item.rowcount and item.otherwise:
