@@ -29,11 +29,12 @@ nor costs a round trip of its own:
 - On SQLite, a request on the server's event loop whose writes all waited to its end gives its
   connection back and joins the process's next group commit (`_join_group`): the requests
   whose work ended in the same turn of the loop share one writers' turn, one transaction and
-  one COMMIT, each request's writes in a savepoint of their own, and each is answered once the
-  COMMIT is done. A constraint refusing one request's writes rolls back its savepoint alone;
-  the request then runs again on its own and is refused as it would have been (`_RunAlone`).
-  One COMMIT writes a page that several requests changed once, not once each, and the other
-  processes re-read it once (addUser at 32 clients, 2 processes: see docs/benchmarks.md).
+  one COMMIT, and each is answered once the COMMIT is done. A refusal of one request's writes
+  (a constraint, the seat counter) fails that request alone: the group goes again with a
+  savepoint per request, and a request refused by a constraint runs again on its own and is
+  refused as it would have been (`_RunAlone`). One COMMIT writes a page that several requests
+  changed once, not once each, and the other processes re-read it once (addUser at 32
+  clients, 2 processes: see docs/benchmarks.md).
 
 No PostgreSQL connection is pinged on checkout; one found dead before anything was committed
 makes the request run again, once, on a fresh connection.
@@ -120,6 +121,14 @@ class _Unit:
 _unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
 # SQLite: whether a request on the event loop may commit in a group (see Database._join_group).
 _grouping: ContextVar[bool] = ContextVar("learndir_sqlite_grouping", default=True)
+
+
+class _Refused(Exception):
+    """A group commit's writes were refused for one request (`outcome`: what it is told)."""
+
+    def __init__(self, outcome: Exception) -> None:
+        super().__init__(str(outcome))
+        self.outcome = outcome
 
 
 class _RunAlone(Exception):
@@ -209,6 +218,9 @@ class Database:
             # cache) keep those reads off the read() system call.
             cursor.execute("PRAGMA cache_size=-65536")
             cursor.execute("PRAGMA mmap_size=268435456")
+            # A savepoint's copies of the pages it changes (a group commit's, see _send_group)
+            # in memory, not in a temporary file opened and written for each.
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         @event.listens_for(engine, "before_cursor_execute")
@@ -356,10 +368,10 @@ class Database:
     def _join_group(self, items: list[_Deferred]) -> asyncio.Future[None]:
         """The future of `items` in the event loop's next group commit, which runs once the loop
         has run the callbacks ready now (every request whose work reached its end meanwhile
-        joins it): one writers' turn, one transaction and one COMMIT for all of them, each
-        request's writes in a savepoint of their own. A violated rule fails that request alone:
-        its savepoint is rolled back and it learns why (see _RunAlone), the others go on. If
-        the transaction itself fails, every request of the group fails with that error."""
+        joins it): one writers' turn, one transaction and one COMMIT for all of them. A
+        violated rule fails that request alone and it learns why (see _send_group, _RunAlone);
+        the others are committed. If the transaction itself fails, every request of the group
+        fails with that error."""
         loop = asyncio.get_running_loop()
         group = self._groups.get(loop)
         if group is None:
@@ -371,23 +383,17 @@ class Database:
 
     def _commit_group(self, loop: asyncio.AbstractEventLoop) -> None:
         members = self._groups.pop(loop)
-        outcomes: list[BaseException | None] = []
         try:
-            with self._sqlite_write() as conn:
-                raw: Any = conn.connection.driver_connection
-                for items, _future in members:
-                    raw.execute("SAVEPOINT member")
-                    try:
-                        self._sqlite_send_items(conn, items, tell=False)
-                    except IntegrityError:
-                        raw.execute("ROLLBACK TO member")
-                        outcomes.append(_RunAlone())
-                    except Exception as exc:
-                        raw.execute("ROLLBACK TO member")
-                        outcomes.append(exc)
-                    else:
-                        outcomes.append(None)
-                    raw.execute("RELEASE member")
+            try:
+                outcomes = self._send_group(members, apart=False)
+            except _Refused as refused:
+                # Rolled back. A request alone has its answer; in a group, the others go again
+                # with a savepoint each (rarer than none: a savepoint copies every page it
+                # changes first).
+                if len(members) == 1:
+                    outcomes = [refused.outcome]
+                else:
+                    outcomes = self._send_group(members, apart=True)
         except BaseException as exc:
             for _items, future in members:
                 if not future.done():
@@ -402,6 +408,33 @@ class Database:
                 future.set_result(None)
             else:
                 future.set_exception(outcome)
+
+    def _send_group(
+        self, members: list[tuple[list[_Deferred], asyncio.Future[None]]], *, apart: bool
+    ) -> list[Exception | None]:
+        """The members' writes in one transaction, committed: what each member's came to (None,
+        or the exception to raise in the request). Not `apart`, the first refusal raises
+        _Refused and nothing is committed; `apart`, each member's writes go in a savepoint,
+        rolled back if refused."""
+        outcomes: list[Exception | None] = []
+        with self._sqlite_write() as conn:
+            raw: Any = conn.connection.driver_connection
+            for items, _future in members:
+                if apart:
+                    raw.execute("SAVEPOINT member")
+                try:
+                    self._sqlite_send_items(conn, items, tell=False)
+                except Exception as exc:
+                    outcome = _RunAlone() if isinstance(exc, IntegrityError) else exc
+                    if not apart:
+                        raise _Refused(outcome) from exc
+                    raw.execute("ROLLBACK TO member")
+                    outcomes.append(outcome)
+                else:
+                    outcomes.append(None)
+                if apart:
+                    raw.execute("RELEASE member")
+        return outcomes
 
     def _sqlite_take_turn(self, unit: _Unit) -> None:
         """Ends the unit's read snapshot and starts its write transaction, after the other
