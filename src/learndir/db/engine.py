@@ -387,9 +387,8 @@ class Database:
             try:
                 outcomes = self._send_group(members, apart=False)
             except _Refused as refused:
-                # Rolled back. A request alone has its answer; in a group, the others go again
-                # with a savepoint each (rarer than none: a savepoint copies every page it
-                # changes first).
+                # Rolled back. A request alone has its answer; a group goes again with a
+                # savepoint per request (only now: a savepoint copies each page it changes).
                 if len(members) == 1:
                     outcomes = [refused.outcome]
                 else:
