@@ -47,6 +47,9 @@ def test_an_owner_searches_adds_edits_invites_and_deactivates(
         "link", name="People"
     ).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("People")
+    # Search as you type needs people.js (a deferred script), which may still be loading when
+    # the page is shown: the load event comes after it ran.
+    page.wait_for_load_state()
     rows = page.locator("#people-results tbody tr")
     expect(rows.filter(has_text="bert.anders")).to_have_count(1)
     console.check("people-list")
@@ -73,6 +76,7 @@ def test_an_owner_searches_adds_edits_invites_and_deactivates(
     page.get_by_role("button", name="Deactivate").click()
     expect(page.locator(".notice")).to_have_text("Deactivated 2 people.")
     expect(page).to_have_url(re.compile(r"department="))
+    page.wait_for_load_state()  # the new page's people.js, before the next filter change
     owner = console_sessions.sign_in(console_site.db, people.account_url, "owner", "Demo-Owner-1")[
         1
     ].actor
