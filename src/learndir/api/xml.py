@@ -9,6 +9,7 @@ parser's expansion code.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from lxml import etree
@@ -24,7 +25,7 @@ class XmlRejected(ValueError):
     """The body is not XML we accept; the message says why."""
 
 
-def _parser() -> etree.XMLParser:
+def _new_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -36,10 +37,23 @@ def _parser() -> etree.XMLParser:
     )
 
 
+# One parser per thread (a parser must not parse two documents at once), kept: making one for
+# each request costs more than the parse of a small SOAP request.
+_parsers = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = _new_parser()
+    return parser
+
+
 def parse_xml(body: bytes) -> etree._Element:
     if not body.strip():
         raise XmlRejected("the request body is empty")
-    if _DOCTYPE.search(body) or any(p.search(body) for p in _DOCTYPE16):
+    # A UTF-16 document has NUL bytes (every ASCII character is two bytes, one of them 0).
+    if _DOCTYPE.search(body) or (b"\0" in body and any(p.search(body) for p in _DOCTYPE16)):
         raise XmlRejected("DOCTYPE declarations are not accepted")
     try:
         root = etree.fromstring(body, _parser())
@@ -53,20 +67,23 @@ def parse_xml(body: bytes) -> etree._Element:
     docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise XmlRejected("DOCTYPE declarations are not accepted")
-    for element in root.iter():
-        if not isinstance(element.tag, str):
-            raise XmlRejected("entity references are not accepted")
+    # Comments and processing instructions were dropped by the parser; what is not an element
+    # now is an entity reference.
+    for _entity in root.iter(etree.Entity, etree.Comment, etree.ProcessingInstruction):
+        raise XmlRejected("entity references are not accepted")
     _check_depth(root)
     return root
 
 
 def _check_depth(root: etree._Element) -> None:
-    stack = [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
+    """Level by level: a request of a few elements costs a few list comprehensions."""
+    level = [root]
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             raise XmlRejected(f"the document nests too deeply (depth over {MAX_DEPTH} levels)")
-        stack.extend((child, depth + 1) for child in element)
+        level = [child for element in level for child in element]
+        depth += 1
 
 
 def local_name(element: etree._Element) -> str:

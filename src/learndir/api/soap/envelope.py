@@ -91,10 +91,22 @@ def _response(content: bytes, status: int) -> Response:
     return Response(content, status_code=status, media_type=MEDIA_TYPE)
 
 
-def soap_response(result: etree._Element) -> Response:
-    """A 200 answer carrying `result` (an element of the service namespace) in the Body."""
+def result_body() -> etree._Element:
+    """The Body of a new result envelope: a result built inside it (see results.result) needs no
+    move from a document of its own into the envelope's (lxml copies and re-declares its
+    namespaces on such a move)."""
     envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap=_RESULT_NSMAP)
-    etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body").append(result)
+    return etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+
+
+def soap_response(result: etree._Element) -> Response:
+    """A 200 answer carrying `result` (an element of the service namespace) in the Body: the
+    envelope it was built in (result_body), or a new one."""
+    envelope = result.getroottree().getroot()
+    if envelope is result:
+        body = result_body()
+        body.append(result)
+        envelope = body.getroottree().getroot()
     return _response(_document(envelope), 200)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lxml import etree
 
-from learndir.api.soap.envelope import SERVICE_NS, service_tag
+from learndir.api.soap.envelope import SERVICE_NS, result_body, service_tag
 from learndir.api.soap.schema import SCHEMA_ELEMENT
 
 _XS = "http://www.w3.org/2001/XMLSchema"
@@ -69,8 +69,9 @@ _RESULTS: dict[str, tuple[_Child, ...]] = {
 
 
 def result(name: str, data: dict[str, Any] | None = None) -> etree._Element:
-    """The result element `name` (for example "GetUsersResult") holding `data`."""
-    element = etree.Element(service_tag(name))
+    """The result element `name` (for example "GetUsersResult") holding `data`, in the Body of
+    the envelope that answers it (see envelope.soap_response)."""
+    element = etree.SubElement(result_body(), service_tag(name))
     _fill(element, _RESULTS[name], data or {})
     return element
 

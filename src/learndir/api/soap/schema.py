@@ -84,7 +84,13 @@ def _path(names: list[str]) -> str:
     return ".".join(names)
 
 
+_IN_SERVICE_NS = f"{{{SERVICE_NS}}}"
+
+
 def _check_namespace(element: etree._Element, names: list[str]) -> None:
+    tag = element.tag
+    if not isinstance(tag, str) or not tag.startswith("{") or tag.startswith(_IN_SERVICE_NS):
+        return
     namespace = etree.QName(element).namespace
     if namespace not in (None, SERVICE_NS):
         raise invalid(
@@ -93,19 +99,24 @@ def _check_namespace(element: etree._Element, names: list[str]) -> None:
 
 
 def _normalised_child(
-    element: etree._Element, names: list[str], keep_empty: bool = False
-) -> etree._Element | None:
-    """A copy of `element` in the service namespace, without attributes; None when it is empty
-    (an empty element means an absent parameter) unless `keep_empty`; None when nil."""
+    element: etree._Element, parent: etree._Element, names: list[str], keep_empty: bool = False
+) -> None:
+    """A copy of `element` under `parent`, in the service namespace, without attributes; none
+    when it is empty (an empty element means an absent parameter) unless `keep_empty`; none
+    when nil. Built in place under `parent` (an element made apart and appended would be moved
+    from a document of its own)."""
     _check_namespace(element, names)
     if element.get(_XSI_NIL) in ("true", "1"):
-        return None
-    result = etree.Element(service_tag(local_name(element)))
+        return
+    result = etree.SubElement(parent, service_tag(local_name(element)))
     _copy_children(element, result, names)
     if len(result) == 0 and not (element.text or "").strip():
-        return result if keep_empty else None
-    result.text = element.text
-    return result
+        if not keep_empty:
+            parent.remove(result)
+            return
+    else:
+        result.text = element.text
+    result.tail = element.tail
 
 
 def _copy_children(
@@ -118,10 +129,7 @@ def _copy_children(
         if not isinstance(child.tag, str):
             continue
         name = local_name(child)
-        normalised = _normalised_child(child, [*names, name], name in keep_empty)
-        if normalised is not None:
-            normalised.tail = child.tail
-            target.append(normalised)
+        _normalised_child(child, target, [*names, name], name in keep_empty)
 
 
 def normalise_request(
