@@ -119,6 +119,7 @@ class Bench:
         transport: str = "rest-json",
         duration: int | None = None,
         max_responses: int = 0,
+        attempts: int = 3,
     ) -> LoadResult:
         token = server.token(account["clientId"], account["clientSecret"])
         load: dict[str, Any] = {
@@ -132,7 +133,7 @@ class Bench:
             load["max_responses"] = max_responses
         else:
             load["duration"] = duration or self.args.duration
-        return quiet_load(server, counter, patience=self.args.patience, **load)
+        return quiet_load(server, counter, patience=self.args.patience, attempts=attempts, **load)
 
     def warm(self, server: Server, counter: UserCounter, account: dict[str, str]) -> None:
         for transport in ("rest-json", "soap"):
@@ -263,7 +264,9 @@ class Bench:
                     .where(account_seats.c.account_id == limited["accountId"])
                     .values(seat_limit=limit, active_users=active)
                 )
-            result = self.load(server, counter, limited, max_responses=BURST_SEATS * 3)
+            # Once: the burst takes the free seats, so a run again after a noisy one would find
+            # none left. What it checks is the count, not the speed.
+            result = self.load(server, counter, limited, max_responses=BURST_SEATS * 3, attempts=1)
             with engine.connect() as conn:
                 after = conn.execute(
                     select(func.count())
