@@ -392,12 +392,11 @@ def test_requests_on_one_loop_commit_together_and_a_refusal_fails_only_its_own(
     """Four requests at once in one process, each adding a row and taking one of the
     counter's 2 places: the first two are committed; the third's name is taken by the first
     (told as its own refusal says, reading on its own connection); the fourth finds no place
-    left. The writes that waited to the end go in one group commit: one COMMIT for the
-    process's requests whose work ended in the same turn of its event loop."""
-    if backend != "sqlite":
-        pytest.skip(
-            "PostgreSQL has no group commit; its requests race (tests/api/test_concurrency)"
-        )
+    left. The writes that waited to the end go in one group commit: one transaction for the
+    process's requests whose work ended in the same turn of its event loop. SQLite then
+    commits the group with a savepoint per request (one COMMIT); PostgreSQL's refused
+    transaction leaves nothing, and each request's writes go again on their own (the two
+    admitted: two COMMITs)."""
     with db.write() as conn:
         conn.execute(sql_update(counter).values(cap=2))
 
@@ -430,6 +429,37 @@ def test_requests_on_one_loop_commit_together_and_a_refusal_fails_only_its_own(
     assert _names(db) == ["anna", "bo"]
     with db.read() as conn:
         assert conn.execute(select(counter.c.used)).scalar_one() == 2
+    assert len(commits) == (1 if backend == "sqlite" else 2)
+
+
+def test_requests_on_one_loop_that_are_all_admitted_commit_once(db: Database, tables: None) -> None:
+    """Three requests at once in one process whose writes all waited to the end: one
+    transaction and one COMMIT for the three, on either database, and every row is there."""
+    with db.write() as conn:
+        conn.execute(sql_update(counter).values(cap=3))
+
+    def add(row_id: int, name: str) -> Callable[[], int]:
+        def work() -> int:
+            with db.write(checked_by_writes=True) as conn:
+                defer_insert(conn, rows, [{"id": row_id, "name": name}], on_integrity_error=_taken)
+                defer_update(
+                    conn, _TAKE, {"counter_id": 1}, rowcount=1, otherwise=lambda: Refused("full")
+                )
+            return row_id
+
+        return work
+
+    commits: list[object] = []
+    counted = commits.append
+    event.listen(db.engine, "commit", counted)
+    try:
+        outcomes = _as_requests(db, add(1, "anna"), add(2, "bo"), add(3, "cy"))
+    finally:
+        event.remove(db.engine, "commit", counted)
+    assert outcomes == [1, 2, 3]
+    assert _names(db) == ["anna", "bo", "cy"]
+    with db.read() as conn:
+        assert conn.execute(select(counter.c.used)).scalar_one() == 3
     assert len(commits) == 1
 
 
@@ -438,9 +468,8 @@ def test_a_request_that_takes_the_writers_turn_itself_commits_on_its_own(
 ) -> None:
     """A request whose writes did not all wait to the end (a write() that needs the latest
     rows, here a plain one) holds the writers' turn and commits as before, beside a request
-    that waited: both are committed, in two transactions."""
-    if backend != "sqlite":
-        pytest.skip("PostgreSQL has no group commit")
+    that waited: both are committed, in two transactions. (On PostgreSQL: a request whose
+    transaction began before its end.)"""
 
     def waited() -> None:
         with db.write(checked_by_writes=True) as conn:

@@ -36,6 +36,15 @@ nor costs a round trip of its own:
   changed once, not once each, and the other processes re-read it once (addUser at 32
   clients, 2 processes: see docs/benchmarks.md).
 
+- On PostgreSQL likewise, a request on the event loop whose writes all waited to its end (no
+  statement began its transaction) gives its connection back and joins the process's next
+  group commit (`_join_pg_group`): one committer per process sends the groups one after the
+  other, each in one transaction and one round trip (BEGIN, each request's writes as one
+  statement, COMMIT), and the requests that reach their end while one is sent make up the
+  next. A seat-limited account's counter row is then locked once per group, not once per
+  request (its lock lasts until the COMMIT is on disk). If PostgreSQL refuses the
+  transaction, nothing of it stays, and each request's writes go again on their own.
+
 No PostgreSQL connection is pinged on checkout; one found dead before anything was committed
 makes the request run again, once, on a fresh connection.
 
@@ -77,7 +86,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
-from sqlalchemy.util.concurrency import await_, in_greenlet
+from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 
 from learndir.db.bulk import insert_many, sqlite_execute, sqlite_insert
 
@@ -132,9 +141,9 @@ class _Refused(Exception):
 
 
 class _RunAlone(Exception):
-    """A SQLite group commit refused one request's writes by a constraint (a login taken
-    meanwhile): the request runs again on its own (Database.run). Telling why may need reads on
-    the request's own connection, given back before the group committed."""
+    """A group commit refused one request's writes by a constraint (a login taken meanwhile):
+    the request runs again on its own (Database.run). Telling why may need reads on the
+    request's own connection, given back before the group committed."""
 
 
 def unit_memo(conn: Connection) -> dict[str, Any] | None:
@@ -167,6 +176,9 @@ class Database:
         self._groups: dict[
             asyncio.AbstractEventLoop, list[tuple[list[_Deferred], asyncio.Future[None]]]
         ] = {}
+        # PostgreSQL: the event loops whose group committer runs (see _join_pg_group).
+        self._committers: set[asyncio.AbstractEventLoop] = set()
+        self._committer_tasks: set[asyncio.Task[None]] = set()
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database or "")
         else:
@@ -302,6 +314,7 @@ class Database:
             with self._sqlite_unit(writes) as unit:
                 yield unit
             return
+        grouped: list[_Deferred] | None = None
         with self.engine.connect() as conn:
             # Statement by statement until one writes or locks (see _before_statement).
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -318,19 +331,29 @@ class Database:
                     _rollback(conn)
                     raise
                 unit.committing = True
-                try:
-                    began = _send_pending(unit, commit=True)
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                # SQLAlchemy's transaction ends too (the driver has nothing left to commit), and
-                # what listens for commits (the delivery worker's wake-up) hears this one.
-                if conn.in_transaction():
-                    conn.commit()
-                elif began:
-                    conn.dispatch.commit(conn)
+                if unit.pending and not unit.begun and in_greenlet() and _grouping.get():
+                    # Nothing began its transaction: its writes join the process's next group
+                    # commit, once the connection is back in the pool (see _join_pg_group).
+                    grouped, unit.pending = unit.pending, []
+                else:
+                    try:
+                        began = _send_pending(unit, commit=True)
+                    except BaseException:
+                        _rollback(conn)
+                        raise
+                    # SQLAlchemy's transaction ends too (the driver has nothing left to commit),
+                    # and what listens for commits (the delivery worker's wake-up) hears this
+                    # one.
+                    if conn.in_transaction():
+                        conn.commit()
+                    elif began:
+                        conn.dispatch.commit(conn)
             finally:
                 _unit.reset(token)
+        if grouped is not None:
+            # A refusal of this request's writes is raised here (one by a constraint through
+            # _RunAlone, see Database.run), as _send_pending would have raised it above.
+            await_(self._join_pg_group(grouped))
 
     @contextlib.contextmanager
     def _sqlite_unit(self, writes: bool) -> Iterator[_Unit]:
@@ -434,6 +457,104 @@ class Database:
                 if apart:
                     raw.execute("RELEASE member")
         return outcomes
+
+    def _join_pg_group(self, items: list[_Deferred]) -> asyncio.Future[None]:
+        """PostgreSQL: the future of `items` (a request's writes, none sent yet) in the event
+        loop's next group commit. One committer per loop sends the groups one after the other,
+        each on a connection of its own: every request whose writes reached their end while
+        the last group was sent (or in the same turn of the loop) goes in the next, all in one
+        transaction (BEGIN, each request's writes as one statement, COMMIT, in one round trip).
+        A request is answered once the COMMIT is done. If the transaction is refused (a
+        constraint, the seat counter), each request's writes go again on their own and each
+        learns its own outcome (one refused by a constraint runs again alone, see _RunAlone).
+        One transaction holds the seat counter's row lock once for the whole group, not once
+        per request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._groups.setdefault(loop, []).append((items, future))
+        if loop not in self._committers:
+            self._committers.add(loop)
+            task = loop.create_task(
+                greenlet_spawn(self._pg_commit_groups, loop), context=contextvars.Context()
+            )
+            self._committer_tasks.add(task)
+            task.add_done_callback(self._committer_tasks.discard)
+        return future
+
+    def _pg_commit_groups(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop's committer: sends the waiting group, then the one that gathered
+        meanwhile, until none is waiting."""
+        try:
+            while True:
+                members = self._groups.pop(loop, None)
+                if not members:
+                    return
+                self._pg_commit_group(members)
+        finally:
+            # Members that joined after an exception stopped this committer start the next.
+            self._committers.discard(loop)
+
+    def _pg_commit_group(self, members: list[tuple[list[_Deferred], asyncio.Future[None]]]) -> None:
+        outcomes: list[Exception | None]
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if len(members) == 1:
+                    outcomes = [self._pg_send_alone(conn, members[0][0])]
+                elif self._pg_send_together(conn, [items for items, _future in members]):
+                    outcomes = [None] * len(members)
+                else:
+                    outcomes = [self._pg_send_alone(conn, items) for items, _future in members]
+        except Exception as exc:
+            for _items, future in members:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_items, future), outcome in zip(members, outcomes, strict=True):
+            if future.done():  # the request was cancelled (its writes stand, as after a commit)
+                continue
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
+
+    def _pg_send_together(self, conn: Connection, groups: list[list[_Deferred]]) -> bool:
+        """Every request's writes in one transaction, committed: True. False when PostgreSQL
+        refused the transaction (rolled back; nothing of it stays). A connection that failed
+        raises, as any statement's would."""
+        raw = _raw(conn)
+        statements = [_as_one(items) for items in groups]
+        try:
+            with raw.pipeline():
+                raw.execute("BEGIN", prepare=False)
+                for sql, params in statements:
+                    raw.execute(sql, params)
+                raw.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            if raw.closed or raw.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN:
+                conn.invalidate()
+                raise DBAPIError("COMMIT", None, exc) from None
+            _rollback(conn)
+            return False
+        conn.dispatch.commit(conn)
+        return True
+
+    def _pg_send_alone(self, conn: Connection, items: list[_Deferred]) -> Exception | None:
+        """One request's writes on their own, as its unit of work would have sent them: None,
+        or what refused them (_RunAlone for a constraint: telling why may read on the request's
+        connection, which went back to the pool). A connection that failed raises."""
+        unit = _Unit(self, conn, True, committing=True, pending=list(items))
+        try:
+            began = _send_pending(unit, commit=True, tell=False)
+        except DBAPIError:
+            _rollback(conn)
+            raise
+        except Exception as exc:
+            _rollback(conn)
+            return exc
+        if began:
+            conn.dispatch.commit(conn)
+        return None
 
     def _sqlite_take_turn(self, unit: _Unit) -> None:
         """Ends the unit's read snapshot and starts its write transaction, after the other
@@ -709,14 +830,14 @@ def _raw(conn: Connection) -> psycopg.Connection[Any]:
     return raw
 
 
-def _send_pending(unit: _Unit, *, commit: bool) -> bool:
+def _send_pending(unit: _Unit, *, commit: bool, tell: bool = True) -> bool:
     """Sends BEGIN (if not yet sent), the waiting statements and, with `commit`, COMMIT, in one
     pipeline: one round trip. A violated constraint is raised as its insert asked. Returns
     whether a transaction was begun."""
     items, unit.pending = unit.pending, []
     if not items and not unit.begun and commit:
         return False  # nothing was written: nothing to commit
-    if commit and not unit.begun and _send_as_one(unit, items):
+    if commit and not unit.begun and _send_as_one(unit, items, tell=tell):
         return True
     raw = _raw(unit.conn)
     current: _Deferred | None = None
@@ -743,16 +864,12 @@ def _send_pending(unit: _Unit, *, commit: bool) -> bool:
             raw.execute("COMMIT", prepare=False)
         return True
     except psycopg.Error as exc:
-        raise _refusal(unit, items, exc, current, items[0].sql if items else "COMMIT") from None
+        sql = items[0].sql if items else "COMMIT"
+        raise _refusal(unit, items, exc, current, sql, tell=tell) from None
 
 
-def _send_as_one(unit: _Unit, items: list[_Deferred]) -> bool:
-    """The request's writes, when nothing began its transaction, as ONE statement on the
-    autocommitting connection (see _one_statement): atomic on its own, so it needs neither BEGIN
-    nor COMMIT, and PostgreSQL prepares it like any other. Returns False, having changed
-    nothing, when a row count was not the one required: the pipeline then runs the same writes
-    again in their order, and names the refusal exactly as it always does (the row count, or a
-    violated constraint of an insert that comes first)."""
+def _as_one(items: list[_Deferred]) -> tuple[str, list[Any]]:
+    """`items` as ONE statement and its parameters (see _one_statement)."""
     sql, names = _one_statement(tuple((item.sql, len(item.rows), item.rowcount) for item in items))
     params = [
         row[name]
@@ -760,21 +877,41 @@ def _send_as_one(unit: _Unit, items: list[_Deferred]) -> bool:
         for row in item.rows
         for name in item_names
     ]
+    return sql, params
+
+
+def _send_as_one(unit: _Unit, items: list[_Deferred], *, tell: bool = True) -> bool:
+    """The request's writes, when nothing began its transaction, as ONE statement on the
+    autocommitting connection (see _one_statement): atomic on its own, so it needs neither BEGIN
+    nor COMMIT, and PostgreSQL prepares it like any other. Returns False, having changed
+    nothing, when a row count was not the one required: the pipeline then runs the same writes
+    again in their order, and names the refusal exactly as it always does (the row count, or a
+    violated constraint of an insert that comes first)."""
+    sql, params = _as_one(items)
     try:
         _raw(unit.conn).execute(sql, params)
         return True
     except psycopg.errors.DivisionByZero:
         return False  # a row count was refused (see _one_statement); nothing was written
     except psycopg.Error as exc:
-        raise _refusal(unit, items, exc, None, sql) from None
+        raise _refusal(unit, items, exc, None, sql, tell=tell) from None
 
 
 def _refusal(
-    unit: _Unit, items: list[_Deferred], exc: psycopg.Error, current: _Deferred | None, sql: str
+    unit: _Unit,
+    items: list[_Deferred],
+    exc: psycopg.Error,
+    current: _Deferred | None,
+    sql: str,
+    *,
+    tell: bool = True,
 ) -> Exception:
     """What sending `items` failing with `exc` means to the caller: a violated constraint as the
-    insert of its table asked (else IntegrityError); any other error wrapped as SQLAlchemy
-    would, and a connection found dead invalidated (see Database.run)."""
+    insert of its table asked (else IntegrityError), or, not `tell`, _RunAlone (the request
+    runs again on its own, see Database.run); any other error wrapped as SQLAlchemy would, and
+    a connection found dead invalidated (see Database.run)."""
+    if isinstance(exc, psycopg.IntegrityError) and not tell:
+        return _RunAlone()
     if isinstance(exc, psycopg.IntegrityError):
         failed = next((i for i in items if i.table == exc.diag.table_name), current)
         error = IntegrityError(failed.sql if failed else sql, None, exc)
