@@ -17,8 +17,8 @@ on the same cores as the server):
 
 With --repeat N every throughput figure is the median of N runs. This virtual machine's speed
 drifts from one minute to the next, so what is compared is measured round-robin: plain,
-seat-limited and SOAP runs take turns on one server, and the servers of 1 to 4 processes (and
-the default) all run at once, idle but for the one under load, taking turns too. --write-docs
+seat-limited and SOAP runs take turns on one server, and servers of 1 to 4 processes (and the
+default) take turns too, each started, warmed and stopped for its run. --write-docs
 replaces this database's section of docs/benchmarks.md (between its markers) with the results,
 the machine, the command and the date.
 """
@@ -26,7 +26,6 @@ the machine, the command and the date.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import functools
 import sys
@@ -135,6 +134,14 @@ class Bench:
             load["duration"] = duration or self.args.duration
         return quiet_load(server, counter, patience=self.args.patience, attempts=attempts, **load)
 
+    def load_started(
+        self, url: str, workers: int | None, counter: UserCounter, account: dict[str, str]
+    ) -> LoadResult:
+        """A server of `workers` processes started for this run, warmed, loaded and stopped."""
+        with self.server(url, workers) as server:
+            self.warm(server, counter, account)
+            return self.load(server, counter, account)
+
     def warm(self, server: Server, counter: UserCounter, account: dict[str, str]) -> None:
         for transport in ("rest-json", "soap"):
             self.load(server, counter, account, clients=8, transport=transport, duration=2)
@@ -182,23 +189,18 @@ class Bench:
                     single = self.load(server, counter, account, clients=1)
                     detail("REST JSON, 2 processes, 1 client", single)
                     held = self.seat_burst(url, server, limited, limited_counter)
-                # Process counts: learndir serve's default against 1 to 4, all running.
-                with contextlib.ExitStack() as stack:
-                    servers = {
-                        ("default" if w is None else str(w)): stack.enter_context(
-                            self.server(url, w)
+                # Process counts: learndir serve's default against 1 to 4, in turns, one server
+                # at a time (a PostgreSQL server process keeps up to THREADS + 4 connections:
+                # twelve processes at once would pass PostgreSQL's default max_connections).
+                by_workers = _round_robin(
+                    self.args.repeat,
+                    {
+                        ("default" if w is None else str(w)): functools.partial(
+                            self.load_started, url, w, counter, account
                         )
                         for w in (None, 1, 2, 3, 4)
-                    }
-                    for server in servers.values():
-                        self.warm(server, counter, account)
-                    by_workers = _round_robin(
-                        self.args.repeat,
-                        {
-                            label: functools.partial(self.load, server, counter, account)
-                            for label, server in servers.items()
-                        },
-                    )
+                    },
+                )
                 for label, measured in by_workers.items():
                     detail(f"REST JSON, {label} process(es), 32 clients", *measured)
                 scale = self.scale(url)
