@@ -386,6 +386,19 @@ def _as_requests(db: Database, *works: Callable[[], object]) -> list[object]:
         return thread.submit(asyncio.run, all_of_them()).result(timeout=60)
 
 
+def _counting_commits(
+    db: Database, *works: Callable[[], object]
+) -> tuple[list[object], list[object]]:
+    """_as_requests, and the commits the database's engine saw meanwhile."""
+    commits: list[object] = []
+    counted = commits.append
+    event.listen(db.engine, "commit", counted)
+    try:
+        return _as_requests(db, *works), commits
+    finally:
+        event.remove(db.engine, "commit", counted)
+
+
 def test_requests_on_one_loop_commit_together_and_a_refusal_fails_only_its_own(
     db: Database, tables: None, backend: str
 ) -> None:
@@ -416,13 +429,9 @@ def test_requests_on_one_loop_commit_together_and_a_refusal_fails_only_its_own(
 
         return work
 
-    commits: list[object] = []
-    counted = commits.append
-    event.listen(db.engine, "commit", counted)
-    try:
-        outcomes = _as_requests(db, add(1, "anna"), add(2, "bo"), add(3, "anna"), add(4, "cy"))
-    finally:
-        event.remove(db.engine, "commit", counted)
+    outcomes, commits = _counting_commits(
+        db, add(1, "anna"), add(2, "bo"), add(3, "anna"), add(4, "cy")
+    )
     assert outcomes[:2] == [1, 2]
     assert [str(o) for o in outcomes[2:]] == ["anna is taken by 1", "full"]
     assert all(isinstance(o, Refused) for o in outcomes[2:])
@@ -449,13 +458,7 @@ def test_requests_on_one_loop_that_are_all_admitted_commit_once(db: Database, ta
 
         return work
 
-    commits: list[object] = []
-    counted = commits.append
-    event.listen(db.engine, "commit", counted)
-    try:
-        outcomes = _as_requests(db, add(1, "anna"), add(2, "bo"), add(3, "cy"))
-    finally:
-        event.remove(db.engine, "commit", counted)
+    outcomes, commits = _counting_commits(db, add(1, "anna"), add(2, "bo"), add(3, "cy"))
     assert outcomes == [1, 2, 3]
     assert _names(db) == ["anna", "bo", "cy"]
     with db.read() as conn:
@@ -479,12 +482,7 @@ def test_a_request_that_takes_the_writers_turn_itself_commits_on_its_own(
         with db.write() as conn:
             conn.execute(insert(rows).values(id=2, name="bo"))
 
-    commits: list[object] = []
-    counted = commits.append
-    event.listen(db.engine, "commit", counted)
-    try:
-        assert _as_requests(db, waited, plain) == [None, None]
-    finally:
-        event.remove(db.engine, "commit", counted)
+    outcomes, commits = _counting_commits(db, waited, plain)
+    assert outcomes == [None, None]
     assert _names(db) == ["anna", "bo"]
     assert len(commits) == 2

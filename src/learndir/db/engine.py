@@ -417,19 +417,11 @@ class Database:
                 else:
                     outcomes = self._send_group(members, apart=True)
         except BaseException as exc:
-            for _items, future in members:
-                if not future.done():
-                    future.set_exception(exc)
+            _settle(members, [exc] * len(members))
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_items, future), outcome in zip(members, outcomes, strict=True):
-            if future.done():  # the request was cancelled (its writes stand, as after a commit)
-                continue
-            if outcome is None:
-                future.set_result(None)
-            else:
-                future.set_exception(outcome)
+        _settle(members, outcomes)
 
     def _send_group(
         self, members: list[tuple[list[_Deferred], asyncio.Future[None]]], *, apart: bool
@@ -506,17 +498,8 @@ class Database:
                 else:
                     outcomes = [self._pg_send_alone(conn, items) for items, _future in members]
         except Exception as exc:
-            for _items, future in members:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_items, future), outcome in zip(members, outcomes, strict=True):
-            if future.done():  # the request was cancelled (its writes stand, as after a commit)
-                continue
-            if outcome is None:
-                future.set_result(None)
-            else:
-                future.set_exception(outcome)
+            outcomes = [exc] * len(members)
+        _settle(members, outcomes)
 
     def _pg_send_together(self, conn: Connection, groups: list[list[_Deferred]]) -> bool:
         """Every request's writes in one transaction, committed: True. False when PostgreSQL
@@ -684,6 +667,20 @@ class Database:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _settle(
+    members: list[tuple[list[_Deferred], asyncio.Future[None]]],
+    outcomes: Sequence[BaseException | None],
+) -> None:
+    """Tells each member of a group commit what its writes came to (None: committed)."""
+    for (_items, future), outcome in zip(members, outcomes, strict=True):
+        if future.done():  # the request was cancelled (its writes stand, as after a commit)
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)
 
 
 def defer_insert(
