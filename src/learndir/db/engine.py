@@ -128,8 +128,9 @@ class _Unit:
 
 
 _unit: ContextVar[_Unit | None] = ContextVar("learndir_unit_of_work", default=None)
-# SQLite: whether a request on the event loop may commit in a group (see Database._join_group).
-_grouping: ContextVar[bool] = ContextVar("learndir_sqlite_grouping", default=True)
+# Whether a request on the event loop may commit in a group (see Database._join_group and
+# _join_pg_group); not when it runs again alone (_RunAlone).
+_grouping: ContextVar[bool] = ContextVar("learndir_grouping", default=True)
 
 
 class _Refused(Exception):
@@ -417,9 +418,7 @@ class Database:
                 else:
                     outcomes = self._send_group(members, apart=True)
         except BaseException as exc:
-            _settle(members, [exc] * len(members))
-            if not isinstance(exc, Exception):
-                raise
+            _fail(members, exc)
             return
         _settle(members, outcomes)
 
@@ -497,8 +496,9 @@ class Database:
                     outcomes = [None] * len(members)
                 else:
                     outcomes = [self._pg_send_alone(conn, items) for items, _future in members]
-        except Exception as exc:
-            outcomes = [exc] * len(members)
+        except BaseException as exc:
+            _fail(members, exc)
+            return
         _settle(members, outcomes)
 
     def _pg_send_together(self, conn: Connection, groups: list[list[_Deferred]]) -> bool:
@@ -681,6 +681,14 @@ def _settle(
             future.set_result(None)
         else:
             future.set_exception(outcome)
+
+
+def _fail(members: list[tuple[list[_Deferred], asyncio.Future[None]]], exc: BaseException) -> None:
+    """Fails every member of a group commit whose commit failed with `exc` (re-raised when it
+    is no Exception: the process is stopping)."""
+    _settle(members, [exc] * len(members))
+    if not isinstance(exc, Exception):
+        raise exc
 
 
 def defer_insert(
@@ -907,9 +915,9 @@ def _refusal(
     insert of its table asked (else IntegrityError), or, not `tell`, _RunAlone (the request
     runs again on its own, see Database.run); any other error wrapped as SQLAlchemy would, and
     a connection found dead invalidated (see Database.run)."""
-    if isinstance(exc, psycopg.IntegrityError) and not tell:
-        return _RunAlone()
     if isinstance(exc, psycopg.IntegrityError):
+        if not tell:
+            return _RunAlone()
         failed = next((i for i in items if i.table == exc.diag.table_name), current)
         error = IntegrityError(failed.sql if failed else sql, None, exc)
         if failed is not None and failed.on_integrity_error is not None:

@@ -100,14 +100,8 @@ def result_body() -> etree._Element:
 
 
 def soap_response(result: etree._Element) -> Response:
-    """A 200 answer carrying `result` (an element of the service namespace) in the Body: the
-    envelope it was built in (result_body), or a new one."""
-    envelope = result.getroottree().getroot()
-    if envelope is result:
-        body = result_body()
-        body.append(result)
-        envelope = body.getroottree().getroot()
-    return _response(_document(envelope), 200)
+    """A 200 answer: the envelope that `result` (results.result) was built in."""
+    return _response(_document(result.getroottree().getroot()), 200)
 
 
 def _fault_document(
